@@ -1,0 +1,122 @@
+"""The one model class every segzoo architecture is: an encoder, an optional neck, a decode head and auxiliary heads.
+
+Top-level attribute names follow mmsegmentation and the official SegFormer code (``backbone``, ``neck``,
+``decode_head``, ``auxiliary_head``) so their checkpoints need few renames.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class EncoderDecoder(nn.Module):
+    """Semantic segmentation model: ``model(x)`` maps B×3×H×W images to B×K×H×W logits.
+
+    Auxiliary heads only run through :meth:`forward_with_aux`, which training code calls; ``model(x)`` never
+    returns them, in train or eval mode.
+
+    Args:
+        backbone: Encoder returning a list of NCHW feature maps (``backbone.out_channels`` describes them).
+        decode_head: Head taking that list (or the neck's) and returning logits at some stride.
+        neck: Optional module between backbone and heads (SETR-MLA).
+        auxiliary_heads: Extra heads used for auxiliary losses during training.
+        aux_weights: Loss weight of each auxiliary head.
+        pad_to_multiple: Pad the input (right and bottom, zeros) to a multiple of this before the backbone and crop
+            the logits back; ViT encoders need whole patches. 1 means no padding.
+        in_chans: Expected number of input channels.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        decode_head: nn.Module,
+        neck: nn.Module | None = None,
+        auxiliary_heads: list[nn.Module] | None = None,
+        aux_weights: list[float] | None = None,
+        pad_to_multiple: int = 1,
+        in_chans: int = 3,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.decode_head = decode_head
+        self.auxiliary_head = nn.ModuleList(auxiliary_heads or [])
+        self.aux_weights = list(aux_weights or [0.4] * len(self.auxiliary_head))
+        if len(self.aux_weights) != len(self.auxiliary_head):
+            raise ValueError(f"got {len(self.aux_weights)} aux weights for {len(self.auxiliary_head)} auxiliary heads")
+        self.pad_to_multiple = pad_to_multiple
+        self.in_chans = in_chans
+        self.arch_name: str | None = None  # set by create_model
+        self.pretrained_cfg: dict[str, Any] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return self.decode_head.num_classes
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"expected a 4-D float tensor B×{self.in_chans}×H×W, got {shape}")
+        if x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"expected {self.in_chans} input channels (B×{self.in_chans}×H×W), got {x.shape[1]} in shape "
+                f"{tuple(x.shape)}; convert grayscale/RGBA images to RGB first"
+            )
+        if not x.is_floating_point():
+            raise ValueError(f"expected a float tensor (normalised image), got dtype {x.dtype}")
+
+    def extract_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = self.backbone(x)
+        return self.neck(feats) if self.neck is not None else feats
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.pad_to_multiple
+        pad_h, pad_w = (-x.shape[2]) % m, (-x.shape[3]) % m
+        return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+
+    def _to_input_size(self, logits: torch.Tensor, padded: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+        if logits.shape[-2:] != padded:
+            logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
+        return logits[..., : size[0], : size[1]]
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Main logits and one logits map per auxiliary head, all at the input size."""
+        self.check_input(x)
+        size = (x.shape[2], x.shape[3])
+        x = self._pad(x)
+        padded = (x.shape[2], x.shape[3])
+        feats = self.extract_features(x)
+        logits = self._to_input_size(self.decode_head(feats), padded, size)
+        aux = [self._to_input_size(head(feats), padded, size) for head in self.auxiliary_head]
+        return logits, aux
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        size = (x.shape[2], x.shape[3])
+        x = self._pad(x)
+        logits = self.decode_head(self.extract_features(x))
+        return self._to_input_size(logits, (x.shape[2], x.shape[3]), size)
+
+    def class_specific_parameters(self) -> list[str]:
+        """Names of the parameters and buffers whose shape depends on the number of classes.
+
+        Each head lists the submodules or parameters that hold its classes in ``head.classifier_names``.
+        """
+        heads = {"decode_head": self.decode_head} | {f"auxiliary_head.{i}": h for i, h in enumerate(self.auxiliary_head)}
+        prefixes = tuple(f"{p}.{c}" for p, h in heads.items() for c in h.classifier_names)
+        state = self.state_dict(keep_vars=True)
+        return [k for k in state if k.startswith(prefixes)]
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that take no weight decay (position embeddings, tokens), as timm models report them."""
+        names = set()
+        if hasattr(self.backbone, "no_weight_decay"):
+            names |= {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
+        if hasattr(self.decode_head, "no_weight_decay"):
+            names |= {f"decode_head.{n}" for n in self.decode_head.no_weight_decay()}
+        return names & {n for n, _ in self.named_parameters()}  # timm also lists tokens this ViT does not have
+

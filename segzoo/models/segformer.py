@@ -1,0 +1,79 @@
+"""SegFormer's All-MLP decode head, in the layout of the official code and Hugging Face transformers.
+
+Each stage map c_k is projected to C channels by a linear layer (``linear_c{k}.proj``), upsampled to the 1/4 map,
+the four are concatenated in the order c4, c3, c2, c1 and fused by a 1×1 conv + BN + ReLU (``linear_fuse``), then
+classified (``linear_pred``). C = 256 for B0/B1 and 768 for B2–B5.
+
+The forward pass computes exactly that, but in a cheaper order: the per-stage linear layer and the fuse conv's slice
+for that stage are both per-pixel linear maps, and bilinear upsampling is linear per channel and keeps constants
+(its weights sum to one), so they commute. We merge them into one C_k→C map applied at the stage's own resolution,
+upsample the C-channel result and sum, instead of fusing a 4C-channel map at 1/4 resolution.
+
+Paper: SegFormer (arXiv 2105.15203).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvBNReLU
+
+
+class MLP(nn.Module):
+    """Linear projection of an NCHW map's channels (kept as a module for the official key names)."""
+
+    def __init__(self, in_dim: int, out_dim: int, device=None, dtype=None):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, out_dim, device=device, dtype=dtype)
+
+
+class SegformerHead(nn.Module):
+    """All-MLP decoder.
+
+    Args:
+        in_channels: Channels of the four encoder stages (c1…c4).
+        num_classes: Number of classes.
+        channels: Unified MLP width C.
+        dropout: Dropout before the classifier.
+    """
+
+    classifier_names = ("linear_pred",)
+
+    def __init__(
+        self, in_channels: Sequence[int], num_classes: int, channels: int = 256, dropout: float = 0.1,
+        device=None, dtype=None,
+    ):
+        super().__init__()
+        dd = {"device": device, "dtype": dtype}
+        self.num_classes = num_classes
+        self.channels = channels
+        for k, c in enumerate(in_channels, start=1):
+            self.add_module(f"linear_c{k}", MLP(c, channels, **dd))
+        self.num_inputs = len(in_channels)
+        self.linear_fuse = ConvBNReLU(channels * self.num_inputs, channels, 1, **dd)
+        self.dropout = nn.Dropout2d(dropout)
+        self.linear_pred = nn.Conv2d(channels, num_classes, 1, **dd)
+
+    def fused_projection(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of ``linear_c{k}`` followed by the fuse conv's slice for stage k (concat order c4…c1)."""
+        C = self.channels
+        block = self.num_inputs - k  # c4 is block 0 of the concatenation
+        fuse = self.linear_fuse.conv.weight[:, block * C : (block + 1) * C, 0, 0]
+        proj = getattr(self, f"linear_c{k}").proj
+        return fuse @ proj.weight, fuse @ proj.bias
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        size = feats[0].shape[2:]
+        x = None
+        for k, feat in enumerate(feats, start=1):
+            weight, bias = self.fused_projection(k)
+            y = F.conv2d(feat, weight[:, :, None, None], bias)
+            if y.shape[2:] != size:
+                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+            x = y if x is None else x + y
+        x = self.linear_fuse.act(self.linear_fuse.bn(x))
+        return self.linear_pred(self.dropout(x))

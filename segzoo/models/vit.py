@@ -1,0 +1,128 @@
+"""Plain ViT encoder for SETR and Segmenter, and the SETR-Hybrid ResNet-50 + ViT encoder.
+
+Built on timm's ``VisionTransformer`` and keeping its parameter names (``patch_embed.proj``, ``cls_token``,
+``pos_embed``, ``blocks.{i}.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``, ``norm``), so timm / AugReg ImageNet
+weights load without renaming. What segmentation adds:
+- position embeddings resampled to any input grid, with the interpolation the reference code used
+  (mmsegmentation: bicubic; official Segmenter: bilinear), never antialiased;
+- the outputs of the blocks a decoder asks for, as NCHW maps;
+- no class token for SETR-MLA: mmsegmentation's ``with_cls_token=False`` adds the class token's position embedding
+  and drops the token before the first block, which is the same as having none (converters drop both).
+
+Papers: SETR (arXiv 2012.15840), Segmenter (arXiv 2105.05633); ViT (arXiv 2010.11929).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import timm
+import torch
+from timm.layers import resample_abs_pos_embed
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class ViTEncoder(VisionTransformer):
+    """ViT returning the outputs of blocks ``out_indices`` as B×C×(H/p)×(W/p) maps.
+
+    Args:
+        out_indices: Block indices (0-based) whose outputs are returned, in order.
+        img_size: Crop size the position embeddings are stored for (the training crop).
+        class_token: Prepend a class token (never returned).
+        final_norm: Apply the final LayerNorm to the last block's output (Segmenter); SETR has none.
+        pos_embed_interp: Interpolation used to resample position embeddings to another grid.
+        **kwargs: Passed to timm's ``VisionTransformer`` (``patch_size``, ``embed_dim``, ``depth``, ``num_heads``,
+            ``drop_path_rate``, ``device``, ...).
+    """
+
+    def __init__(
+        self,
+        out_indices: Sequence[int],
+        img_size: int = 512,
+        class_token: bool = True,
+        final_norm: bool = False,
+        pos_embed_interp: str = "bicubic",
+        drop_rate: float = 0.0,
+        **kwargs,
+    ):
+        super().__init__(
+            img_size=img_size,
+            num_classes=0,
+            global_pool="",
+            class_token=class_token,
+            final_norm=final_norm,
+            dynamic_img_size=True,
+            pos_drop_rate=drop_rate,
+            **kwargs,
+        )
+        depth = len(self.blocks)
+        if not out_indices or any(i < 0 or i >= depth for i in out_indices):
+            raise ValueError(f"out_indices {tuple(out_indices)} must be block indices in [0, {depth - 1}]")
+        self.out_indices = tuple(out_indices)
+        self.out_channels = [self.embed_dim] * len(self.out_indices)
+        self.pos_embed_interp = pos_embed_interp
+
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepend the class token (if any) and add position embeddings resampled to the grid of ``x`` (B×h×w×C)."""
+        B, H, W, C = x.shape
+        pos_embed = resample_abs_pos_embed(
+            self.pos_embed,
+            new_size=(H, W),
+            old_size=self.patch_embed.grid_size,
+            num_prefix_tokens=self.num_prefix_tokens,
+            interpolation=self.pos_embed_interp,
+            antialias=False,
+        )
+        x = x.reshape(B, H * W, C)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
+        return self.pos_drop(x + pos_embed)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.patch_embed(x)  # B×h×w×C
+        B, h, w, C = x.shape
+        x = self._pos_embed(x)
+        prefix = self.num_prefix_tokens
+        x = self.norm_pre(x)
+        outs, last = [], len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = checkpoint(block, x, use_reentrant=False) if self.grad_checkpointing and self.training else block(x)
+            if i == last:
+                x = self.norm(x)
+            if i in self.out_indices:
+                outs.append(x[:, prefix:].transpose(1, 2).reshape(B, C, h, w))
+        return outs
+
+
+class ResNetPatchEmbed(nn.Module):
+    """SETR-Hybrid's patch embedding: timm ResNet-50 at output stride 16, then a 1×1 projection to the ViT width.
+
+    Called by timm's ``VisionTransformer`` as its ``embed_layer``; returns B×h×w×C like timm's ``PatchEmbed`` with
+    ``dynamic_img_size``.
+    """
+
+    def __init__(self, img_size: int, embed_dim: int, in_chans: int = 3, device=None, dtype=None, **_):
+        super().__init__()
+        self.backbone = timm.create_model(
+            "resnet50", features_only=True, out_indices=(4,), output_stride=16, in_chans=in_chans, pretrained=False
+        ).to(device=device, dtype=dtype)
+        self.proj = nn.Conv2d(self.backbone.feature_info.channels()[-1], embed_dim, 1, device=device, dtype=dtype)
+        self.patch_size = (16, 16)
+        self.grid_size = (img_size // 16, img_size // 16)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+
+    def feat_ratio(self, as_scalar: bool = True) -> int:
+        return 16
+
+    def dynamic_feat_size(self, img_size: tuple[int, int]) -> tuple[int, int]:
+        return -(-img_size[0] // 16), -(-img_size[1] // 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.backbone(x)[-1]).permute(0, 2, 3, 1)
+
+
+def hybrid_vit_encoder(**kwargs) -> ViTEncoder:
+    """SETR-Hybrid encoder: ``ViTEncoder`` whose patch embedding is a ResNet-50 (patch size 16 in effect)."""
+    return ViTEncoder(embed_layer=ResNetPatchEmbed, patch_size=16, **kwargs)

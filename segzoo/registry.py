@@ -1,0 +1,272 @@
+"""The architecture registry: every variant is a row of plain data, and one builder turns a row into a model.
+
+Architecture names (``segformer-b2``, ``segmenter-s16-mask``, ``setr-pup-l16``) are what :func:`create_model` builds
+with fresh weights; checkpoint names (``segformer-b2-ade``) live in ``checkpoints.yaml`` and each names its
+architecture. The two name spaces are never parsed into each other.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from .models.encoder_decoder import EncoderDecoder
+from .models.mit import MixTransformer
+from .models.segformer import SegformerHead
+from .models.segmenter import LinearHead, MaskTransformer
+from .models.setr import MlaNeck, SetrMlaHead, SetrUpHead
+from .models.vit import ViTEncoder, hybrid_vit_encoder
+
+ENCODERS = {"vit": ViTEncoder, "hybrid_vit": hybrid_vit_encoder, "mit": MixTransformer}
+NECKS = {"mla": MlaNeck}
+# decoder name -> (class, whether it reads all feature maps rather than one selected by ``in_index``)
+DECODERS = {
+    "segformer": (SegformerHead, True),
+    "setr_up": (SetrUpHead, False),
+    "setr_mla": (SetrMlaHead, True),
+    "linear": (LinearHead, False),
+    "mask_transformer": (MaskTransformer, False),
+}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture: which encoder, neck, decode head and auxiliary heads, with their arguments."""
+
+    name: str
+    family: str
+    encoder: str
+    encoder_args: dict[str, Any]
+    decoder: str
+    decoder_args: dict[str, Any] = field(default_factory=dict)
+    neck: str | None = None
+    neck_args: dict[str, Any] = field(default_factory=dict)
+    aux_heads: tuple[tuple[str, dict[str, Any]], ...] = ()
+    aux_weight: float = 0.4
+    pad_to_multiple: int = 1
+    paper: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SegFormer: MiT-B0…B5 + All-MLP head (official code's hyperparameters; MLP ratio 4 everywhere, see mit.py).
+MIT_SIZES = {
+    "b0": dict(embed_dims=(32, 64, 160, 256), depths=(2, 2, 2, 2)),
+    "b1": dict(embed_dims=(64, 128, 320, 512), depths=(2, 2, 2, 2)),
+    "b2": dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 6, 3)),
+    "b3": dict(embed_dims=(64, 128, 320, 512), depths=(3, 4, 18, 3)),
+    "b4": dict(embed_dims=(64, 128, 320, 512), depths=(3, 8, 27, 3)),
+    "b5": dict(embed_dims=(64, 128, 320, 512), depths=(3, 6, 40, 3)),
+}
+SEGFORMER_DECODER_WIDTH = {"b0": 256, "b1": 256, "b2": 768, "b3": 768, "b4": 768, "b5": 768}
+
+# ViT sizes (width, depth, heads) used by SETR and Segmenter.
+VIT_SIZES = {"t": (192, 12, 3), "s": (384, 12, 6), "b": (768, 12, 12), "l": (1024, 24, 16)}
+SEGMENTER_PATCHES = (8, 16, 32)
+
+# SETR heads as in the mmsegmentation ADE20K configs (channels 256; aux heads read layers 10, 15, 20 for Naive/PUP,
+# the four neck outputs for MLA).
+SETR_OUT_INDICES = {"naive": (9, 14, 19, 23), "pup": (9, 14, 19, 23), "mla": (5, 11, 17, 23)}
+SETR_UP_HEADS = {  # (decode head args, aux head args)
+    "naive": (dict(num_convs=1, kernel_size=1, up_scale=4), dict(num_convs=2, kernel_size=1, up_scale=4)),
+    "pup": (dict(num_convs=4, kernel_size=3, up_scale=2), dict(num_convs=2, kernel_size=3, up_scale=4)),
+}
+
+
+def _segformer_arch(size: str) -> Arch:
+    return Arch(
+        name=f"segformer-{size}",
+        family="segformer",
+        encoder="mit",
+        encoder_args=dict(MIT_SIZES[size]),
+        decoder="segformer",
+        decoder_args=dict(channels=SEGFORMER_DECODER_WIDTH[size]),
+        paper="SegFormer (arXiv 2105.15203)",
+    )
+
+
+def _segmenter_arch(size: str, patch: int, decoder: str, img_size: int = 512) -> Arch:
+    width, depth, heads = VIT_SIZES[size]
+    vit = dict(
+        img_size=img_size, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads,
+        out_indices=(depth - 1,), final_norm=True, drop_path_rate=0.1,
+    )
+    head = ("linear", {}) if decoder == "linear" else ("mask_transformer", dict(depth=2, num_heads=width // 64))
+    return Arch(
+        name=f"segmenter-{size}{patch}-{decoder}",
+        family="segmenter",
+        encoder="vit",
+        encoder_args=vit,
+        decoder=head[0],
+        decoder_args=head[1],
+        pad_to_multiple=patch,
+        paper="Segmenter (arXiv 2105.05633)",
+    )
+
+
+def _setr_arch(head: str, size: str, img_size: int = 512) -> Arch:
+    width, depth, heads = VIT_SIZES[size]
+    out_indices = SETR_OUT_INDICES[head] if depth == 24 else tuple(i // 2 for i in SETR_OUT_INDICES[head])
+    vit = dict(
+        img_size=img_size, patch_size=16, embed_dim=width, depth=depth, num_heads=heads, out_indices=out_indices,
+        class_token=head != "mla",  # mmseg's SETR-MLA drops the class token before the blocks
+    )
+    if head == "mla":
+        return Arch(
+            name=f"setr-mla-{size}16", family="setr", encoder="vit", encoder_args=vit,
+            neck="mla", neck_args=dict(out_channels=256),
+            decoder="setr_mla", decoder_args=dict(mla_channels=128),
+            aux_heads=tuple(("linear", dict(in_index=i)) for i in range(4)),
+            pad_to_multiple=16, paper="SETR (arXiv 2012.15840)",
+        )
+    main, aux = SETR_UP_HEADS[head]
+    return Arch(
+        name=f"setr-{head}-{size}16", family="setr", encoder="vit", encoder_args=vit,
+        decoder="setr_up", decoder_args=dict(channels=256, in_index=3, **main),
+        aux_heads=tuple(("setr_up", dict(channels=256, in_index=i, **aux)) for i in range(3)),
+        pad_to_multiple=16, paper="SETR (arXiv 2012.15840)",
+    )
+
+
+def _setr_hybrid_arch(img_size: int = 512) -> Arch:
+    naive = _setr_arch("naive", "b", img_size)
+    return Arch(
+        name="setr-hybrid-naive", family="setr", encoder="hybrid_vit",
+        encoder_args={k: v for k, v in naive.encoder_args.items() if k != "patch_size"},
+        decoder=naive.decoder, decoder_args=naive.decoder_args, aux_heads=naive.aux_heads,
+        pad_to_multiple=16, paper="SETR (arXiv 2012.15840), Hybrid: ResNet-50 (output stride 16) + T-Base",
+    )
+
+
+# Tiny variants with the real topologies, for fast tests (timm registers test_vit the same way).
+_TINY_VIT = dict(img_size=64, embed_dim=32, num_heads=2)
+
+
+def _test_archs() -> list[Arch]:
+    segformer = Arch(
+        name="segformer-test", family="segformer", encoder="mit",
+        encoder_args=dict(embed_dims=(8, 16, 24, 32), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2)),
+        decoder="segformer", decoder_args=dict(channels=16), paper="tiny test variant",
+    )
+    segmenter = [
+        Arch(
+            name=f"segmenter-test-{d}", family="segmenter", encoder="vit",
+            encoder_args=dict(_TINY_VIT, patch_size=8, depth=2, out_indices=(1,), final_norm=True),
+            decoder="linear" if d == "linear" else "mask_transformer",
+            decoder_args={} if d == "linear" else dict(depth=2, num_heads=2),
+            pad_to_multiple=8, paper="tiny test variant",
+        )
+        for d in ("linear", "mask")
+    ]
+    setr = []
+    for head in ("naive", "pup", "mla"):
+        real = _setr_arch(head, "l")
+        small_head = dict(real.decoder_args, channels=16) if head != "mla" else dict(mla_channels=8)
+        aux = tuple((kind, dict(args, channels=16) if kind == "setr_up" else args) for kind, args in real.aux_heads)
+        setr.append(
+            Arch(
+                name=f"setr-test-{head}", family="setr", encoder="vit",
+                encoder_args=dict(real.encoder_args, **_TINY_VIT, depth=4, out_indices=(0, 1, 2, 3)),
+                neck=real.neck, neck_args=dict(out_channels=16) if real.neck else {},
+                decoder=real.decoder, decoder_args=small_head, aux_heads=aux,
+                pad_to_multiple=16, paper="tiny test variant",
+            )
+        )
+    return [segformer, *segmenter, *setr]
+
+
+def _all_archs() -> dict[str, Arch]:
+    archs = [_segformer_arch(s) for s in MIT_SIZES]
+    archs += [
+        _segmenter_arch(size, patch, dec) for size in VIT_SIZES for patch in SEGMENTER_PATCHES for dec in ("linear", "mask")
+    ]
+    archs += [_setr_arch(head, size) for head in ("naive", "pup", "mla") for size in ("b", "l")]
+    archs += [_setr_hybrid_arch(), *_test_archs()]
+    return {a.name: a for a in archs}
+
+
+ARCHS: dict[str, Arch] = _all_archs()
+
+
+def list_models(pattern: str | None = None, *, include_test: bool = False) -> list[str]:
+    """Architecture names, optionally filtered by an fnmatch pattern (``"segformer-*"``); tiny ``*-test*``
+    variants are listed only with ``include_test=True`` or a pattern that mentions ``test``."""
+    names = sorted(ARCHS)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    if not include_test and not (pattern and "test" in pattern):
+        names = [n for n in names if "-test" not in n]
+    return names
+
+
+def get_arch(name: str) -> Arch:
+    """The registry row for ``name``; an unknown name raises ``KeyError`` listing the closest names."""
+    if name not in ARCHS:
+        close = difflib.get_close_matches(name, ARCHS, n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise KeyError(f"unknown architecture {name!r}.{hint} See segzoo.list_models() for all names.")
+    return ARCHS[name]
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int = 150,
+    img_size: int | None = None,
+    drop_path_rate: float | None = None,
+    aux_heads: bool = True,
+    in_chans: int = 3,
+    encoder_args: dict[str, Any] | None = None,
+    decoder_args: dict[str, Any] | None = None,
+    neck_args: dict[str, Any] | None = None,
+    device=None,
+    dtype=None,
+) -> EncoderDecoder:
+    """Build architecture ``name`` with fresh weights.
+
+    Args:
+        name: An architecture name from :func:`list_models`.
+        num_classes: Number of output classes.
+        img_size: Crop size the ViT position embeddings are stored for (other sizes are resampled on the fly).
+        drop_path_rate: Encoder stochastic depth.
+        aux_heads: Build the auxiliary heads (SETR). They only run through ``forward_with_aux``.
+        in_chans: Input channels.
+        encoder_args, decoder_args, neck_args: Overrides merged into the registry row (e.g. a narrower
+            ``embed_dim`` for tests).
+        device: Build on this device (``"meta"`` builds without allocating memory).
+
+    Returns:
+        An :class:`~segzoo.models.encoder_decoder.EncoderDecoder`; ``model(x)`` gives B×K×H×W logits.
+    """
+    arch = get_arch(name)
+    dd = {"device": device, "dtype": dtype}
+    enc_args = dict(arch.encoder_args, **(encoder_args or {}), in_chans=in_chans)
+    if img_size is not None:
+        if "img_size" not in enc_args:
+            raise ValueError(f"{name} has no position embeddings to size; img_size does not apply")
+        enc_args["img_size"] = img_size
+    if drop_path_rate is not None:
+        enc_args["drop_path_rate"] = drop_path_rate
+    backbone = ENCODERS[arch.encoder](**enc_args, **dd)
+    channels = list(backbone.out_channels)
+    neck = None
+    if arch.neck:
+        neck = NECKS[arch.neck](channels, **dict(arch.neck_args, **(neck_args or {})), **dd)
+        channels = list(neck.out_channels)
+
+    def build_head(kind: str, args: dict[str, Any]) -> nn.Module:
+        cls, takes_all = DECODERS[kind]
+        in_channels = channels if takes_all else channels[args.get("in_index", -1)]
+        return cls(in_channels, num_classes, **args, **dd)
+
+    decode_head = build_head(arch.decoder, dict(arch.decoder_args, **(decoder_args or {})))
+    aux = [build_head(kind, args) for kind, args in arch.aux_heads] if aux_heads else []
+    model = EncoderDecoder(
+        backbone, decode_head, neck=neck, auxiliary_heads=aux, aux_weights=[arch.aux_weight] * len(aux),
+        pad_to_multiple=arch.pad_to_multiple, in_chans=in_chans,
+    )
+    model.arch_name = name
+    return model

@@ -1,0 +1,11 @@
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_architecture_table_is_current():
+    spec = importlib.util.spec_from_file_location("arch_table", ROOT / "scripts" / "arch_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.arch_table() in (ROOT / "README.md").read_text(), "run python scripts/arch_table.py and update README"
