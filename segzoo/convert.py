@@ -92,3 +92,142 @@ def convert_transformers_segformer(state_dict: Mapping[str, torch.Tensor]) -> St
     sd = {k: v for k, v in state_dict.items() if not k.startswith("classifier.")}
     sd = {("segformer." + k if k.startswith("encoder.") else k): v for k, v in sd.items()}
     return rename_keys(_merge_key_value(sd), _TRANSFORMERS_SEGFORMER_RULES, "transformers SegFormer")
+
+
+# mmsegmentation ViT (SETR, Segmenter) and Segmenter's Mask Transformer head, in mmseg 1.x key names.
+_MMSEG_TRANSFORMER_LAYER = [
+    (r"(.+)\.layers\.(\d+)\.ln1\.(weight|bias)", r"\1.blocks.\2.norm1.\3"),
+    (r"(.+)\.layers\.(\d+)\.ln2\.(weight|bias)", r"\1.blocks.\2.norm2.\3"),
+    (r"(.+)\.layers\.(\d+)\.attn\.attn\.in_proj_(weight|bias)", r"\1.blocks.\2.attn.qkv.\3"),
+    (r"(.+)\.layers\.(\d+)\.attn\.attn\.out_proj\.(weight|bias)", r"\1.blocks.\2.attn.proj.\3"),
+    (r"(.+)\.layers\.(\d+)\.ffn\.layers\.0\.0\.(weight|bias)", r"\1.blocks.\2.mlp.fc1.\3"),
+    (r"(.+)\.layers\.(\d+)\.ffn\.layers\.1\.(weight|bias)", r"\1.blocks.\2.mlp.fc2.\3"),
+]
+_MMSEG_RULES = _MMSEG_TRANSFORMER_LAYER + [
+    (r"backbone\.patch_embed\.projection\.(weight|bias)", r"backbone.patch_embed.proj.\1"),
+    (r"backbone\.(cls_token|pos_embed)", r"backbone.\1"),
+    (r"backbone\.ln1\.(weight|bias)", r"backbone.norm.\1"),
+    (r"decode_head\.dec_proj\.(weight|bias)", r"decode_head.proj_dec.\1"),
+    (r"decode_head\.patch_proj\.weight", "decode_head.proj_patch.weight"),
+    (r"decode_head\.classes_proj\.weight", "decode_head.proj_classes.weight"),
+    # SETR heads, the MLA neck, Segmenter's linear head and the mask head's remaining parts share mmseg's names
+    (r"((?:decode_head|auxiliary_head\.\d+|neck)\..+)", r"\1"),
+]
+
+
+def convert_mmseg(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """An mmsegmentation checkpoint's ``state_dict`` (SETR, Segmenter) → segzoo."""
+    return rename_keys(state_dict, _MMSEG_RULES, "mmsegmentation")
+
+
+# Official Segmenter (rstrudel/segmenter ``checkpoint.pth['model']``): timm names under ``encoder.``/``decoder.``.
+_SEGMENTER_OFFICIAL_RULES = [
+    (r"encoder\.(patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed|norm\.(?:weight|bias))", r"backbone.\1"),
+    (r"encoder\.blocks\.(.+)", r"backbone.blocks.\1"),
+    (r"decoder\.head\.(weight|bias)", r"decode_head.conv_seg.\1"),
+    (r"decoder\.(proj_dec\.(?:weight|bias)|cls_emb|decoder_norm\.(?:weight|bias)|mask_norm\.(?:weight|bias))",
+     r"decode_head.\1"),
+    (r"decoder\.blocks\.(.+)", r"decode_head.blocks.\1"),
+    (r"decoder\.(proj_patch|proj_classes)", r"decode_head.\1.weight"),
+]
+
+
+def convert_segmenter_official(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """Official Segmenter → segzoo: raw [D, D] projections become ``nn.Linear`` weights (transposed), the linear
+    decoder becomes a 1×1 conv, and the encoder's unused ImageNet classifier is dropped."""
+    if "encoder.dist_token" in state_dict:
+        raise ConversionError("DeiT-distilled Segmenter checkpoints (with encoder.dist_token) are not supported yet")
+    sd = {k: v for k, v in state_dict.items() if not k.startswith("encoder.head.")}
+    out = rename_keys(sd, _SEGMENTER_OFFICIAL_RULES, "official Segmenter")
+    for name in ("decode_head.proj_patch.weight", "decode_head.proj_classes.weight"):
+        if name in out:
+            out[name] = out[name].t().contiguous()  # x @ P == Linear(weight=Pᵀ)(x)
+    if out.get("decode_head.conv_seg.weight") is not None and out["decode_head.conv_seg.weight"].ndim == 2:
+        out["decode_head.conv_seg.weight"] = out["decode_head.conv_seg.weight"][:, :, None, None]
+    return out
+
+
+def convert_segformer_official(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """Official SegFormer (NVlabs) → segzoo. Segmentation checkpoints already use our names; the head's unused
+    ``conv_seg`` (a leftover of mmseg's base head) is dropped. ImageNet ``mit_bX.pth`` files get the ``backbone.``
+    prefix and lose their classifier."""
+    if any(k.startswith("backbone.") for k in state_dict):
+        return {k: v for k, v in state_dict.items() if not k.startswith("decode_head.conv_seg.")}
+    return {f"backbone.{k}": v for k, v in state_dict.items() if not k.startswith("head.")}
+
+
+def convert_timm_vit(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """timm / AugReg ImageNet ViT → segzoo encoder keys (``backbone.*``); the classifier is dropped."""
+    skip = ("head.", "fc_norm.", "attn_pool.")
+    return {f"backbone.{k}": v for k, v in state_dict.items() if not k.startswith(skip)}
+
+
+CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
+    "segzoo": dict,
+    "transformers": convert_transformers_segformer,
+    "mmseg": convert_mmseg,
+    "segmenter-official": convert_segmenter_official,
+    "segformer-official": convert_segformer_official,
+    "timm": convert_timm_vit,
+}
+
+
+def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Name the format of an (unwrapped) state dict from the keys it holds."""
+    keys = list(state_dict)
+
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in keys)
+
+    if has("segformer.") or has("decode_head.linear_c.") or has("encoder.patch_embeddings."):
+        return "transformers"
+    if has("encoder.blocks.") and (has("decoder.") or has("encoder.head.")):
+        return "segmenter-official"
+    if has("backbone.layers.") or has("backbone.patch_embed.projection."):
+        return "mmseg"
+    if has("backbone.patch_embed1.") or has("patch_embed1.") or has("block1."):
+        return "segformer-official" if not has("backbone.") or has("decode_head.linear_c1.") else "segzoo"
+    if has("backbone.") and (has("decode_head.") or has("neck.")):
+        return "segzoo"
+    if has("blocks.") and has("patch_embed.proj."):
+        return "timm"
+    raise ConversionError(
+        f"this checkpoint matches no known format (segzoo, transformers, mmseg, official Segmenter/SegFormer, timm); "
+        f"first keys seen: {keys[:8]}"
+    )
+
+
+def unwrap_checkpoint(obj: object) -> Mapping[str, torch.Tensor]:
+    """The state dict inside a loaded checkpoint (``state_dict`` for mmseg/mmengine, ``model`` for Segmenter)."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model", "module"):
+            if key in obj and isinstance(obj[key], Mapping):
+                return unwrap_checkpoint(obj[key])
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors:
+            return tensors
+    raise ConversionError(f"no state dict found in this checkpoint (a {type(obj).__name__})")
+
+
+def adapt_to_model(state_dict: StateDict, model: torch.nn.Module, pos_embed_interp: str = "bicubic") -> StateDict:
+    """Fit encoder tokens to ``model``: drop a class token the model does not have (mmseg SETR-MLA stores one it
+    never uses), and resample position embeddings stored for another grid."""
+    from timm.layers import resample_abs_pos_embed
+
+    sd = dict(state_dict)
+    target = model.state_dict()
+    if "backbone.cls_token" in sd and "backbone.cls_token" not in target:
+        sd.pop("backbone.cls_token")
+        if "backbone.pos_embed" in sd:
+            sd["backbone.pos_embed"] = sd["backbone.pos_embed"][:, 1:]
+    if "backbone.pos_embed" in sd and "backbone.pos_embed" in target:
+        src, dst = sd["backbone.pos_embed"], target["backbone.pos_embed"]
+        if src.shape != dst.shape:
+            prefix = model.backbone.num_prefix_tokens
+            new_grid = model.backbone.patch_embed.grid_size
+            old = int(round((src.shape[1] - prefix) ** 0.5))
+            sd["backbone.pos_embed"] = resample_abs_pos_embed(
+                src, new_size=list(new_grid), old_size=[old, old], num_prefix_tokens=prefix,
+                interpolation=pos_embed_interp, antialias=False,
+            )
+    return sd
