@@ -222,6 +222,7 @@ def create_model(
     encoder_args: dict[str, Any] | None = None,
     decoder_args: dict[str, Any] | None = None,
     neck_args: dict[str, Any] | None = None,
+    pretrained_encoder: bool = False,
     device=None,
     dtype=None,
 ) -> EncoderDecoder:
@@ -236,6 +237,8 @@ def create_model(
         in_chans: Input channels.
         encoder_args, decoder_args, neck_args: Overrides merged into the registry row (e.g. a narrower
             ``embed_dim`` for tests).
+        pretrained_encoder: Initialise the encoder from the ImageNet checkpoint ``checkpoints.yaml`` lists for this
+            architecture (downloaded once; position embeddings resampled to ``img_size``).
         device: Build on this device (``"meta"`` builds without allocating memory).
 
     Returns:
@@ -269,4 +272,11 @@ def create_model(
         pad_to_multiple=arch.pad_to_multiple, in_chans=in_chans,
     )
     model.arch_name = name
+    overrides = dict(img_size=img_size, drop_path_rate=drop_path_rate, encoder_args=encoder_args,
+                     decoder_args=decoder_args, neck_args=neck_args)
+    model.build_args = {k: v for k, v in overrides.items() if v is not None} | ({"in_chans": in_chans} if in_chans != 3 else {})
+    if pretrained_encoder:
+        from .load import load_encoder_weights
+
+        load_encoder_weights(model)
     return model

@@ -11,3 +11,5 @@ import torch  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+from fakehub import fake_hub  # noqa: E402,F401  (the local fake Hugging Face Hub fixture)

@@ -50,7 +50,8 @@ class EncoderDecoder(nn.Module):
             raise ValueError(f"got {len(self.aux_weights)} aux weights for {len(self.auxiliary_head)} auxiliary heads")
         self.pad_to_multiple = pad_to_multiple
         self.in_chans = in_chans
-        self.arch_name: str | None = None  # set by create_model
+        self.arch_name: str | None = None  # set by create_model, with the overrides it used in build_args
+        self.build_args: dict[str, Any] = {}
         self.pretrained_cfg: dict[str, Any] = {}
 
     @property
@@ -100,6 +101,23 @@ class EncoderDecoder(nn.Module):
         x = self._pad(x)
         logits = self.decode_head(self.extract_features(x))
         return self._to_input_size(logits, (x.shape[2], x.shape[3]), size)
+
+    def drop_auxiliary_heads(self) -> None:
+        """Remove the auxiliary heads (they only serve training losses)."""
+        self.auxiliary_head = nn.ModuleList()
+        self.aux_weights = []
+
+    def save_pretrained(self, folder, **kwargs):
+        """Write ``model.safetensors``, ``config.json`` and a model card to ``folder`` (see ``segzoo.hub``)."""
+        from ..hub import save_pretrained
+
+        return save_pretrained(self, folder, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs) -> str:
+        """Save to a temporary folder and upload it to the Hugging Face Hub repository ``repo_id``."""
+        from ..hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
     def class_specific_parameters(self) -> list[str]:
         """Names of the parameters and buffers whose shape depends on the number of classes.

@@ -1,0 +1,587 @@
+"""Downloading checkpoints and publishing models on the Hugging Face Hub.
+
+Read side:
+
+- :func:`download_file` fetches the file of a ``checkpoints.yaml`` row. Hub files go through
+  ``huggingface_hub.hf_hub_download`` (its cache, progress bars, resume, ``HF_HUB_OFFLINE=1``); plain URLs are
+  streamed to a temporary file and renamed into ``<HF_HUB_CACHE>/segzoo-url/<sha256 of the URL>/<file name>``, so a
+  broken download never looks complete. A ``sha256`` from the table is verified on every use.
+- :func:`snapshot` fetches a whole Hub repository (``hf-hub:org/repo``).
+- :func:`read_state_dict` opens a checkpoint file safely: safetensors, or ``torch.load(weights_only=True)``.
+
+Write side: :func:`save_pretrained` writes ``model.safetensors`` + ``config.json`` + a model card, and
+:func:`push_to_hub` uploads that folder.
+
+Failures a user can act on raise :class:`DownloadError` (which URL failed, and how to pass ``checkpoint=`` a local
+file instead), :class:`CorruptedFileError` (which file, delete it and retry) or :class:`UnknownFormatError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from huggingface_hub import HfApi, ModelCard, ModelCardData, constants, hf_hub_download, hf_hub_url, snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import tqdm
+
+from .pretrained import PretrainedCfg, Source
+
+HF_HUB_PREFIX = "hf-hub:"
+STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
+URL_CACHE_FOLDER = "segzoo-url"
+_CHUNK = 1 << 20
+
+# Licence ids the Hub knows; anything else is published as license "other" with license_name.
+_HUB_LICENSES = {"apache-2.0", "mit", "bsd-3-clause", "cc-by-4.0", "cc-by-nc-4.0", "cc-by-sa-4.0", "gpl-3.0", "other"}
+_LICENSE_LINKS = {"nvidia-source-code-license-nc": "https://github.com/NVlabs/SegFormer/blob/master/LICENSE"}
+
+
+class DownloadError(ConnectionError):
+    """A checkpoint could not be downloaded (no network, offline mode, missing repository or file)."""
+
+
+class CorruptedFileError(OSError):
+    """A checkpoint file is truncated, corrupted, or does not match its published sha256."""
+
+
+class UnknownFormatError(ValueError):
+    """A file that segzoo does not know how to read."""
+
+
+class UnsafeCheckpointError(ValueError):
+    """A ``.pth`` file that needs arbitrary Python objects to unpickle; segzoo refuses to run that code."""
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _local_file_hint() -> str:
+    return (
+        "Download the file by other means and pass it as a local file: segzoo.load(name, checkpoint='path/to/file') "
+        "(HF_HUB_OFFLINE=1 uses files already in the cache)."
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Download
+
+
+def parse_hf_hub_id(name: str) -> tuple[str, str | None] | None:
+    """Splits ``"hf-hub:org/repo[@revision]"`` into ``(repo_id, revision)``; ``None`` for anything else.
+
+    Args:
+        name: A model name as given to ``segzoo.load``.
+
+    Returns:
+        ``(repo_id, revision)`` (revision ``None`` when not given), or ``None`` if ``name`` has no ``hf-hub:`` prefix.
+
+    Raises:
+        ValueError: The prefix is there but the id is not ``org/repo``.
+    """
+    if not name.startswith(HF_HUB_PREFIX):
+        return None
+    repo_id, _, revision = name[len(HF_HUB_PREFIX) :].partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"{name!r} is not a Hub model id: expected 'hf-hub:org/repo' or 'hf-hub:org/repo@revision'")
+    return repo_id, revision or None
+
+
+def download_file(
+    source: PretrainedCfg | Source | str,
+    *,
+    cache_dir: str | Path | None = None,
+    sha256: str | None = None,
+    force_download: bool = False,
+) -> Path:
+    """Downloads a checkpoint file (or finds it in the cache) and checks it.
+
+    Args:
+        source: A table row (its ``source`` and ``sha256`` are used), a :class:`~segzoo.pretrained.Source`, or a
+            plain ``http(s)://`` URL.
+        cache_dir: Hugging Face hub cache folder; default ``HF_HUB_CACHE`` (``~/.cache/huggingface/hub``).
+        sha256: Expected sha256 (full, or its leading hex digits); overrides the row's.
+        force_download: Download again even if the file is cached.
+
+    Returns:
+        Path of the local file.
+
+    Raises:
+        DownloadError: Network failure, offline mode without a cached copy, or a missing repository/revision/file.
+        CorruptedFileError: The file does not match its sha256.
+        UnknownFormatError: ``source`` is neither a row, a Source nor a URL.
+    """
+    if isinstance(source, PretrainedCfg):
+        sha256 = sha256 or source.sha256
+        source = source.source
+    elif isinstance(source, str):
+        if not source.startswith(("http://", "https://")):
+            raise UnknownFormatError(
+                f"Cannot download {source!r}: expected an http(s):// URL, a checkpoints.yaml row or a Source. "
+                "For a local file pass checkpoint='path/to/file'."
+            )
+        source = Source(url=source)
+    if not isinstance(source, Source):
+        raise UnknownFormatError(
+            f"Cannot download from a {type(source).__name__}; expected PretrainedCfg, Source or URL"
+        )
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
+    if source.is_hf_hub:
+        path = _download_hf(source, cache_dir, force_download)
+    else:
+        path = _download_url(str(source.url), cache_dir, sha256, force_download)
+    if sha256:
+        verify_sha256(path, sha256, origin=source.describe())
+    return path
+
+
+def _download_hf(source: Source, cache_dir: Path, force_download: bool) -> Path:
+    url = hf_hub_url(source.hf_hub_id, source.filename, revision=source.revision)
+    try:
+        path = hf_hub_download(
+            source.hf_hub_id,
+            source.filename,
+            revision=source.revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            library_name="segzoo",
+            library_version=_version(),
+        )
+    except LocalEntryNotFoundError as err:
+        state = "offline mode is on (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else "the Hub could not be reached"
+        raise DownloadError(
+            f"Could not download {url}: {state} and the file is not in the cache {cache_dir}. {_local_file_hint()}"
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise DownloadError(
+            f"Could not download {url}: the repository {source.hf_hub_id!r} does not exist (or is "
+            f"private/gated: log in with `hf auth login`). {_local_file_hint()}"
+        ) from err
+    except RevisionNotFoundError as err:
+        raise DownloadError(
+            f"Could not download {url}: repository {source.hf_hub_id!r} has no revision "
+            f"{source.revision!r}. {_local_file_hint()}"
+        ) from err
+    except EntryNotFoundError as err:
+        raise DownloadError(
+            f"Could not download {url}: repository {source.hf_hub_id!r} has no file "
+            f"{source.filename!r} at revision {source.revision!r}. {_local_file_hint()}"
+        ) from err
+    except (HfHubHTTPError, OSError) as err:
+        raise DownloadError(f"Could not download {url}: {err}. {_local_file_hint()}") from err
+    return Path(path)
+
+
+def url_cache_path(url: str, cache_dir: str | Path | None = None) -> Path:
+    """Where a plain URL download is cached: ``<cache_dir>/segzoo-url/<sha256(url)[:16]>/<file name>``."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
+    filename = Path(urlparse(url).path).name or "download"
+    return cache_dir / URL_CACHE_FOLDER / hashlib.sha256(url.encode()).hexdigest()[:16] / filename
+
+
+def _download_url(url: str, cache_dir: Path, sha256: str | None, force_download: bool) -> Path:
+    target = url_cache_path(url, cache_dir)
+    if target.exists() and not force_download:
+        return target
+    if constants.HF_HUB_OFFLINE:
+        raise DownloadError(
+            f"Could not download {url}: offline mode is on (HF_HUB_OFFLINE=1) and the file is not in "
+            f"the cache ({target}). {_local_file_hint()}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Stream to a temporary file in the same folder, check it, then rename: an interrupted or bad download never
+    # sits at the final path.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".incomplete", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _stream(url, out, target.name)
+        if sha256:
+            verify_sha256(tmp, sha256, origin=url, downloaded=True)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _stream(url: str, out, display_name: str) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": f"segzoo/{_version()}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            total = response.headers.get("Content-Length")
+            total = int(total) if total is not None else None
+            received = 0
+            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=display_name) as bar:
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as err:
+        raise DownloadError(
+            f"Could not download {url}: the server answered HTTP {err.code} ({err.reason}). {_local_file_hint()}"
+        ) from err
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise DownloadError(f"Could not download {url}: connection failed ({reason}). {_local_file_hint()}") from err
+    if total is not None and received != total:
+        raise DownloadError(
+            f"Could not download {url}: the connection closed after {received} of {total} bytes "
+            f"(nothing was saved; retry). {_local_file_hint()}"
+        )
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: str | Path, expected: str, *, origin: str = "", downloaded: bool = False) -> None:
+    """Checks a file against a sha256 (full digest, or its leading hex digits as published in file names).
+
+    Args:
+        path: The file.
+        expected: Expected digest or digest prefix (at least 8 hex digits).
+        origin: Where the file came from, for the message.
+        downloaded: The file is a fresh download (not yet in the cache).
+
+    Raises:
+        CorruptedFileError: The digest differs.
+    """
+    actual = file_sha256(path)
+    if actual.startswith(expected.lower()):
+        return
+    where = f" (from {origin})" if origin else ""
+    if downloaded:
+        raise CorruptedFileError(
+            f"The file downloaded{where} has sha256 {actual}, expected {expected}: the download is corrupted or the "
+            "file changed upstream; nothing was cached. Retry; if it persists, pass checkpoint='path/to/file'."
+        )
+    raise CorruptedFileError(
+        f"The cached file {Path(path).resolve()}{where} has sha256 {actual}, expected {expected}: it is truncated or "
+        "corrupted. Delete it and retry (or call download with force_download=True)."
+    )
+
+
+def snapshot(
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    allow_patterns: list[str] | None = None,
+) -> Path:
+    """Downloads a whole Hub repository (``hf-hub:org/repo``) into the cache.
+
+    Args:
+        repo_id: ``org/repo``.
+        revision: Branch, tag or commit; default ``main``.
+        cache_dir: Hugging Face hub cache folder; default ``HF_HUB_CACHE``.
+        allow_patterns: Only files matching these glob patterns.
+
+    Returns:
+        The local snapshot folder.
+
+    Raises:
+        DownloadError: Network failure, offline mode without a cached copy, or a missing repository/revision.
+    """
+    where = f"{constants.ENDPOINT}/{repo_id}" + (f" (revision {revision})" if revision else "")
+    try:
+        folder = snapshot_download(
+            repo_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=allow_patterns,
+            library_name="segzoo",
+            library_version=_version(),
+        )
+    except LocalEntryNotFoundError as err:
+        state = "offline mode is on (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else "the Hub could not be reached"
+        raise DownloadError(
+            f"Could not download {where}: {state} and it is not in the cache. "
+            "Pass a local folder instead: segzoo.load('/path/to/folder')."
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise DownloadError(
+            f"Could not download {where}: the repository does not exist (or is private/gated: log "
+            "in with `hf auth login`)."
+        ) from err
+    except RevisionNotFoundError as err:
+        raise DownloadError(f"Could not download {where}: no such revision.") from err
+    except (HfHubHTTPError, OSError) as err:
+        raise DownloadError(
+            f"Could not download {where}: {err}. Pass a local folder instead: segzoo.load('/path/to/folder')."
+        ) from err
+    return Path(folder)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading checkpoint files
+
+
+def read_state_dict(path: str | Path) -> dict[str, Any]:
+    """Reads a checkpoint file without running arbitrary code.
+
+    ``.safetensors`` is read with safetensors; ``.pth``, ``.pt``, ``.bin``, ``.ckpt`` and ``.tar`` with
+    ``torch.load(weights_only=True, map_location="cpu")``. The top-level object is returned as stored: a state dict,
+    or a wrapper such as mmseg's ``{"state_dict": ..., "meta": ...}`` or Segmenter's ``{"model": ...}``.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The stored dict.
+
+    Raises:
+        CorruptedFileError: The file cannot be parsed (truncated or corrupted); the message names it.
+        UnsafeCheckpointError: The file needs arbitrary Python objects to unpickle.
+        UnknownFormatError: Unknown file extension, a folder, or a file that does not hold a dict.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UnknownFormatError(f"{path} is a folder; read_state_dict needs a file such as {path}/model.safetensors")
+    if not path.exists():
+        raise FileNotFoundError(f"No such checkpoint file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            raise _corrupted(path, "safetensors", err) from err
+    elif suffix in STATE_DICT_SUFFIXES:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            if "weights only load failed" in str(err).lower():
+                raise UnsafeCheckpointError(
+                    f"{path} contains Python objects that torch.load(weights_only=True) refuses to unpickle, because "
+                    "unpickling can run arbitrary code. If you trust the file, load it yourself with "
+                    "torch.load(path, weights_only=False), save its state dict with "
+                    "torch.save(state_dict, 'clean.pth') and pass that file instead."
+                ) from err
+            raise _corrupted(path, "a PyTorch checkpoint", err) from err
+        except (RuntimeError, EOFError, OSError, ValueError) as err:
+            raise _corrupted(path, "a PyTorch checkpoint", err) from err
+    else:
+        raise UnknownFormatError(
+            f"Don't know how to read {path.name}: expected .safetensors or one of {', '.join(STATE_DICT_SUFFIXES)}."
+        )
+    if not isinstance(state, dict):
+        raise UnknownFormatError(f"{path} holds a {type(state).__name__}, not a dict of tensors")
+    return state
+
+
+def _corrupted(path: Path, kind: str, err: Exception) -> CorruptedFileError:
+    return CorruptedFileError(
+        f"{path.resolve()} could not be read as {kind} ({type(err).__name__}: {err}). The file is truncated or "
+        "corrupted: delete it and retry the download."
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Publishing
+
+
+def _cfg_dict(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | None) -> dict[str, Any]:
+    if isinstance(pretrained_cfg, PretrainedCfg):
+        return pretrained_cfg.to_dict()
+    if pretrained_cfg is not None:
+        return dict(pretrained_cfg)
+    return dict(getattr(model, "pretrained_cfg", None) or {})
+
+
+def model_config(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | None = None) -> dict[str, Any]:
+    """The ``config.json`` content for a model.
+
+    Args:
+        model: A segzoo model (``arch_name``, ``num_classes``; optional ``build_args`` and ``pretrained_cfg``).
+        pretrained_cfg: Overrides ``model.pretrained_cfg``.
+
+    Returns:
+        ``{"architecture", "num_classes", "model_args", "pretrained_cfg", "segzoo_version"}``.
+
+    Raises:
+        ValueError: The model has no ``arch_name`` (it was not built by ``segzoo.create_model``).
+    """
+    arch = getattr(model, "arch_name", None)
+    if not arch:
+        raise ValueError(
+            "The model has no arch_name, so segzoo could not rebuild it from config.json: build it with "
+            "segzoo.create_model(name, ...) or set model.arch_name to a name from segzoo.list_models()."
+        )
+    return {
+        "architecture": arch,
+        "num_classes": int(model.num_classes),
+        "model_args": dict(getattr(model, "build_args", None) or {}),
+        "pretrained_cfg": _cfg_dict(model, pretrained_cfg),
+        "segzoo_version": _version(),
+    }
+
+
+def _model_card(config: dict[str, Any], repo_id: str | None) -> ModelCard:
+    cfg = config["pretrained_cfg"]
+    arch = config["architecture"]
+    name = cfg.get("name") or (repo_id.split("/")[-1] if repo_id else arch)
+    dataset = cfg.get("dataset")
+    license_id = cfg.get("license")
+    extra: dict[str, Any] = {}
+    if license_id and license_id not in _HUB_LICENSES:
+        extra = {"license_name": license_id, "license_link": _LICENSE_LINKS.get(license_id)}
+        license_id = "other"
+    metrics = cfg.get("metrics") or {}
+    scores = metrics.get("publisher") or metrics.get("paper") or {}
+    eval_results = None
+    if dataset and "miou_ss" in scores:
+        from huggingface_hub import EvalResult
+
+        eval_results = [
+            EvalResult(
+                task_type="image-segmentation",
+                dataset_type=dataset,
+                dataset_name=dataset,
+                metric_type="mean_iou",
+                metric_name="mIoU (single scale)",
+                metric_value=scores["miou_ss"],
+            )
+        ]
+    data = ModelCardData(
+        license=license_id,
+        library_name="segzoo",
+        pipeline_tag="image-segmentation",
+        tags=["semantic-segmentation", "segzoo", arch.split("-")[0]],
+        datasets=[dataset] if dataset else None,
+        model_name=name,
+        eval_results=eval_results,
+        **{key: value for key, value in extra.items() if value},
+    )
+    load_id = f"hf-hub:{repo_id}" if repo_id else "/path/to/this/folder"
+    lines = [
+        f"# {name}",
+        "",
+        f"`{arch}` semantic segmentation model ({config['num_classes']} classes"
+        + (f", trained on {dataset}" if dataset else "")
+        + ") for [segzoo](https://github.com/segzoo/segzoo).",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import segzoo",
+        "from segzoo.inference import predict",
+        "",
+        f'model = segzoo.load("{load_id}")',
+        'labels = predict(model, "image.jpg")  # H x W class ids, with the preprocessing below',
+        "```",
+        "",
+    ]
+    if metrics:
+        lines += ["## Evaluation", "", "| source | mIoU (single scale) | mIoU (multi-scale + flip) |", "|---|---|---|"]
+        for source, values in metrics.items():
+            lines.append(f"| {source} | {values.get('miou_ss', '-')} | {values.get('miou_ms', '-')} |")
+        lines.append("")
+    if cfg.get("mean"):
+        lines += [
+            "## Preprocessing and evaluation",
+            "",
+            f"- RGB mean {cfg['mean']}, std {cfg.get('std')} (0-255 scale)",
+            (
+                f"- evaluation: {cfg.get('eval_mode') or 'whole'}, window {cfg.get('crop_size')}, "
+                f"stride {cfg.get('stride')}, keep-ratio test scale {cfg.get('test_scale')}"
+            ),
+            "",
+        ]
+    provenance = []
+    if cfg.get("paper"):
+        provenance.append(f"- paper: {cfg['paper']}")
+    source = cfg.get("source") or {}
+    if source:
+        where = source.get("url") or f"https://huggingface.co/{source.get('hf_hub_id')}"
+        provenance.append(f"- original weights: {where} ({cfg.get('format')} format), converted to segzoo")
+    if cfg.get("license"):
+        provenance.append(f"- license: {cfg['license']}")
+    if provenance:
+        lines += ["## Provenance", ""] + provenance + [""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def save_pretrained(
+    model: torch.nn.Module,
+    folder: str | Path,
+    pretrained_cfg: PretrainedCfg | dict | None = None,
+    *,
+    repo_id: str | None = None,
+) -> Path:
+    """Writes ``model.safetensors``, ``config.json`` and a model card ``README.md`` into a folder.
+
+    Args:
+        model: A segzoo model (``arch_name``, ``num_classes``; optional ``build_args`` and ``pretrained_cfg``).
+        folder: Output folder (created if needed).
+        pretrained_cfg: Overrides ``model.pretrained_cfg`` in ``config.json`` and the card.
+        repo_id: Hub repository the folder is meant for; used in the card's usage snippet.
+
+    Returns:
+        The folder.
+    """
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model_config(model, pretrained_cfg)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    _model_card(config, repo_id).save(folder / "README.md")
+    return folder
+
+
+def push_to_hub(
+    model: torch.nn.Module,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload segzoo model",
+    pretrained_cfg: PretrainedCfg | dict | None = None,
+    revision: str | None = None,
+) -> str:
+    """Saves a model with :func:`save_pretrained` and uploads it to a Hub repository (created if missing).
+
+    Args:
+        model: A segzoo model.
+        repo_id: ``org/name``.
+        private: Create the repository as private.
+        token: Hub token; default the logged-in one or ``HF_TOKEN``.
+        commit_message: Commit message.
+        pretrained_cfg: Overrides ``model.pretrained_cfg``.
+        revision: Branch to commit to; default ``main``.
+
+    Returns:
+        The commit URL.
+    """
+    api = HfApi(token=token, library_name="segzoo", library_version=_version())
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="segzoo-push-") as tmp:
+        save_pretrained(model, tmp, pretrained_cfg, repo_id=repo_id)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision)
+    return str(getattr(commit, "commit_url", commit))

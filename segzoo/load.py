@@ -1,0 +1,284 @@
+"""``segzoo.load``: a published checkpoint (or any supported file, folder or Hub repo) as a ready model.
+
+Resolution of ``segzoo.load(name, checkpoint=None)``:
+- ``hf-hub:org/repo[@rev]``: a segzoo (``config.json`` + ``model.safetensors``) or transformers SegFormer repo;
+- a local folder or file: the same formats, self-described by their ``config.json``;
+- a checkpoint name from ``checkpoints.yaml``: its architecture, preprocessing and weights (downloaded and
+  converted once, then cached as safetensors);
+- an architecture name with ``checkpoint=``: weights in any supported format for that architecture.
+``checkpoint=`` (a local file, folder or URL) replaces the table's weights file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import constants
+
+from . import hub
+from .convert import CONVERTERS, ConversionError, adapt_to_model, detect_format, unwrap_checkpoint
+from .models.encoder_decoder import EncoderDecoder
+from .pretrained import PretrainedCfg, UnknownCheckpointError, get_encoder_cfg, get_pretrained_cfg, list_pretrained
+from .registry import ARCHS, create_model
+
+log = logging.getLogger("segzoo")
+
+MIT_BY_WIDTHS = {  # transformers SegFormer config (hidden_sizes, depths) -> our architecture
+    ((32, 64, 160, 256), (2, 2, 2, 2)): "segformer-b0",
+    ((64, 128, 320, 512), (2, 2, 2, 2)): "segformer-b1",
+    ((64, 128, 320, 512), (3, 4, 6, 3)): "segformer-b2",
+    ((64, 128, 320, 512), (3, 4, 18, 3)): "segformer-b3",
+    ((64, 128, 320, 512), (3, 8, 27, 3)): "segformer-b4",
+    ((64, 128, 320, 512), (3, 6, 40, 3)): "segformer-b5",
+}
+
+
+def load(
+    name: str,
+    *,
+    checkpoint: str | Path | None = None,
+    num_classes: int | None = None,
+    map_location: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    **model_args: Any,
+) -> EncoderDecoder:
+    """A pretrained model in eval mode, with ``model.pretrained_cfg`` holding its preprocessing and evaluation.
+
+    Args:
+        name: A checkpoint name (``segformer-b2-ade``), ``hf-hub:org/repo``, a local folder or file, or an
+            architecture name when ``checkpoint`` is given.
+        checkpoint: A local file or folder, or a URL, in any supported format (detected from its keys), used
+            instead of the table's weights.
+        num_classes: Keep everything but the class-specific layers, which are re-initialised for this many classes
+            (fine-tuning on a new dataset).
+        map_location: Device for the weights and the model.
+        cache_dir: Hugging Face hub cache folder (default ``HF_HUB_CACHE``).
+        **model_args: Extra ``create_model`` overrides (``drop_path_rate``, ``aux_heads``, ...).
+    """
+    repo = hub.parse_hf_hub_id(str(name))
+    if repo is not None:
+        folder = hub.snapshot(*repo, cache_dir=cache_dir, allow_patterns=["*.json", "*.safetensors", "*.bin"])
+        return _finish(*_load_folder(folder, model_args), num_classes, map_location)
+    if checkpoint is None and Path(name).exists():
+        path = Path(name)
+        loaded = _load_folder(path, model_args) if path.is_dir() else _load_self_described_file(path, model_args)
+        return _finish(*loaded, num_classes, map_location)
+
+    cfg = None if name in ARCHS else get_pretrained_cfg(name)
+    if cfg is not None and cfg.is_encoder:
+        raise ValueError(
+            f"{name!r} is an ImageNet encoder checkpoint, not a segmentation model: build a model with "
+            f"segzoo.create_model(<architecture>, pretrained_encoder=True) (architectures: {', '.join(cfg.encoder_of)})"
+        )
+    arch = cfg.arch if cfg else name
+    args = _table_model_args(cfg) | model_args
+    if checkpoint is None:
+        path = hub.download_file(cfg, cache_dir=cache_dir)
+        state, fmt = _converted_cached(path, cfg.format, arch, cache_dir)
+    else:
+        path = _local_or_downloaded(checkpoint, cache_dir)
+        if path.is_dir():
+            return _finish(*_load_folder(path, args, expected_arch=arch, cfg=cfg), num_classes, map_location)
+        state, fmt = _read_converted(path)
+    model = create_model(arch, num_classes=cfg.num_classes if cfg else _head_classes(state, arch), **args)
+    _load_weights(model, state, fmt, source=str(path))
+    if cfg is not None:
+        model.pretrained_cfg = cfg.to_dict()
+    return _finish(model, num_classes, map_location)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sources
+
+
+def _local_or_downloaded(checkpoint: str | Path, cache_dir) -> Path:
+    if str(checkpoint).startswith(("http://", "https://")):
+        return hub.download_file(str(checkpoint), cache_dir=cache_dir)
+    path = Path(checkpoint).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    return path
+
+
+def _table_model_args(cfg: PretrainedCfg | None) -> dict[str, Any]:
+    if cfg is None:
+        return {}
+    args = dict(cfg.model_args)
+    if "img_size" in ARCHS[cfg.arch].encoder_args:  # ViT position embeddings are stored for the training crop
+        args.setdefault("img_size", cfg.crop_size[0])
+    return args
+
+
+def _read_converted(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Read any supported file and convert it to segzoo names; returns the state dict and the source format."""
+    state = unwrap_checkpoint(hub.read_state_dict(path))
+    try:
+        fmt = detect_format(state)
+    except ConversionError as err:
+        raise ConversionError(f"{path}: {err}") from None
+    return CONVERTERS[fmt](state), fmt
+
+
+def _converted_cached(path: Path, fmt: str, arch: str, cache_dir) -> tuple[dict[str, torch.Tensor], str]:
+    """Convert a downloaded foreign checkpoint once and keep the result as safetensors beside the HF cache."""
+    if fmt == "segzoo":
+        return unwrap_checkpoint(hub.read_state_dict(path)), fmt
+    resolved = path.resolve()
+    key = hashlib.sha256(f"{resolved}:{resolved.stat().st_size}:{fmt}".encode()).hexdigest()[:16]
+    cached = Path(cache_dir or constants.HF_HUB_CACHE) / "segzoo-converted" / f"{arch}-{key}.safetensors"
+    if cached.exists():
+        return hub.read_state_dict(cached), "segzoo"
+    state = unwrap_checkpoint(hub.read_state_dict(path))
+    state = CONVERTERS[fmt](state)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp")
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    tmp.replace(cached)  # atomic: a concurrent or interrupted load never sees half a file
+    log.info("converted %s (%s) and cached it as %s", path.name, fmt, cached)
+    return state, fmt
+
+
+def _load_folder(folder: Path, model_args: dict, expected_arch: str | None = None, cfg=None):
+    """A segzoo folder (``config.json`` with ``architecture``) or a transformers SegFormer folder."""
+    config_path = folder / "config.json"
+    if not config_path.exists():
+        raise FileNotFoundError(
+            f"{folder} has no config.json: expected a segzoo folder (config.json + model.safetensors) or a "
+            "transformers SegFormer folder"
+        )
+    config = json.loads(config_path.read_text())
+    weights = _first_existing(folder, ("model.safetensors", "pytorch_model.bin", "model.pth"))
+    if "architecture" in config:  # ours
+        arch = config["architecture"]
+        args = dict(config.get("model_args") or {}) | model_args
+        model = create_model(arch, num_classes=config["num_classes"], **args)
+        state, fmt = _read_converted(weights)
+        _load_weights(model, state, fmt, source=str(weights))
+        model.pretrained_cfg = dict(config.get("pretrained_cfg") or {})
+    elif config.get("model_type") == "segformer":
+        key = (tuple(config["hidden_sizes"]), tuple(config["depths"]))
+        if key not in MIT_BY_WIDTHS:
+            raise ConversionError(f"{folder}: a SegFormer with hidden_sizes/depths {key} is not MiT-B0…B5")
+        arch = MIT_BY_WIDTHS[key]
+        num = len(config.get("id2label") or {}) or config.get("num_labels", 150)
+        model = create_model(arch, num_classes=num, **model_args)
+        state, fmt = _read_converted(weights)
+        _load_weights(model, state, fmt, source=str(weights))
+        labels = config.get("id2label")
+        model.pretrained_cfg = dict(cfg.to_dict()) if cfg else {}
+        if labels and not model.pretrained_cfg.get("class_names"):
+            model.pretrained_cfg["class_names"] = [labels[str(i)] for i in range(len(labels))]
+    else:
+        raise ConversionError(f"{config_path} describes neither a segzoo model nor a transformers SegFormer")
+    if expected_arch and model.arch_name != expected_arch:
+        raise ConversionError(f"{folder} holds a {model.arch_name}, not a {expected_arch}")
+    if cfg is not None and not model.pretrained_cfg:
+        model.pretrained_cfg = cfg.to_dict()
+    return (model,)
+
+
+def _load_self_described_file(path: Path, model_args: dict):
+    if path.suffix == ".safetensors" and (path.parent / "config.json").exists():
+        return _load_folder(path.parent, model_args)
+    raise ValueError(
+        f"{path} does not say which architecture it is for: call segzoo.load(<checkpoint or architecture name>, "
+        f"checkpoint={str(path)!r}), e.g. segzoo.load('segformer-b2-ade', checkpoint=...). "
+        f"Checkpoint names: segzoo.list_pretrained(); architectures: segzoo.list_models()."
+    )
+
+
+def _first_existing(folder: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(f"{folder} holds none of {', '.join(names)}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Weights
+
+
+def _head_classes(state: dict[str, torch.Tensor], arch: str) -> int:
+    """The number of classes of a converted checkpoint's head."""
+    for key in ("decode_head.conv_seg.bias", "decode_head.linear_pred.bias", "decode_head.mask_norm.weight"):
+        if key in state:
+            return state[key].shape[0]
+    raise ConversionError(f"cannot tell the number of classes of this {arch} checkpoint: it has no decode head")
+
+
+def _load_weights(model: EncoderDecoder, state: dict[str, torch.Tensor], fmt: str, source: str) -> None:
+    """Strictly load converted weights; auxiliary heads absent from (or shaped unlike) the checkpoint are dropped,
+    since they only serve training."""
+    state = adapt_to_model(state, model, pos_embed_interp=_pos_interp(model))
+    own = model.state_dict()
+    aux_in_ckpt = {k for k in state if k.startswith("auxiliary_head.")}
+    aux_fits = aux_in_ckpt and all(k in own and own[k].shape == state[k].shape for k in aux_in_ckpt) and all(
+        k in aux_in_ckpt for k in own if k.startswith("auxiliary_head.")
+    )
+    if len(model.auxiliary_head) and not aux_fits:
+        log.info("%s: no matching auxiliary-head weights; the auxiliary heads are dropped (inference never uses them)",
+                 source)
+        model.drop_auxiliary_heads()
+    if not aux_fits:
+        state = {k: v for k, v in state.items() if k not in aux_in_ckpt}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ConversionError(f"{source} ({fmt} format) does not fit {model.arch_name}: {err}") from None
+
+
+def _pos_interp(model: EncoderDecoder) -> str:
+    return getattr(model.backbone, "pos_embed_interp", "bicubic")
+
+
+def _finish(model: EncoderDecoder, num_classes: int | None, map_location) -> EncoderDecoder:
+    if num_classes is not None and num_classes != model.num_classes:
+        model = replace_classes(model, num_classes)
+    return model.to(map_location).eval()
+
+
+def replace_classes(model: EncoderDecoder, num_classes: int) -> EncoderDecoder:
+    """A copy of ``model`` for ``num_classes`` classes: every weight kept but the class-specific ones, which are
+    freshly initialised."""
+    old = model.num_classes
+    fresh = create_model(model.arch_name, num_classes=num_classes, aux_heads=len(model.auxiliary_head) > 0,
+                         **model.build_args)
+    class_specific = set(fresh.class_specific_parameters())
+    kept = {k: v for k, v in model.state_dict().items() if k not in class_specific}
+    missing, unexpected = fresh.load_state_dict(kept, strict=False)
+    assert set(missing) == class_specific and not unexpected, (missing, unexpected)
+    fresh.pretrained_cfg = dict(model.pretrained_cfg, num_classes=num_classes, class_names=None, palette=None)
+    log.warning("%s: re-initialised the %d-class layers (%s) for %d classes; all other weights kept",
+                model.arch_name, old, ", ".join(sorted({k.rsplit(".", 1)[0] for k in class_specific})), num_classes)
+    return fresh
+
+
+def load_encoder_weights(model: EncoderDecoder, cache_dir=None) -> EncoderDecoder:
+    """Initialise ``model``'s encoder from the ImageNet checkpoint ``checkpoints.yaml`` lists for its architecture,
+    resampling position embeddings to the model's crop."""
+    cfg = get_encoder_cfg(model.arch_name)
+    path = hub.download_file(cfg, cache_dir=cache_dir)
+    state, _ = _converted_cached(path, cfg.format, f"{model.arch_name}-encoder", cache_dir)
+    state = {k: v for k, v in state.items() if k.startswith("backbone.")}
+    if "backbone.norm.weight" not in model.state_dict():  # SETR's ViT has no final norm
+        state = {k: v for k, v in state.items() if not k.startswith("backbone.norm.")}
+    state = adapt_to_model(state, model, pos_embed_interp=_pos_interp(model))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    encoder_missing = [k for k in missing if k.startswith("backbone.")]
+    if encoder_missing or unexpected:
+        raise ConversionError(
+            f"{cfg.name} does not fit the encoder of {model.arch_name}: missing {encoder_missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    log.info("%s: encoder initialised from %s", model.arch_name, cfg.name)
+    return model
+
+
+__all__ = ["load", "list_pretrained", "replace_classes", "load_encoder_weights", "UnknownCheckpointError"]
