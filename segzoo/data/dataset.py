@@ -1,0 +1,168 @@
+"""The segmentation dataset over (image, mask) files, label mappings and file readers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from segzoo.data.transforms import IGNORE_INDEX, build_eval_transform
+
+Transform = Callable[..., dict[str, Any]]
+
+
+def identity_label_map() -> np.ndarray:
+    """Lookup table that keeps every 8-bit label as it is."""
+    return np.arange(256, dtype=np.uint8)
+
+
+def reduce_zero_label_map() -> np.ndarray:
+    """Lookup table for ``reduce_zero_label``: 0 (background / unlabelled) -> 255, k -> k - 1, 255 stays 255."""
+    table = np.arange(-1, 255, dtype=np.int32)
+    table[0] = IGNORE_INDEX
+    table[255] = IGNORE_INDEX
+    return table.astype(np.uint8)
+
+
+def label_map_from_dict(mapping: Mapping[int, int], default: int = IGNORE_INDEX) -> np.ndarray:
+    """Lookup table sending each key of ``mapping`` to its value and every other 8-bit label to ``default``."""
+    table = np.full(256, default, dtype=np.uint8)
+    for source, target in mapping.items():
+        table[source] = target
+    return table
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as an RGB ``uint8`` array of shape H x W x 3.
+
+    Raises:
+        OSError: If the file is missing or cannot be decoded.
+    """
+    try:
+        with Image.open(path) as img:
+            return np.array(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise OSError(f"Cannot read image file '{path}': {exc}. Check that it exists and is a valid image.") from exc
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a class-index mask (a single-channel or palette PNG) as a ``uint8`` array of shape H x W.
+
+    Palette ("P" mode) PNGs give their palette indices, which is how VOC-style masks store class ids.
+
+    Raises:
+        OSError: If the file is missing or cannot be decoded.
+        ValueError: If the mask is an RGB image or holds values above 255.
+    """
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            mask = np.array(img)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise OSError(f"Cannot read mask file '{path}': {exc}. Check that it exists and is a valid PNG.") from exc
+    if mask.ndim != 2:
+        raise ValueError(
+            f"Mask file '{path}' has mode {mode} and shape {mask.shape}; masks must be single-channel images of class "
+            "indices (mode L or P), not colour-coded RGB images. Convert colours to class indices first."
+        )
+    if mask.dtype != np.uint8:
+        if mask.size and (mask.min() < 0 or mask.max() > 255):
+            raise ValueError(
+                f"Mask file '{path}' holds values outside 0-255 (min {mask.min()}, max {mask.max()}); segzoo masks "
+                "are 8-bit class indices with 255 = ignore."
+            )
+        mask = mask.astype(np.uint8)
+    return mask
+
+
+def invalid_labels(mask: np.ndarray, num_classes: int, ignore_index: int = IGNORE_INDEX) -> list[int]:
+    """Sorted mask values that are neither a class index in ``[0, num_classes)`` nor ``ignore_index``."""
+    present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+    return [int(v) for v in present if v >= num_classes and v != ignore_index]
+
+
+class SegmentationDataset(Dataset):
+    """Semantic-segmentation dataset over (image path, mask path) pairs.
+
+    Each item is ``{"image": float tensor 3 x H x W, "mask": long tensor H x W (255 = ignore), "name": str}``.
+    Masks are read as 8-bit class indices and mapped through ``label_map`` (a 256-entry lookup table, e.g.
+    :func:`reduce_zero_label_map`) before the values are checked and the transform runs.
+
+    Args:
+        samples: (image path, mask path) pairs.
+        num_classes: Number of classes after the label mapping.
+        transform: albumentations ``Compose`` called as ``transform(image=..., mask=...)`` that ends with
+            ``ToTensorV2``; the default normalises with ImageNet mean/std without resizing.
+        label_map: 256-entry ``uint8`` lookup table applied to raw mask values; ``None`` keeps them.
+        ignore_index: Mask value of ignored pixels.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[str | Path, str | Path]],
+        num_classes: int,
+        transform: Transform | None = None,
+        label_map: np.ndarray | None = None,
+        ignore_index: int = IGNORE_INDEX,
+    ):
+        if label_map is not None and (label_map.shape != (256,) or label_map.dtype != np.uint8):
+            raise ValueError(
+                f"label_map must be a uint8 array of shape (256,), got {label_map.dtype} {label_map.shape}."
+            )
+        if not 0 < num_classes <= ignore_index:
+            raise ValueError(f"num_classes must be in [1, {ignore_index}], got {num_classes}.")
+        self.samples = [(Path(image), Path(mask)) for image, mask in samples]
+        self.num_classes = num_classes
+        self.transform = transform if transform is not None else build_eval_transform()
+        self.label_map = label_map
+        self.ignore_index = ignore_index
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_sample(self, index: int) -> tuple[np.ndarray, np.ndarray, str]:
+        """Read, map and check one sample before transforms.
+
+        Returns:
+            The RGB ``uint8`` image (H x W x 3), the mapped ``uint8`` mask (H x W) and the sample name (image stem).
+
+        Raises:
+            OSError: If a file cannot be read.
+            ValueError: If image and mask sizes differ or the mask holds values that are not classes.
+        """
+        image_path, mask_path = self.samples[index]
+        image = read_image(image_path)
+        mask = read_mask(mask_path)
+        if image.shape[:2] != mask.shape:
+            raise ValueError(
+                f"Image '{image_path}' is {image.shape[1]}x{image.shape[0]} (WxH) but its mask '{mask_path}' is "
+                f"{mask.shape[1]}x{mask.shape[0]}; each mask must have its image's size."
+            )
+        if self.label_map is not None:
+            mask = self.label_map[mask]
+        bad = invalid_labels(mask, self.num_classes, self.ignore_index)
+        if bad:
+            raise ValueError(
+                f"Mask '{mask_path}' holds values {bad} after the label mapping; valid values are 0..{self.num_classes - 1} "
+                f"and {self.ignore_index} (ignore). Check num_classes / classes, or set reduce_zero_label=True if "
+                "labels start at 1 with 0 meaning unlabelled."
+            )
+        return image, mask, image_path.stem
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, mask, name = self.load_sample(index)
+        return apply_transform(self.transform, image, mask, name)
+
+
+def apply_transform(transform: Transform, image: np.ndarray, mask: np.ndarray, name: str) -> dict[str, Any]:
+    """Run a transform on an (image, mask) pair and package the result as a dataset item."""
+    out = transform(image=image, mask=mask)
+    image_t, mask_t = out["image"], out["mask"]
+    if not isinstance(image_t, torch.Tensor) or not isinstance(mask_t, torch.Tensor):
+        raise TypeError("The transform must end with A.ToTensorV2() so that it returns tensors.")
+    return {"image": image_t.float(), "mask": mask_t.long(), "name": name}

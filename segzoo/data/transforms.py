@@ -1,0 +1,352 @@
+"""Joint image + mask transforms for semantic segmentation, written as albumentations 2.x transforms.
+
+The training pipeline follows mmsegmentation (and therefore the SETR, Segmenter and SegFormer papers):
+
+    random keep-ratio rescale (ratio 0.5-2.0 of a base scale) -> random crop with ``cat_max_ratio``
+    -> horizontal flip -> photometric distortion -> normalise -> pad to the crop size -> tensor
+
+The evaluation pipeline is a keep-ratio resize at the base scale (or no resize) followed by normalisation. Masks go
+through the same geometric steps with nearest-neighbour interpolation, so **validation masks are at the resized
+size**, not at the original image size (mmsegmentation instead resizes the logits back to the original size; scores
+differ only marginally and this keeps batches simple).
+
+Images are RGB ``uint8`` arrays of shape H x W x 3, masks ``uint8`` arrays of shape H x W where 255 means "ignore".
+Mean and std are given on the 0-255 scale, as in mmsegmentation configs and ``model.pretrained_cfg``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations checks PyPI for updates at import
+
+import albumentations as A
+import cv2
+import numpy as np
+
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+IGNORE_INDEX = 255
+
+
+def to_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """Turn an int or an (height, width) pair into an (height, width) tuple."""
+    if isinstance(size, int):
+        return size, size
+    if len(size) != 2:
+        raise ValueError(f"Expected an int or a (height, width) pair, got {size!r}.")
+    return int(size[0]), int(size[1])
+
+
+def keep_ratio_size(height: int, width: int, scale: Sequence[int]) -> tuple[int, int]:
+    """Output (height, width) of mmsegmentation's keep-ratio resize.
+
+    The scale factor is ``min(long_max / long_side, short_max / short_side)`` where ``long_max, short_max`` are the
+    larger and smaller numbers of ``scale``: for ``scale=(2048, 512)`` the short side becomes 512 unless that would
+    make the long side exceed 2048.
+
+    Args:
+        height: Input height.
+        width: Input width.
+        scale: Two numbers, in any order.
+
+    Returns:
+        The resized (height, width), rounded like mmcv's ``rescale_size``.
+    """
+    long_max, short_max = max(scale), min(scale)
+    factor = min(long_max / max(height, width), short_max / min(height, width))
+    return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+def _resize_pair(img: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
+    if img.shape[:2] == (height, width):
+        return img
+    return cv2.resize(img, (width, height), interpolation=interpolation)
+
+
+class KeepRatioRescale(A.DualTransform):
+    """Keep-ratio resize to a randomly scaled base ``scale`` (mmsegmentation's ``RandomResize(keep_ratio=True)``).
+
+    A ratio is drawn uniformly from ``ratio_range``; the target scale is ``(int(scale[0] * ratio), int(scale[1] *
+    ratio))`` and the image is resized with :func:`keep_ratio_size`. With ``ratio_range=(1, 1)`` this is the
+    deterministic evaluation resize. Images use bilinear and masks nearest-neighbour interpolation.
+
+    Args:
+        scale: Base scale, e.g. ``(2048, 512)`` for ADE20K or ``(2048, 1024)`` for Cityscapes.
+        ratio_range: Range of the random ratio.
+        p: Probability of applying the transform.
+    """
+
+    def __init__(self, scale: Sequence[int], ratio_range: Sequence[float] = (0.5, 2.0), p: float = 1.0):
+        super().__init__(p=p)
+        if len(scale) != 2 or min(scale) <= 0:
+            raise ValueError(f"scale must be two positive numbers such as (2048, 512), got {scale!r}.")
+        if len(ratio_range) != 2 or not 0 < ratio_range[0] <= ratio_range[1]:
+            raise ValueError(f"ratio_range must be (low, high) with 0 < low <= high, got {ratio_range!r}.")
+        self.scale = tuple(int(s) for s in scale)
+        self.ratio_range = tuple(float(r) for r in ratio_range)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        ratio = self.py_random.uniform(*self.ratio_range)
+        target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
+        out_height, out_width = keep_ratio_size(height, width, target)
+        return {"out_height": out_height, "out_width": out_width}
+
+    def apply(self, img: np.ndarray, out_height: int, out_width: int, **params: Any) -> np.ndarray:
+        return _resize_pair(img, out_height, out_width, cv2.INTER_LINEAR)
+
+    def apply_to_mask(self, mask: np.ndarray, out_height: int, out_width: int, **params: Any) -> np.ndarray:
+        return _resize_pair(mask, out_height, out_width, cv2.INTER_NEAREST)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("scale", "ratio_range")
+
+
+class CatMaxRatioRandomCrop(A.DualTransform):
+    """Random crop that avoids crops dominated by one class (mmsegmentation's ``RandomCrop(cat_max_ratio=...)``).
+
+    Up to 10 random windows are tried; the first one where more than one class is present and the largest class
+    covers less than ``cat_max_ratio`` of the labelled (non-ignore) pixels is taken, otherwise the last window.
+    ``cat_max_ratio=1`` disables the check. Images smaller than the crop are cropped to their own size on that side;
+    pad afterwards (``PadIfNeeded``) to get a fixed size.
+
+    Args:
+        height: Crop height.
+        width: Crop width.
+        cat_max_ratio: Largest allowed share of one class in the crop.
+        ignore_index: Mask value that is not counted.
+        max_tries: Number of windows to try.
+        p: Probability of applying the transform.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        cat_max_ratio: float = 0.75,
+        ignore_index: int = IGNORE_INDEX,
+        max_tries: int = 10,
+        p: float = 1.0,
+    ):
+        super().__init__(p=p)
+        if height <= 0 or width <= 0:
+            raise ValueError(f"Crop size must be positive, got height={height}, width={width}.")
+        if not 0 < cat_max_ratio <= 1:
+            raise ValueError(f"cat_max_ratio must be in (0, 1] (1 disables the check), got {cat_max_ratio}.")
+        self.height, self.width = int(height), int(width)
+        self.cat_max_ratio = float(cat_max_ratio)
+        self.ignore_index = int(ignore_index)
+        self.max_tries = int(max_tries)
+
+    @property
+    def targets_as_params(self) -> list[str]:
+        return ["mask"]
+
+    def _random_window(self, height: int, width: int) -> tuple[int, int, int, int]:
+        top = self.py_random.randint(0, max(height - self.height, 0))
+        left = self.py_random.randint(0, max(width - self.width, 0))
+        return top, left, min(top + self.height, height), min(left + self.width, width)
+
+    def _is_balanced(self, mask_crop: np.ndarray) -> bool:
+        counts = np.bincount(mask_crop.ravel(), minlength=self.ignore_index + 1)
+        counts[self.ignore_index] = 0
+        counts = counts[counts > 0]
+        return len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        height, width = params["shape"][:2]
+        window = self._random_window(height, width)
+        mask = data.get("mask")
+        if self.cat_max_ratio < 1 and mask is not None:
+            for _ in range(self.max_tries - 1):
+                top, left, bottom, right = window
+                if self._is_balanced(mask[top:bottom, left:right]):
+                    break
+                window = self._random_window(height, width)
+        return {"window": window}
+
+    def apply(self, img: np.ndarray, window: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+        top, left, bottom, right = window
+        return img[top:bottom, left:right]
+
+    def apply_to_mask(self, mask: np.ndarray, window: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+        return self.apply(mask, window)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("height", "width", "cat_max_ratio", "ignore_index", "max_tries")
+
+
+def _scale_and_shift(channel: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    return np.clip(channel.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+
+class PhotoMetricDistortion(A.ImageOnlyTransform):
+    """mmsegmentation's ``PhotoMetricDistortion`` on an RGB ``uint8`` image.
+
+    Each step happens with probability 0.5, in this order: brightness (add a value in
+    ``[-brightness_delta, brightness_delta]``), contrast (multiply by a value in ``contrast_range``; randomly before
+    or after the colour steps), saturation (multiply HSV saturation by a value in ``saturation_range``), hue (shift
+    OpenCV hue, 0-179, by an integer in ``[-hue_delta, hue_delta]``).
+
+    Args:
+        brightness_delta: Largest brightness shift, on the 0-255 scale.
+        contrast_range: Range of the contrast factor.
+        saturation_range: Range of the saturation factor.
+        hue_delta: Largest hue shift in OpenCV hue units (180 = full circle).
+        p: Probability of applying the whole transform.
+    """
+
+    def __init__(
+        self,
+        brightness_delta: int = 32,
+        contrast_range: Sequence[float] = (0.5, 1.5),
+        saturation_range: Sequence[float] = (0.5, 1.5),
+        hue_delta: int = 18,
+        p: float = 1.0,
+    ):
+        super().__init__(p=p)
+        self.brightness_delta = brightness_delta
+        self.contrast_range = tuple(contrast_range)
+        self.saturation_range = tuple(saturation_range)
+        self.hue_delta = hue_delta
+
+    def get_params(self) -> dict[str, Any]:
+        rng = self.py_random
+
+        def maybe(draw: Any, neutral: Any) -> Any:
+            return draw() if rng.random() < 0.5 else neutral
+
+        # Draw in mmsegmentation's order so the probabilities match.
+        brightness = maybe(lambda: rng.uniform(-self.brightness_delta, self.brightness_delta), 0.0)
+        contrast_first = rng.random() < 0.5
+        contrast = maybe(lambda: rng.uniform(*self.contrast_range), 1.0)
+        saturation = maybe(lambda: rng.uniform(*self.saturation_range), 1.0)
+        hue = maybe(lambda: rng.randint(-self.hue_delta, self.hue_delta), 0)
+        return {
+            "brightness": brightness,
+            "contrast": contrast,
+            "contrast_first": contrast_first,
+            "saturation": saturation,
+            "hue": hue,
+        }
+
+    def apply(
+        self,
+        img: np.ndarray,
+        brightness: float,
+        contrast: float,
+        contrast_first: bool,
+        saturation: float,
+        hue: int,
+        **params: Any,
+    ) -> np.ndarray:
+        if brightness != 0:
+            img = _scale_and_shift(img, beta=brightness)
+        if contrast_first and contrast != 1:
+            img = _scale_and_shift(img, alpha=contrast)
+        if saturation != 1 or hue != 0:
+            hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+            hsv[..., 1] = _scale_and_shift(hsv[..., 1], alpha=saturation)
+            hsv[..., 0] = (hsv[..., 0].astype(np.int32) + hue) % 180
+            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        if not contrast_first and contrast != 1:
+            img = _scale_and_shift(img, alpha=contrast)
+        return img
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("brightness_delta", "contrast_range", "saturation_range", "hue_delta")
+
+
+def normalize(mean: Sequence[float], std: Sequence[float]) -> A.Normalize:
+    """``A.Normalize`` for mean and std given on the 0-255 scale."""
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean and std need one value per RGB channel, got mean={mean!r}, std={std!r}.")
+    return A.Normalize(mean=tuple(m / 255 for m in mean), std=tuple(s / 255 for s in std), max_pixel_value=255.0)
+
+
+def build_train_transform(
+    crop_size: int | Sequence[int],
+    scale: Sequence[int],
+    ratio_range: Sequence[float] = (0.5, 2.0),
+    cat_max_ratio: float = 0.75,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    photometric: bool = True,
+    ignore_index: int = IGNORE_INDEX,
+) -> A.Compose:
+    """The mmsegmentation training pipeline.
+
+    Args:
+        crop_size: Crop (height, width), or one int for a square crop.
+        scale: Base scale of the random keep-ratio rescale, e.g. ``(2048, 512)``.
+        ratio_range: Range of the random rescale ratio.
+        cat_max_ratio: Largest share of one class in a crop (1 disables the check).
+        mean: Per-channel RGB mean on the 0-255 scale.
+        std: Per-channel RGB std on the 0-255 scale.
+        photometric: Whether to apply :class:`PhotoMetricDistortion`.
+        ignore_index: Mask value of ignored pixels, also used to pad masks.
+
+    Returns:
+        A ``Compose`` taking ``image`` (H x W x 3 ``uint8``) and ``mask`` (H x W ``uint8``) and returning a float
+        3 x crop_h x crop_w image tensor and a crop_h x crop_w mask tensor.
+    """
+    crop_h, crop_w = to_hw(crop_size)
+    steps: list[A.BasicTransform] = [
+        KeepRatioRescale(scale, ratio_range),
+        CatMaxRatioRandomCrop(crop_h, crop_w, cat_max_ratio=cat_max_ratio, ignore_index=ignore_index),
+        A.HorizontalFlip(p=0.5),
+    ]
+    if photometric:
+        steps.append(PhotoMetricDistortion())
+    steps += [
+        normalize(mean, std),
+        # Pad bottom/right after normalising, so padded pixels are 0 in the normalised image (as in mmseg).
+        A.PadIfNeeded(
+            min_height=crop_h,
+            min_width=crop_w,
+            position="top_left",
+            border_mode=cv2.BORDER_CONSTANT,
+            fill=0,
+            fill_mask=ignore_index,
+        ),
+        A.ToTensorV2(),
+    ]
+    return A.Compose(steps)
+
+
+def build_eval_transform(
+    scale: Sequence[int] | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> A.Compose:
+    """The evaluation pipeline: keep-ratio resize at ``scale`` (none if ``None``), normalise, to tensor.
+
+    The mask is resized with the image (nearest neighbour), so metrics are computed at the resized size.
+
+    Args:
+        scale: Base scale, e.g. ``(2048, 512)`` (ADE20K short side 512), or ``None`` to keep the full resolution
+            (Cityscapes, evaluated with a sliding window).
+        mean: Per-channel RGB mean on the 0-255 scale.
+        std: Per-channel RGB std on the 0-255 scale.
+
+    Returns:
+        A ``Compose`` taking ``image`` and optionally ``mask``.
+    """
+    steps: list[A.BasicTransform] = []
+    if scale is not None:
+        steps.append(KeepRatioRescale(scale, ratio_range=(1.0, 1.0)))
+    steps += [normalize(mean, std), A.ToTensorV2()]
+    return A.Compose(steps)
+
+
+def seed_transform(transform: A.BaseCompose, seed: int) -> None:
+    """Seed a ``Compose`` so that all its transforms draw from one shared random stream.
+
+    ``Compose(seed=...)`` gives every child transform its own generator with the *same* seed, so their random
+    decisions are correlated (e.g. flip whenever brightness changes); one shared stream avoids that.
+    """
+    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
