@@ -20,6 +20,16 @@ from timm.layers import DropPath
 from torch import nn
 
 
+def nlc_to_nchw(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """B×N×C tokens as a B×C×H×W map without copying: the result is the same memory in channels-last layout."""
+    return x.view(x.shape[0], H, W, x.shape[2]).permute(0, 3, 1, 2)
+
+
+def nchw_to_nlc(x: torch.Tensor) -> torch.Tensor:
+    """B×C×H×W map as B×N×C tokens; free for a channels-last map (what convs return for channels-last input)."""
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
 class OverlapPatchEmbed(nn.Module):
     """Strided conv with overlapping windows (kernel > stride), then LayerNorm over channels."""
 
@@ -32,7 +42,7 @@ class OverlapPatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         x = self.proj(x)
         H, W = x.shape[2:]
-        return self.norm(x.flatten(2).transpose(1, 2)), H, W
+        return self.norm(nchw_to_nlc(x)), H, W
 
 
 class EfficientSelfAttention(nn.Module):
@@ -62,8 +72,7 @@ class EfficientSelfAttention(nn.Module):
         head_dim = C // self.num_heads
         q = self.q(x).reshape(B, N, self.num_heads, head_dim).transpose(1, 2)
         if self.sr_ratio > 1:
-            x = self.sr(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
-            x = self.norm(x)
+            x = self.norm(nchw_to_nlc(self.sr(nlc_to_nchw(x, H, W))))
         k, v = self.kv(x).reshape(B, -1, 2, self.num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))
@@ -77,8 +86,7 @@ class DepthwiseConv(nn.Module):
         self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        B, N, C = x.shape
-        return self.dwconv(x.transpose(1, 2).reshape(B, C, H, W)).flatten(2).transpose(1, 2)
+        return nchw_to_nlc(self.dwconv(nlc_to_nchw(x, H, W)))
 
 
 class MixFFN(nn.Module):
@@ -164,13 +172,14 @@ class MixTransformer(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # Channels-last throughout: token sequences and conv maps are then views of each other, with no copies.
+        x = x.contiguous(memory_format=torch.channels_last)
         outs = []
         for i in range(1, len(self.out_channels) + 1):
             x, H, W = getattr(self, f"patch_embed{i}")(x)
             for block in getattr(self, f"block{i}"):
                 x = block(x, H, W)
-            x = getattr(self, f"norm{i}")(x)
-            x = x.transpose(1, 2).reshape(x.shape[0], -1, H, W)
+            x = nlc_to_nchw(getattr(self, f"norm{i}")(x), H, W)
             outs.append(x)
         return outs
 
