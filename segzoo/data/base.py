@@ -224,6 +224,10 @@ class SegmentationDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", 1, shuffle=False)
 
+    def predict_dataloader(self) -> DataLoader:
+        """Predict on the evaluation split (``python train.py predict``)."""
+        return self.test_dataloader()
+
 
 class FileSegmentationDataModule(SegmentationDataModule):
     """Base for DataModules reading (image, mask) files from ``data_root``.

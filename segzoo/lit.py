@@ -1,0 +1,490 @@
+"""``SegmentationModule``: the LightningModule that trains and evaluates any segzoo model.
+
+One module serves every encoder–decoder pairing: the model comes from the registry by name (or as any ``nn.Module``
+given in the config), the optimizer and schedule are injected by LightningCLI, and the papers' per-parameter rules
+(head lr ×10, no weight decay on norms and position embeddings, layer-wise decay) are arguments (see
+:mod:`segzoo.optim`). Validation and test run in the checkpoint's evaluation mode (whole image or sliding window,
+optionally multi-scale + flip) and report mIoU, mean accuracy and pixel accuracy from one confusion matrix, which
+torchmetrics sums over processes, so DDP gives the numbers of a single process.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+import segzoo
+from segzoo.inference import TTA_SCALES, inference
+from segzoo.optim import PolyLR, apply_multipliers, param_groups
+from segzoo.visualize import default_palette, denormalize, side_by_side
+
+__all__ = ["MaskWriter", "SegmentationModule", "segmentation_metrics"]
+
+
+def segmentation_metrics(confusion: Tensor) -> dict[str, Tensor]:
+    """mIoU, mean accuracy, pixel accuracy and per-class IoU / accuracy from a K×K confusion matrix.
+
+    Rows are ground truth, columns predictions (torchmetrics' layout). As in mmsegmentation, a class's IoU is NaN
+    when it appears neither in the ground truth nor in the predictions, its accuracy NaN when it is absent from the
+    ground truth, and the means skip NaNs.
+
+    Args:
+        confusion: K×K matrix of pixel counts.
+
+    Returns:
+        ``miou``, ``macc``, ``acc`` (scalars) and ``iou``, ``class_acc`` (length K).
+    """
+    confusion = confusion.double()
+    intersection = confusion.diag()
+    gt_area = confusion.sum(dim=1)
+    union = gt_area + confusion.sum(dim=0) - intersection
+    iou = intersection / union  # 0/0 = NaN for classes seen nowhere
+    class_acc = intersection / gt_area
+    total = confusion.sum()
+    acc = intersection.sum() / total if total > 0 else torch.tensor(float("nan"), dtype=torch.float64)
+    return {"miou": iou.nanmean(), "macc": class_acc.nanmean(), "acc": acc, "iou": iou, "class_acc": class_acc}
+
+
+def _build_model(
+    model: str | nn.Module | None,
+    num_classes: int | None,
+    model_args: dict[str, Any],
+    init_from: str | None,
+    pretrained_encoder: bool,
+) -> nn.Module:
+    """The network: a given module, a registry architecture, or the weights of a checkpoint (``init_from``)."""
+    if isinstance(model, nn.Module):
+        if init_from is not None and not str(init_from).endswith(".ckpt"):
+            raise ValueError(
+                "init_from with a model given as an nn.Module only accepts a Lightning .ckpt file; to start from a "
+                "published checkpoint, give the architecture name as `model` (or leave it out) instead"
+            )
+        net = model
+    elif init_from is not None and not str(init_from).endswith(".ckpt"):
+        if isinstance(model, str) and Path(init_from).is_file():  # weights file for the named architecture
+            net = segzoo.load(model, checkpoint=init_from, num_classes=num_classes, **model_args)
+        else:  # checkpoint name, hf-hub: id or saved folder
+            net = segzoo.load(init_from, num_classes=num_classes, **model_args)
+        loaded_arch = getattr(net, "arch_name", None)
+        if model is not None and loaded_arch is not None and model != loaded_arch:
+            raise ValueError(
+                f"init_from={init_from!r} is a {loaded_arch} checkpoint but model={model!r}; set model to "
+                f"{loaded_arch!r} or leave it out"
+            )
+        return net
+    elif model is None:
+        raise ValueError("give `model` (an architecture name such as 'segformer-b0', or an nn.Module) or `init_from`")
+    else:
+        if num_classes is None:
+            raise ValueError(
+                f"model={model!r} needs num_classes; it is linked from the DataModule's num_classes by train.py, "
+                "or set model.num_classes in the config"
+            )
+        kwargs = dict(model_args)
+        if pretrained_encoder:
+            kwargs["pretrained_encoder"] = True
+        net = segzoo.create_model(model, num_classes=num_classes, **kwargs)
+    if init_from is not None:  # a Lightning checkpoint of this module
+        _load_lightning_checkpoint(net, init_from)
+    return net
+
+
+def _load_lightning_checkpoint(net: nn.Module, path: str | Path) -> None:
+    """Copies ``model.*`` weights from a Lightning checkpoint, skipping class-specific ones whose shapes differ."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from checkpoint {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    own = net.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    for key in mismatched:  # a new number of classes: keep the fresh classifier
+        del state[key]
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - set(mismatched):
+        raise ValueError(
+            f"checkpoint {path} does not match the model: missing {sorted(set(missing) - set(mismatched))[:5]}, "
+            f"unexpected {sorted(unexpected)[:5]}; was it trained with the same `model`?"
+        )
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains and evaluates a semantic-segmentation model with the papers' recipes.
+
+    Args:
+        model: Registry architecture name (``segformer-b0``, ``setr-pup-l16``, ...; see ``segzoo.list_models()``) or
+            an ``nn.Module`` mapping B×3×H×W images to B×K×H×W logits. Can be left out when ``init_from`` names a
+            published checkpoint.
+        num_classes: Number of classes (linked from the DataModule by ``train.py``).
+        ignore_index: Label of pixels excluded from the loss and the metrics.
+        model_args: Extra arguments for ``segzoo.create_model`` / ``segzoo.load`` (e.g. ``drop_path_rate``, width
+            overrides).
+        init_from: Start from these weights: a published checkpoint name (``segformer-b2-ade``), a local checkpoint
+            ``segzoo.load`` reads, or a Lightning ``.ckpt`` of this module. Class-specific layers are re-initialised
+            when ``num_classes`` differs (fine-tuning).
+        pretrained_encoder: Initialise the encoder with its ImageNet weights (the papers' starting point).
+        optimizer: Optimizer factory; its ``lr`` and ``weight_decay`` are the base values the group rules scale.
+        lr_scheduler: Scheduler factory, stepped every iteration; ``segzoo.optim.PolyLR`` gets ``total_steps`` from
+            the trainer (``max_steps``) unless the config sets it.
+        head_lr_mult: Lr multiplier for parameters outside the backbone (10 for SegFormer and SETR).
+        norm_decay_mult: Weight-decay multiplier for normalisation layers (0 for SegFormer).
+        embed_decay_mult: Weight-decay multiplier for position embeddings and tokens (0 for SegFormer).
+        layer_decay: Layer-wise lr decay for ViT backbones; None disables it.
+        eval_mode: ``"whole"`` or ``"slide"`` for validation, test and predict; defaults to the model's
+            ``pretrained_cfg["eval_mode"]``, else whole.
+        eval_crop: Sliding-window size; defaults to ``pretrained_cfg["crop_size"]``.
+        eval_stride: Sliding-window stride; defaults to ``pretrained_cfg["stride"]``.
+        eval_batch_size: Windows per forward pass in slide mode.
+        test_tta: Multi-scale (``tta_scales``) + flip test-time augmentation in ``test`` and ``predict``.
+        tta_scales: Resize factors for ``test_tta``.
+        num_log_images: Validation samples (the first ones) drawn as input / ground truth / prediction panels each
+            validation, into ``<log_dir>/val_overlays/epoch=E/`` and to the logger when it takes images.
+        class_names: Class names for the per-class table; defaults to the DataModule's, then the model's.
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module | None = None,
+        num_classes: int | None = None,
+        ignore_index: int = 255,
+        model_args: dict[str, Any] | None = None,
+        init_from: str | None = None,
+        pretrained_encoder: bool = False,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable = PolyLR,
+        head_lr_mult: float = 1.0,
+        norm_decay_mult: float = 1.0,
+        embed_decay_mult: float = 1.0,
+        layer_decay: float | None = None,
+        eval_mode: str | None = None,
+        eval_crop: int | tuple[int, int] | None = None,
+        eval_stride: int | tuple[int, int] | None = None,
+        eval_batch_size: int = 4,
+        test_tta: bool = False,
+        tta_scales: Sequence[float] = TTA_SCALES,
+        num_log_images: int = 4,
+        class_names: list[str] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(
+            ignore=["optimizer", "lr_scheduler"] + (["model"] if isinstance(model, nn.Module) else [])
+        )
+        self.model = _build_model(model, num_classes, dict(model_args or {}), init_from, pretrained_encoder)
+        model_classes = getattr(self.model, "num_classes", None)
+        if num_classes is not None and model_classes is not None and model_classes != num_classes:
+            raise ValueError(
+                f"the model predicts {model_classes} classes but num_classes={num_classes} (from the DataModule); "
+                "build the model with the DataModule's number of classes"
+            )
+        self.num_classes = num_classes or model_classes
+        if self.num_classes is None:
+            raise ValueError("num_classes is unknown: set model.num_classes (train.py links it from the DataModule)")
+        if eval_mode not in (None, "whole", "slide"):
+            raise ValueError(f"eval_mode must be 'whole' or 'slide', got {eval_mode!r}")
+        self.ignore_index = ignore_index
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.group_rules = {
+            "head_lr_mult": head_lr_mult,
+            "norm_decay_mult": norm_decay_mult,
+            "embed_decay_mult": embed_decay_mult,
+            "layer_decay": layer_decay,
+        }
+        self.eval_mode, self.eval_crop, self.eval_stride = eval_mode, eval_crop, eval_stride
+        self.eval_batch_size = eval_batch_size
+        self.test_tta = test_tta
+        self.tta_scales = tuple(tta_scales)
+        self.num_log_images = num_log_images
+        self._class_names = class_names
+        self.val_confusion = MulticlassConfusionMatrix(self.num_classes, ignore_index=ignore_index)
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes, ignore_index=ignore_index)
+        self._overlay_samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model(images)
+
+    def compute_loss(self, images: Tensor, masks: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """Cross-entropy of the main logits plus the weighted auxiliary losses (SETR: 0.4 each).
+
+        The cross-entropy averages over the non-ignored pixels (PyTorch's rule; mmseg divides by all pixels). A batch
+        without any valid pixel gives a zero loss that still reaches every parameter.
+        """
+        if hasattr(self.model, "forward_with_aux"):
+            logits, aux_logits = self.model.forward_with_aux(images)
+            aux_weights = list(getattr(self.model, "aux_weights", [1.0] * len(aux_logits)))
+        else:
+            logits, aux_logits, aux_weights = self.model(images), [], []
+        parts = {"loss_main": self._cross_entropy(logits, masks)}
+        for i, (aux, weight) in enumerate(zip(aux_logits, aux_weights)):
+            parts[f"loss_aux{i}"] = weight * self._cross_entropy(aux, masks)
+        return sum(parts.values()), parts
+
+    def _cross_entropy(self, logits: Tensor, masks: Tensor) -> Tensor:
+        if not (masks != self.ignore_index).any():
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits.float(), masks, ignore_index=self.ignore_index)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        images, masks = batch["image"], batch["mask"]
+        loss, parts = self.compute_loss(images, masks)
+        batch_size = images.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        if len(parts) > 1:
+            self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=batch_size)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = param_groups(self.model, **self.group_rules)
+        for group in groups:
+            group.pop("names")
+        optimizer = self.optimizer_factory(groups)
+        apply_multipliers(optimizer)
+        scheduler_kwargs = {}
+        # A PolyLR without total_steps in the config spans the whole run (max_steps, or epochs × batches).
+        if _accepts(self.scheduler_factory, "total_steps") and _bound(self.scheduler_factory, "total_steps") is None:
+            scheduler_kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, **scheduler_kwargs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The weights are in the checkpoint: rebuilding the module from it (load_from_checkpoint) must not fetch the
+        # starting weights again.
+        hparams = checkpoint.get("hyper_parameters")
+        if hparams is not None:
+            hparams.update(init_from=None, pretrained_encoder=False)
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Evaluation
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def eval_settings(self) -> dict[str, Any]:
+        """Evaluation mode, window and stride: the arguments, else the model's ``pretrained_cfg``, else whole."""
+        cfg = getattr(self.model, "pretrained_cfg", None) or {}
+        mode = self.eval_mode or cfg.get("eval_mode") or "whole"
+        settings: dict[str, Any] = {"mode": mode, "batch_size": self.eval_batch_size, "scales": self.tta_scales}
+        if mode == "slide":
+            crop = self.eval_crop if self.eval_crop is not None else cfg.get("crop_size")
+            stride = self.eval_stride if self.eval_stride is not None else cfg.get("stride")
+            if crop is None or stride is None:
+                raise ValueError(
+                    "eval_mode 'slide' needs a window and a stride: set model.eval_crop and model.eval_stride "
+                    "(e.g. 512 and 341 for ADE20K, 1024 and 768 for Cityscapes)"
+                )
+            settings.update(crop=_as_size(crop), stride=_as_size(stride))
+        return settings
+
+    def predict_logits(self, images: Tensor, tta: bool = False) -> Tensor:
+        """Logits at the input size in the evaluation mode (with multi-scale + flip when ``tta``)."""
+        return inference(self.model, images, self.eval_settings(), tta=tta)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        preds = self.predict_logits(batch["image"]).argmax(dim=1)
+        self.val_confusion.update(preds, batch["mask"])
+        self._collect_overlays(batch, preds)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        preds = self.predict_logits(batch["image"], tta=self.test_tta).argmax(dim=1)
+        self.test_confusion.update(preds, batch["mask"])
+
+    def predict_step(self, batch: dict[str, Any] | Tensor, batch_idx: int) -> Tensor:
+        """B×H×W label maps (int64) at the batch's image size."""
+        images = batch["image"] if isinstance(batch, dict) else batch
+        return self.predict_logits(images, tta=self.test_tta).argmax(dim=1)
+
+    def on_validation_epoch_start(self) -> None:
+        self._overlay_samples = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val", self.val_confusion)
+        if not self.trainer.sanity_checking:
+            self._write_overlays()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test", self.test_confusion)
+
+    def _log_metrics(self, stage: str, confusion_metric: MulticlassConfusionMatrix) -> None:
+        confusion = confusion_metric.compute()  # summed over all processes
+        confusion_metric.reset()
+        metrics = segmentation_metrics(confusion)
+        # The values are already global and equal on every process; sync_dist averages equal numbers (a no-op) and
+        # keeps Lightning from warning about unsynchronised epoch-level logging.
+        self.log_dict({f"{stage}/{k}": metrics[k].float() for k in ("miou", "macc", "acc")}, sync_dist=True)
+        names = self.class_names()
+        per_class = {f"{stage}/iou/{name}": iou.float() for name, iou in zip(names, metrics["iou"])}
+        self.log_dict({k: v for k, v in per_class.items() if not v.isnan()}, sync_dist=True)
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            self._report_table(stage, names, metrics)
+
+    def _report_table(self, stage: str, names: list[str], metrics: dict[str, Tensor]) -> None:
+        """Prints the per-class table and hands it to loggers that take tables (W&B)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        summary = (
+            f"{stage} (epoch {self.current_epoch}, step {self.global_step}): mIoU {100 * metrics['miou']:.2f}  "
+            f"mAcc {100 * metrics['macc']:.2f}  aAcc {100 * metrics['acc']:.2f}"
+        )
+        table = Table(title=f"{stage} per-class IoU / accuracy (%)")
+        for column in ("class", "IoU", "Acc"):
+            table.add_column(column, justify="left" if column == "class" else "right")
+        rows = [[name, _pct(iou), _pct(acc)] for name, iou, acc in zip(names, metrics["iou"], metrics["class_acc"])]
+        for row in rows:
+            table.add_row(*row)
+        console = Console()
+        console.print(table)
+        console.print(summary)
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_table(key=f"{stage}/per_class", columns=["class", "IoU", "Acc"], data=rows)
+
+    def class_names(self) -> list[str]:
+        names = self._class_names
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if names is None and datamodule is not None:
+            names = getattr(datamodule, "class_names", None)
+        if names is None:
+            names = (getattr(self.model, "pretrained_cfg", None) or {}).get("class_names")
+        if names is None or len(names) != self.num_classes:
+            names = [f"class_{i}" for i in range(self.num_classes)]
+        return list(names)
+
+    def palette(self) -> list[tuple[int, int, int]]:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        palette = getattr(datamodule, "palette", None)
+        if palette is None:
+            palette = (getattr(self.model, "pretrained_cfg", None) or {}).get("palette")
+        if palette is None or len(palette) < self.num_classes:
+            palette = default_palette(self.num_classes)
+        return [tuple(int(v) for v in colour) for colour in palette]
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Overlay images
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def _collect_overlays(self, batch: dict[str, Any], preds: Tensor) -> None:
+        """Keeps the first ``num_log_images`` validation samples of rank 0 (denormalised image, mask, prediction)."""
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        mean, std = self._normalisation()
+        names = batch.get("name") or [f"sample{i}" for i in range(len(preds))]
+        for image, mask, pred, name in zip(batch["image"], batch["mask"], preds, names):
+            if len(self._overlay_samples) >= self.num_log_images:
+                return
+            self._overlay_samples.append(
+                (denormalize(image, mean, std), mask.cpu().numpy(), pred.cpu().numpy(), str(name))
+            )
+
+    def _normalisation(self) -> tuple[Sequence[float], Sequence[float]]:
+        """The DataModule's mean/std on the 0–255 scale (0–1 values are scaled up), else ImageNet's."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        mean = getattr(datamodule, "mean", None) or (123.675, 116.28, 103.53)
+        std = getattr(datamodule, "std", None) or (58.395, 57.12, 57.375)
+        if max(mean) <= 1.0 and max(std) <= 1.0:
+            mean, std = [m * 255 for m in mean], [s * 255 for s in std]
+        return mean, std
+
+    def _write_overlays(self) -> None:
+        if not self._overlay_samples:
+            return
+        palette = self.palette()
+        panels = [
+            side_by_side(img, gt, pred, palette, ignore_index=self.ignore_index)
+            for img, gt, pred, _ in self._overlay_samples
+        ]
+        captions = [name for *_, name in self._overlay_samples]
+        folder = (
+            Path(self.trainer.log_dir or self.trainer.default_root_dir) / "val_overlays" / f"epoch={self.current_epoch}"
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, (panel, caption) in enumerate(zip(panels, captions)):
+            panel.save(folder / f"{i:02d}_{Path(caption).stem}.png")
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="val/overlays", images=panels, caption=captions, step=self.global_step)
+            elif isinstance(logger, TensorBoardLogger):
+                for i, panel in enumerate(panels):
+                    array = torch.from_numpy(np.asarray(panel)).permute(2, 0, 1)
+                    logger.experiment.add_image(f"val/overlay_{i}", array, global_step=self.global_step)
+        self._overlay_samples = []
+
+
+class MaskWriter(BasePredictionWriter):
+    """Writes each predicted label map as ``<output_dir>/<name>.png`` (8-bit, class index per pixel, with the
+    DataModule's palette so image viewers show colours).
+
+    Use with ``python train.py predict ... --trainer.callbacks+=segzoo.lit.MaskWriter
+    --trainer.callbacks.output_dir predictions``.
+
+    Args:
+        output_dir: Folder for the PNG files (created if missing).
+    """
+
+    def __init__(self, output_dir: str | Path = "predictions"):
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
+        from PIL import Image
+
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        names = batch.get("name") if isinstance(batch, dict) else None
+        palette = [v for colour in pl_module.palette()[:256] for v in colour] if pl_module.num_classes <= 256 else None
+        for i, labels in enumerate(prediction):
+            name = Path(str(names[i])).stem if names is not None else f"batch{batch_idx:05d}_{i:02d}"
+            if pl_module.num_classes > 256:
+                Image.fromarray(labels.cpu().numpy().astype(np.uint16)).save(self.output_dir / f"{name}.png")
+                continue
+            image = Image.fromarray(labels.cpu().numpy().astype(np.uint8), mode="P")
+            image.putpalette(palette)
+            image.save(self.output_dir / f"{name}.png")
+
+
+def _factory_class(factory: Any) -> Any:
+    """The class a factory builds: the class itself, a ``functools.partial`` of it, or jsonargparse's partial of an
+    instantiator whose first bound argument is the class."""
+    while isinstance(factory, partial):
+        classes = [arg for arg in factory.args if isinstance(arg, type)]
+        factory = classes[0] if classes else factory.func
+    return factory
+
+
+def _accepts(factory: Any, name: str) -> bool:
+    """Whether the class behind ``factory`` takes the argument ``name``."""
+    try:
+        return name in inspect.signature(_factory_class(factory)).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _bound(factory: Any, name: str) -> Any:
+    """The value a (nested) ``functools.partial`` binds to keyword ``name``, None when unbound."""
+    while isinstance(factory, partial):
+        if factory.keywords.get(name) is not None:
+            return factory.keywords[name]
+        factory = factory.func
+    return None
+
+
+def _as_size(value: int | Sequence[int]) -> int | tuple[int, int]:
+    return value if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _pct(value: Tensor) -> str:
+    return "-" if value.isnan() else f"{100 * float(value):.2f}"

@@ -1,0 +1,116 @@
+"""Small models and data shared by the training tests (test_lit, test_resume, the DDP worker)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+
+class TinySegNet(nn.Module):
+    """A few-hundred-parameter encoder–decoder with segzoo's parameter names, an auxiliary head and a position
+    embedding, so every optimizer rule has something to act on."""
+
+    def __init__(self, num_classes: int = 3, width: int = 8, with_aux: bool = True):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU())
+        self.backbone.pos_embed = nn.Parameter(torch.zeros(1, width, 1, 1))
+        self.decode_head = nn.Sequential(
+            nn.Conv2d(width, width, 1), nn.GroupNorm(2, width), nn.ReLU(), nn.Conv2d(width, num_classes, 1)
+        )
+        self.auxiliary_head = nn.ModuleList([nn.Conv2d(width, num_classes, 1)] if with_aux else [])
+        self.aux_weights = [0.4] * len(self.auxiliary_head)
+        self.num_classes = num_classes
+        self.pretrained_cfg: dict = {}
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x) + self.backbone.pos_embed
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        feats = self._features(x)
+        return self.decode_head(feats), [head(feats) for head in self.auxiliary_head]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode_head(self._features(x))
+
+    def no_weight_decay(self) -> set[str]:
+        return {"backbone.pos_embed"}
+
+
+class ColourDataset(Dataset):
+    """Images whose label is the dominant colour channel of each pixel, with a border of ignored pixels."""
+
+    def __init__(self, num_samples: int, num_classes: int = 3, size: int = 16, seed: int = 0):
+        generator = torch.Generator().manual_seed(seed)
+        self.images = torch.rand(num_samples, 3, size, size, generator=generator)
+        coarse = torch.randint(0, num_classes, (num_samples, 1, size // 4, size // 4), generator=generator).float()
+        labels = F.interpolate(coarse, size=(size, size), mode="nearest")[:, 0].long()
+        for c in range(num_classes):  # make the labelled channel clearly the brightest
+            self.images[:, c][labels == c] += 1.0
+        labels[:, 0, :] = 255
+        self.masks = labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"image": self.images[index], "mask": self.masks[index], "name": f"sample{index:03d}"}
+
+
+class ColourDataModule(L.LightningDataModule):
+    """DataModule over :class:`ColourDataset` with the attributes segzoo DataModules expose."""
+
+    def __init__(self, num_train: int = 16, num_val: int = 8, batch_size: int = 4, num_classes: int = 3):
+        super().__init__()
+        self.num_classes = num_classes
+        self.ignore_index = 255
+        self.class_names = [f"colour{i}" for i in range(num_classes)]
+        self.palette = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)][:num_classes]
+        self.mean, self.std = (0.0, 0.0, 0.0), (1.0 / 255, 1.0 / 255, 1.0 / 255)
+        self.train_set = ColourDataset(num_train, num_classes, seed=0)
+        self.val_set = ColourDataset(num_val, num_classes, seed=1)
+        self.batch_size = batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size)
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    """A CPU trainer without progress bar, model summary or checkpoints (override any of these by keyword)."""
+    defaults = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
+    return L.Trainer(**(defaults | kwargs))
+
+
+class KillAtStep(Callback):
+    """Simulates a crash: raises when training is about to run optimizer step ``step`` (after its checkpoint)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise SimulatedKill(f"killed at step {self.step}")
+
+
+class SimulatedKill(RuntimeError):
+    pass
