@@ -75,9 +75,11 @@ class EncoderDecoder(nn.Module):
         return self.neck(feats) if self.neck is not None else feats
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad_to_multiple == 1:
+            return x
         m = self.pad_to_multiple
-        pad_h, pad_w = (-x.shape[2]) % m, (-x.shape[3]) % m
-        return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+        # Always pad (possibly by 0): a Python branch on the size would be frozen by torch.export / ONNX tracing.
+        return F.pad(x, (0, (-x.shape[3]) % m, 0, (-x.shape[2]) % m))
 
     def _to_input_size(self, logits: torch.Tensor, padded: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
         if logits.shape[-2:] != padded:
@@ -101,6 +103,18 @@ class EncoderDecoder(nn.Module):
         x = self._pad(x)
         logits = self.decode_head(self.extract_features(x))
         return self._to_input_size(logits, (x.shape[2], x.shape[3]), size)
+
+    def predict(self, image_or_images, **kwargs):
+        """Label map(s) at the input size, with this checkpoint's preprocessing (:func:`segzoo.inference.predict`)."""
+        from ..inference import predict
+
+        return predict(self, image_or_images, **kwargs)
+
+    def export_onnx(self, path, **kwargs):
+        """ONNX export with dynamic batch, height and width, verified with onnxruntime (:func:`segzoo.export.export_onnx`)."""
+        from ..export import export_onnx
+
+        return export_onnx(self, path, **kwargs)
 
     def drop_auxiliary_heads(self) -> None:
         """Remove the auxiliary heads (they only serve training losses)."""

@@ -172,6 +172,9 @@ class MixTransformer(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        smallest = 4 * self.block1[0].attn.sr_ratio  # stage-1 keys are reduced by a sr×sr conv on the 1/4 map
+        if not torch.compiler.is_compiling() and min(x.shape[2:]) < smallest:  # no size guard in exported graphs
+            raise ValueError(f"MiT needs inputs of at least {smallest}×{smallest} px, got {tuple(x.shape[2:])}")
         # Channels-last throughout: token sequences and conv maps are then views of each other, with no copies.
         x = x.contiguous(memory_format=torch.channels_last)
         outs = []

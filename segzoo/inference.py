@@ -1,0 +1,523 @@
+"""Inference for any segzoo model: whole image, sliding window, multi-scale + flip TTA, and ``predict``.
+
+Every function here works on any ``nn.Module`` whose ``model(x)`` maps a normalised B×3×H×W float tensor to
+B×K×H×W logits at the input size. The sliding-window grid and the test-time augmentation follow mmsegmentation 1.x
+(``EncoderDecoder.slide_inference`` and ``SegTTAModel``) so that scores are comparable with published ones.
+
+``predict`` is the user-facing entry point: it reads paths, PIL images, numpy arrays or tensors, applies the
+checkpoint's own preprocessing (``model.pretrained_cfg``) and returns label maps at the input size.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor, nn
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "TTA_SCALES",
+    "inference",
+    "list_images",
+    "load_image",
+    "multiscale_flip_inference",
+    "predict",
+    "preprocess",
+    "slide_inference",
+    "whole_inference",
+]
+
+# RGB, 0–255 scale, as in mmsegmentation's data preprocessor.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+# mmsegmentation's ``img_ratios`` for --tta.
+TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+ImageInput = str | Path | Image.Image | np.ndarray | Tensor
+
+
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"{name} must be an int or a pair (height, width) of ints, got {value!r}")
+
+
+def _resize(tensor: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize (``align_corners=False``, no antialiasing: cv2 in mmseg's pipeline), skipped at the same size."""
+    if tuple(tensor.shape[-2:]) == tuple(size):
+        return tensor
+    return F.interpolate(tensor, size, mode="bilinear", align_corners=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tensor-level inference
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def whole_inference(model: nn.Module, images: Tensor) -> Tensor:
+    """Runs the model once on the whole (already normalised) images.
+
+    Args:
+        model: Segmentation model returning B×K×H×W logits at the input size.
+        images: Normalised B×3×H×W float tensor.
+
+    Returns:
+        B×K×H×W logits.
+    """
+    return model(images)
+
+
+def _window_spans(size: int, crop: int, stride: int) -> list[tuple[int, int]]:
+    """Start/end of each window along one axis, with mmsegmentation's grid: the last window is clamped to the image,
+    and an axis shorter than the crop gets a single window covering all of it."""
+    num = max(size - crop + stride - 1, 0) // stride + 1
+    spans = []
+    for i in range(num):
+        end = min(i * stride + crop, size)
+        spans.append((max(end - crop, 0), end))
+    return spans
+
+
+def slide_inference(
+    model: nn.Module,
+    images: Tensor,
+    crop_size: int | tuple[int, int],
+    stride: int | tuple[int, int],
+    batch_size: int = 4,
+) -> Tensor:
+    """Sliding-window inference with overlapping windows averaged, as mmsegmentation's ``slide_inference``.
+
+    Windows of ``crop_size`` start every ``stride`` pixels; the last row/column of windows is shifted back to end at
+    the image border, and an image smaller than the crop is run whole (no padding). Logits of overlapping windows are
+    summed and divided by the number of windows covering each pixel. Windows of one image are run ``batch_size`` at
+    a time, so memory stays bounded for large images.
+
+    Args:
+        model: Segmentation model returning logits at the input size.
+        images: Normalised B×3×H×W float tensor.
+        crop_size: Window size, an int or (height, width).
+        stride: Step between windows, an int or (height, width).
+        batch_size: Number of windows per forward pass.
+
+    Returns:
+        B×K×H×W float32 logits.
+    """
+    crop_h, crop_w = _pair(crop_size, "crop_size")
+    stride_h, stride_w = _pair(stride, "stride")
+    if min(crop_h, crop_w, stride_h, stride_w, batch_size) < 1:
+        raise ValueError(f"crop_size, stride and batch_size must be positive, got {crop_size}, {stride}, {batch_size}")
+    height, width = images.shape[-2:]
+    windows = [
+        (y1, y2, x1, x2)
+        for y1, y2 in _window_spans(height, crop_h, stride_h)
+        for x1, x2 in _window_spans(width, crop_w, stride_w)
+    ]
+    count = torch.zeros((1, 1, height, width), dtype=torch.float32, device=images.device)
+    for y1, y2, x1, x2 in windows:
+        count[..., y1:y2, x1:x2] += 1
+
+    outputs = []
+    for image in images:  # one image at a time: a forward pass never holds more than batch_size windows
+        summed = None
+        for start in range(0, len(windows), batch_size):
+            chunk = windows[start : start + batch_size]
+            crops = torch.stack([image[:, y1:y2, x1:x2] for y1, y2, x1, x2 in chunk])
+            logits = model(crops)
+            if summed is None:  # float32 sums: bf16 windows under autocast would lose precision when added
+                summed = torch.zeros((logits.shape[1], height, width), dtype=torch.float32, device=logits.device)
+            for (y1, y2, x1, x2), window_logits in zip(chunk, logits):
+                summed[:, y1:y2, x1:x2] += window_logits
+        outputs.append(summed)
+    return torch.stack(outputs) / count
+
+
+def _run(
+    model: nn.Module,
+    images: Tensor,
+    mode: str,
+    crop_size: int | tuple[int, int] | None,
+    stride: int | tuple[int, int] | None,
+    batch_size: int,
+) -> Tensor:
+    if mode == "whole":
+        return whole_inference(model, images)
+    if mode == "slide":
+        if crop_size is None or stride is None:
+            raise ValueError("slide inference needs crop_size and stride (e.g. crop_size=512, stride=341)")
+        return slide_inference(model, images, crop_size, stride, batch_size)
+    raise ValueError(f"unknown inference mode {mode!r}; expected 'whole' or 'slide'")
+
+
+def multiscale_flip_inference(
+    model: nn.Module,
+    images: Tensor,
+    scales: Sequence[float] = TTA_SCALES,
+    flip: bool = True,
+    mode: str = "whole",
+    crop_size: int | tuple[int, int] | None = None,
+    stride: int | tuple[int, int] | None = None,
+    batch_size: int = 4,
+    output_size: tuple[int, int] | None = None,
+) -> Tensor:
+    """Multi-scale (and horizontal flip) test-time augmentation, as mmsegmentation 1.x ``--tta``.
+
+    For each scale the images are resized (bilinear, ``align_corners=False``; sizes rounded as mmseg's
+    ``Resize(scale_factor=...)``), run whole or by sliding window, optionally also flipped, and the logits resized
+    back to the input size. Like mmseg's ``SegTTAModel.merge_preds``, the *softmax probabilities* of all passes are
+    averaged (not the logits).
+
+    Resizing the normalised tensor equals mmseg's resizing of the raw image followed by normalisation, because
+    normalisation is a per-channel affine map that commutes with bilinear interpolation.
+
+    Args:
+        model: Segmentation model returning logits at the input size.
+        images: Normalised B×3×H×W float tensor.
+        scales: Resize factors.
+        flip: Also run every scale on the horizontally flipped images.
+        mode: ``"whole"`` or ``"slide"``.
+        crop_size: Window size for slide mode.
+        stride: Window stride for slide mode.
+        batch_size: Windows per forward pass in slide mode.
+        output_size: Size the logits of every pass are resized to before averaging (mmseg: the original image
+            size); the input size by default.
+
+    Returns:
+        B×K×H×W (or B×K×``output_size``) float32 log of the averaged probabilities: its softmax (and its argmax)
+        are those of the TTA ensemble, so it can be used wherever logits are expected.
+    """
+    if len(scales) == 0:
+        raise ValueError("scales must hold at least one resize factor, e.g. (0.5, 1.0, 1.5)")
+    height, width = images.shape[-2:]
+    probs_sum = None
+    num_passes = 0
+    for scale in scales:
+        size = (int(height * scale + 0.5), int(width * scale + 0.5))
+        scaled = _resize(images, size)
+        for flipped in (False, True) if flip else (False,):
+            inputs = scaled.flip(-1) if flipped else scaled
+            logits = _run(model, inputs, mode, crop_size, stride, batch_size)
+            if flipped:
+                logits = logits.flip(-1)
+            probs = _resize(logits.float(), output_size or (height, width)).softmax(dim=1)
+            probs_sum = probs if probs_sum is None else probs_sum + probs
+            num_passes += 1
+    return (probs_sum / num_passes).clamp_min(torch.finfo(torch.float32).tiny).log()
+
+
+def inference(model: nn.Module, images: Tensor, eval_cfg: dict[str, Any] | None = None, tta: bool = False) -> Tensor:
+    """Runs whole, sliding-window or TTA inference as an evaluation config says.
+
+    Args:
+        model: Segmentation model returning logits at the input size.
+        images: Normalised B×3×H×W float tensor.
+        eval_cfg: ``{"mode": "whole"}`` (the default) or ``{"mode": "slide", "crop": 512, "stride": 341}``
+            (``crop_size`` is accepted for ``crop`` and ``eval_mode`` for ``mode``, so a model's ``pretrained_cfg``
+            works as is). Optional keys: ``batch_size`` (windows per pass) and, for TTA, ``scales`` and ``flip``.
+        tta: Multi-scale + flip test-time augmentation (see :func:`multiscale_flip_inference`).
+
+    Returns:
+        B×K×H×W logits (with ``tta``, log-probabilities of the ensemble).
+    """
+    cfg = dict(eval_cfg or {})
+    mode = cfg.get("mode") or cfg.get("eval_mode") or "whole"
+    crop = cfg.get("crop", cfg.get("crop_size"))
+    stride = cfg.get("stride")
+    batch_size = int(cfg.get("batch_size", 4))
+    if tta:
+        scales = tuple(cfg.get("scales", TTA_SCALES))
+        return multiscale_flip_inference(model, images, scales, cfg.get("flip", True), mode, crop, stride, batch_size)
+    return _run(model, images, mode, crop, stride, batch_size)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading and preprocessing images
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def list_images(paths: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Expands files and folders (searched recursively, sorted) into a list of image files.
+
+    Raises:
+        FileNotFoundError: A path does not exist.
+        ValueError: A folder holds no image files, or nothing was given.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise ValueError(
+                    f"folder {path} holds no images (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
+                )
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"input {path} does not exist")
+    if not files:
+        raise ValueError("no input images given")
+    return files
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Opens an image file (applying its EXIF orientation) without converting its mode.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        IsADirectoryError: The path is a folder.
+        ValueError: The file is not an image PIL can read.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{path} is a folder; pass image files, or expand it with segzoo.inference.list_images({str(path)!r})"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"image file {path} does not exist")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(
+            f"cannot read image file {path}: {err}; expected an image PIL can open (PNG, JPEG, ...)"
+        ) from err
+
+
+def _channels_to_rgb(array: np.ndarray, source: str) -> np.ndarray:
+    """Makes an H×W×C float array RGB: grayscale is repeated, an alpha channel dropped (both with a warning)."""
+    channels = array.shape[2]
+    if channels == 3:
+        return array
+    if channels == 1:
+        warnings.warn(f"{source} is grayscale; repeating it to 3 RGB channels", stacklevel=4)
+        return np.repeat(array, 3, axis=2)
+    if channels == 4:
+        warnings.warn(f"{source} has 4 channels (RGBA); dropping the alpha channel", stacklevel=4)
+        return array[:, :, :3]
+    raise ValueError(
+        f"{source} has {channels} channels; expected an RGB image (3 channels), grayscale (1) or RGBA (4), with the "
+        "channels as the first (C×H×W tensor) or last (H×W×C array) dimension"
+    )
+
+
+def _pil_to_array(image: Image.Image, source: str) -> np.ndarray:
+    if image.mode in ("L", "LA", "I", "I;16", "F", "1"):
+        warnings.warn(f"{source} is grayscale (mode {image.mode}); converting it to RGB", stacklevel=4)
+        if image.mode in ("I", "I;16", "F"):  # 16/32-bit grayscale: rescale to 0–255 before converting
+            values = np.asarray(image, dtype=np.float32)
+            return np.repeat(values[:, :, None] * (255.0 / max(float(values.max()), 1.0)), 3, axis=2)
+    elif image.mode in ("RGBA", "PA"):
+        warnings.warn(f"{source} has an alpha channel (mode {image.mode}); dropping it", stacklevel=4)
+    return np.asarray(image.convert("RGB"), dtype=np.float32)
+
+
+def _to_rgb_array(image: ImageInput) -> np.ndarray:
+    """Any supported input as an H×W×3 float32 array on the 0–255 scale.
+
+    Integer arrays/tensors are read as 0–255; float ones as 0–1 (torchvision's convention).
+    """
+    if isinstance(image, (str, Path)):
+        return _pil_to_array(load_image(image), f"image {image}")
+    if isinstance(image, Image.Image):
+        return _pil_to_array(image, "the PIL image")
+    if isinstance(image, Tensor):
+        array = image.detach().cpu().numpy()
+        # Tensors are C×H×W unless only the last dimension can be channels.
+        channels_first = array.ndim == 3 and not (array.shape[0] > 4 and array.shape[-1] <= 4)
+        source = "the tensor"
+    elif isinstance(image, np.ndarray):
+        array = image
+        # Arrays are H×W×C unless only the first dimension can be channels.
+        channels_first = array.ndim == 3 and array.shape[-1] > 4 and array.shape[0] <= 4
+        source = "the array"
+    else:
+        raise TypeError(
+            f"unsupported image type {type(image).__name__}; pass a file path, PIL image, numpy array or tensor"
+        )
+    if array.ndim == 2:
+        array = array[:, :, None]
+    elif array.ndim != 3:
+        raise ValueError(
+            f"{source} has shape {tuple(array.shape)}; expected H×W (grayscale), H×W×C (array) or C×H×W (tensor)"
+        )
+    elif channels_first:
+        array = array.transpose(1, 2, 0)
+    if array.dtype == np.bool_ or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ValueError(f"{source} has dtype {array.dtype}; expected uint8 (0–255) or float (0–1) values")
+    scale = 255.0 if np.issubdtype(array.dtype, np.floating) else 1.0
+    return _channels_to_rgb(array.astype(np.float32) * scale, f"{source} of shape {tuple(image.shape)}")
+
+
+def keep_ratio_size(height: int, width: int, test_scale: Sequence[int]) -> tuple[int, int]:
+    """Size after mmsegmentation's ``Resize(scale=test_scale, keep_ratio=True)``.
+
+    The factor is min(long_scale / long_edge, short_scale / short_edge), e.g. (2048, 512) resizes the short side to
+    512 unless the long side would then exceed 2048. Sizes are rounded as mmcv's ``rescale_size``.
+    """
+    long_scale, short_scale = max(test_scale), min(test_scale)
+    factor = min(long_scale / max(height, width), short_scale / min(height, width))
+    return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+def preprocess(image: ImageInput, pretrained_cfg: dict[str, Any] | None = None) -> tuple[Tensor, tuple[int, int]]:
+    """Turns one image into the normalised tensor a checkpoint expects.
+
+    Grayscale and RGBA inputs are converted to RGB (with a warning). The image is resized with the checkpoint's
+    keep-ratio test rule when ``pretrained_cfg["test_scale"]`` is set (e.g. ``[2048, 512]`` for ADE20K, as mmseg's
+    test pipeline does for whole and slide mode alike), then to the next multiple of ``pretrained_cfg["size_divisor"]``
+    when that is set (NVlabs SegFormer's ``AlignedResize``, which rounds up), and normalised with
+    ``pretrained_cfg["mean"]`` / ``["std"]`` (RGB, 0–255 scale; ImageNet statistics by default).
+
+    Args:
+        image: A file path, PIL image, numpy array (H×W×C or H×W; uint8 0–255 or float 0–1) or tensor (C×H×W or
+            H×W×C; uint8 0–255 or float 0–1).
+        pretrained_cfg: The model's ``pretrained_cfg``.
+
+    Returns:
+        The 1×3×h×w float tensor and the original (height, width), to resize the prediction back to.
+    """
+    cfg = pretrained_cfg or {}
+    array = _to_rgb_array(image)
+    height, width = array.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"image has an empty size {height}×{width}")
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]
+    # Bilinear without antialiasing, as cv2.resize in mmseg's pipeline; two steps like mmseg/NVlabs.
+    if cfg.get("test_scale"):
+        tensor = _resize(tensor, keep_ratio_size(height, width, cfg["test_scale"]))
+    if cfg.get("size_divisor"):
+        divisor = int(cfg["size_divisor"])
+        tensor = _resize(tensor, tuple(-(-side // divisor) * divisor for side in tensor.shape[-2:]))
+    mean = torch.tensor(cfg.get("mean") or IMAGENET_MEAN, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(cfg.get("std") or IMAGENET_STD, dtype=torch.float32).view(1, -1, 1, 1)
+    return (tensor - mean) / std, (height, width)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _eval_settings(model: nn.Module, mode: str | None, crop_size: Any, stride: Any, batch_size: int) -> dict[str, Any]:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    mode = mode or cfg.get("eval_mode") or "whole"
+    settings: dict[str, Any] = {"mode": mode, "batch_size": batch_size}
+    if mode == "slide":
+        crop = crop_size if crop_size is not None else cfg.get("crop_size")
+        stride = stride if stride is not None else cfg.get("stride")
+        if crop is None or stride is None:
+            raise ValueError(
+                "slide mode needs a window size and stride, and the model's pretrained_cfg has none: pass "
+                "crop_size=... and stride=... (e.g. 512 and 341)"
+            )
+        crop = tuple(crop) if isinstance(crop, (list, tuple)) else crop
+        stride = tuple(stride) if isinstance(stride, (list, tuple)) else stride
+        settings.update(crop=crop, stride=stride)
+    elif mode != "whole":
+        raise ValueError(f"unknown inference mode {mode!r}; expected 'whole' or 'slide'")
+    return settings
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _predict_logits(
+    model: nn.Module, batch: Tensor, settings: dict[str, Any], tta: bool, original: tuple[int, int]
+) -> Tensor:
+    """Logits at the original image size. As mmseg, each TTA pass is resized to the original size before its
+    probabilities are averaged, and plain logits are resized before the argmax."""
+    mode, crop, stride, batch_size = (
+        settings["mode"],
+        settings.get("crop"),
+        settings.get("stride"),
+        settings["batch_size"],
+    )
+    if tta:
+        return multiscale_flip_inference(
+            model, batch, mode=mode, crop_size=crop, stride=stride, batch_size=batch_size, output_size=original
+        )
+    return _resize(_run(model, batch, mode, crop, stride, batch_size).float(), original)
+
+
+def predict(
+    model: nn.Module,
+    image_or_images: ImageInput | Sequence[ImageInput],
+    *,
+    mode: str | None = None,
+    tta: bool = False,
+    crop_size: int | tuple[int, int] | None = None,
+    stride: int | tuple[int, int] | None = None,
+    batch_size: int = 4,
+) -> np.ndarray | list[np.ndarray]:
+    """Predicts label maps at the input size, with the checkpoint's own preprocessing and evaluation mode.
+
+    Args:
+        model: A segzoo model (or any module returning logits at the input size, optionally with a
+            ``pretrained_cfg`` dict holding ``mean``, ``std``, ``test_scale``, ``size_divisor``, ``eval_mode``,
+            ``crop_size``, ``stride``).
+        image_or_images: One image (path, PIL image, numpy array, C×H×W tensor), a list of them, or a B×C×H×W
+            tensor / B×H×W×C array.
+        mode: ``"whole"`` or ``"slide"``; defaults to ``pretrained_cfg["eval_mode"]``, else whole.
+        tta: Multi-scale + flip test-time augmentation.
+        crop_size: Window size for slide mode; defaults to ``pretrained_cfg["crop_size"]``.
+        stride: Window stride for slide mode; defaults to ``pretrained_cfg["stride"]``.
+        batch_size: Images (whole mode) or windows (slide mode) per forward pass.
+
+    Returns:
+        An int64 H×W label map for one image; a list of them for a list input; a B×H×W array for a batch
+        tensor/array.
+    """
+    single = not isinstance(image_or_images, (list, tuple)) and not (
+        isinstance(image_or_images, (Tensor, np.ndarray)) and image_or_images.ndim == 4
+    )
+    images = [image_or_images] if single else list(image_or_images)
+    if not images:
+        raise ValueError("no images given to predict")
+    settings = _eval_settings(model, mode, crop_size, stride, batch_size)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    device = _model_device(model)
+    per_batch = 1 if settings["mode"] == "slide" else max(1, batch_size)
+    labels: list[np.ndarray] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            # Only ``per_batch`` images are decoded at a time; those of the same size run as one batch.
+            for start in range(0, len(images), per_batch):
+                prepared = [preprocess(image, cfg) for image in images[start : start + per_batch]]
+                chunk_labels: dict[int, np.ndarray] = {}
+                groups: dict[tuple[int, int], list[int]] = {}
+                for index, (_, original) in enumerate(prepared):
+                    groups.setdefault(original, []).append(index)
+                for original, indices in groups.items():
+                    batch = torch.cat([prepared[i][0] for i in indices]).to(device)
+                    logits = _predict_logits(model, batch, settings, tta, original)
+                    for i, image_logits in zip(indices, logits):
+                        chunk_labels[i] = image_logits.argmax(dim=0).cpu().numpy()
+                labels.extend(chunk_labels[i] for i in range(len(prepared)))
+    finally:
+        model.train(was_training)
+    if single:
+        return labels[0]
+    if isinstance(image_or_images, (Tensor, np.ndarray)):
+        return np.stack(labels)
+    return labels

@@ -1,0 +1,170 @@
+"""Colour label maps, overlay them on images, and draw legends, with PIL only.
+
+Used by ``segzoo predict`` (overlays with a legend of the classes present) and by training to log
+input / ground truth / prediction panels.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["colorize", "default_palette", "denormalize", "overlay", "overlay_with_legend", "side_by_side"]
+
+Palette = Sequence[Sequence[int]] | np.ndarray
+
+
+def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
+    """Deterministic, well-separated RGB colours, none of them black (black marks ignored pixels).
+
+    Hues step by the golden ratio so neighbouring class indices get very different colours; saturation and
+    brightness cycle through a few levels so that large palettes stay distinguishable.
+    """
+    colours = []
+    for i in range(num_classes):
+        hue = (i * 0.618033988749895) % 1.0
+        saturation = (0.85, 0.55, 1.0)[i % 3]
+        value = (0.95, 0.75, 0.55)[(i // 3) % 3]
+        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
+        colours.append((round(r * 255), round(g * 255), round(b * 255)))
+    return colours
+
+
+def _palette_array(palette: Palette) -> np.ndarray:
+    array = np.asarray(palette, dtype=np.uint8)
+    if array.ndim != 2 or array.shape[1] != 3:
+        raise ValueError(f"palette must be a list of (R, G, B) colours, got an array of shape {array.shape}")
+    return array
+
+
+def _label_array(label_map: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(label_map, torch.Tensor):
+        label_map = label_map.detach().cpu().numpy()
+    label_map = np.asarray(label_map)
+    if label_map.ndim != 2:
+        raise ValueError(f"label map must be H×W, got shape {label_map.shape}")
+    return label_map.astype(np.int64)
+
+
+def _image_array(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
+    """An RGB image as an H×W×3 uint8 array (tensors: C×H×W, uint8 or float in 0–1)."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        if image.is_floating_point():
+            image = (image.clamp(0, 1) * 255).round()
+        image = image.to(torch.uint8).permute(1, 2, 0).numpy()
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"image must be H×W×3 (RGB), got shape {image.shape}")
+    return image[:, :, :3].astype(np.uint8)
+
+
+def denormalize(
+    image: torch.Tensor,
+    mean: Sequence[float] = (123.675, 116.28, 103.53),
+    std: Sequence[float] = (58.395, 57.12, 57.375),
+) -> np.ndarray:
+    """Undoes the model's normalisation: a 3×H×W tensor back to an H×W×3 uint8 array (mean/std on 0–255 scale)."""
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    pixels = image.detach().float().cpu() * std_t + mean_t
+    return pixels.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def colorize(label_map: np.ndarray | torch.Tensor, palette: Palette, ignore_index: int | None = None) -> Image.Image:
+    """Colours an H×W label map; labels outside the palette and ``ignore_index`` pixels are black."""
+    labels = _label_array(label_map)
+    colours = _palette_array(palette)
+    valid = (labels >= 0) & (labels < len(colours))
+    if ignore_index is not None:
+        valid &= labels != ignore_index
+    rgb = np.zeros((*labels.shape, 3), dtype=np.uint8)
+    rgb[valid] = colours[labels[valid]]
+    return Image.fromarray(rgb)
+
+
+def overlay(
+    image: Image.Image | np.ndarray | torch.Tensor,
+    label_map: np.ndarray | torch.Tensor,
+    palette: Palette,
+    alpha: float = 0.5,
+) -> Image.Image:
+    """Blends the coloured label map over the image (``alpha`` is the weight of the colours)."""
+    rgb = _image_array(image)
+    labels = _label_array(label_map)
+    if rgb.shape[:2] != labels.shape:
+        raise ValueError(f"image size {rgb.shape[:2]} and label map size {labels.shape} differ")
+    return Image.blend(Image.fromarray(rgb), colorize(labels, palette), alpha)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def overlay_with_legend(
+    image: Image.Image | np.ndarray | torch.Tensor,
+    label_map: np.ndarray | torch.Tensor,
+    class_names: Sequence[str] | None,
+    palette: Palette,
+    alpha: float = 0.5,
+) -> Image.Image:
+    """The overlay with a legend on its right: a colour swatch and name for each class present in the label map."""
+    labels = _label_array(label_map)
+    colours = _palette_array(palette)
+    blended = overlay(image, labels, colours, alpha)
+    present = [int(c) for c in np.unique(labels) if 0 <= c < len(colours)]
+    names = [class_names[c] if class_names is not None and c < len(class_names) else f"class {c}" for c in present]
+
+    font_size = max(10, min(24, blended.height // 30))
+    font = _font(font_size)
+    measure = ImageDraw.Draw(blended)
+    text_width = max((measure.textbbox((0, 0), name, font=font)[2] for name in names), default=0)
+    pad, swatch, row = font_size // 2, font_size, font_size + font_size // 2
+    legend_width = pad + swatch + pad + text_width + pad
+    height = max(blended.height, pad + row * len(present) + pad)
+
+    canvas = Image.new("RGB", (blended.width + legend_width, height), (255, 255, 255))
+    canvas.paste(blended, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    x0 = blended.width + pad
+    for i, (label, name) in enumerate(zip(present, names)):
+        y = pad + i * row
+        draw.rectangle([x0, y, x0 + swatch - 1, y + swatch - 1], fill=tuple(int(v) for v in colours[label]), outline=0)
+        draw.text((x0 + swatch + pad, y), name, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def side_by_side(
+    image: Image.Image | np.ndarray | torch.Tensor,
+    gt: np.ndarray | torch.Tensor,
+    pred: np.ndarray | torch.Tensor,
+    palette: Palette,
+    ignore_index: int = 255,
+    gap: int = 4,
+) -> Image.Image:
+    """Input, ground truth and prediction in one row, for logging; ``ignore_index`` pixels of the ground truth are
+    black."""
+    panels = [
+        Image.fromarray(_image_array(image)),
+        colorize(gt, palette, ignore_index=ignore_index),
+        colorize(pred, palette),
+    ]
+    width, height = panels[0].size
+    for panel in panels[1:]:
+        if panel.size != (width, height):
+            raise ValueError(f"image, ground truth and prediction sizes differ: {[p.size for p in panels]}")
+    canvas = Image.new("RGB", (3 * width + 2 * gap, height), (255, 255, 255))
+    for i, panel in enumerate(panels):
+        canvas.paste(panel, (i * (width + gap), 0))
+    return canvas
