@@ -1,4 +1,5 @@
-"""Print the README's architecture table (parameter counts on the meta device, 150 classes, 512 crop).
+"""Print the README's tables: architectures (parameter counts on the meta device, 150 classes, 512 crop) and the
+checkpoints of checkpoints.yaml.
 
 Usage: python scripts/arch_table.py   (tests/test_readme.py checks the README holds its output)
 """
@@ -22,5 +23,26 @@ def arch_table() -> str:
     return "\n".join(rows)
 
 
+def checkpoint_table() -> str:
+    from segzoo.pretrained import get_pretrained_cfg, list_pretrained
+
+    rows = [
+        "| checkpoint | architecture | dataset | crop | evaluation | mIoU SS / MS (publisher) | source | license |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in list_pretrained(encoders=False):
+        cfg = get_pretrained_cfg(name)
+        ev = cfg.eval
+        mode = f"slide {ev.crop[0]}/{ev.stride[0]}" if ev.mode == "slide" else "whole"
+        scores = cfg.metrics.get("publisher") or cfg.metrics.get("paper") or {}
+        miou = f"{scores.get('miou_ss', '-')} / {scores.get('miou_ms', '-')}"
+        source = cfg.source.hf_hub_id or "mmsegmentation"
+        rows.append(f"| `{name}` | `{cfg.arch}` | {cfg.dataset} | {cfg.crop_size[0]}×{cfg.crop_size[1]} | {mode} | "
+                    f"{miou} | {source} | {cfg.license} |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     print(arch_table())
+    print()
+    print(checkpoint_table())

@@ -124,4 +124,6 @@ class MaskTransformer(nn.Module):
         patches = F.normalize(self.proj_patch(x[:, : h * w]), dim=-1)
         classes = F.normalize(self.proj_classes(x[:, h * w :]), dim=-1)
         masks = self.mask_norm(patches @ classes.transpose(1, 2))  # B × N × K
-        return masks.transpose(1, 2).reshape(B, self.num_classes, h, w)
+        # A plain NCHW copy (small at patch resolution): the transposed view's strides send the upsampling of the
+        # logits to the input size down a path that is ten times slower.
+        return masks.transpose(1, 2).reshape(B, self.num_classes, h, w).contiguous()
