@@ -8,4 +8,6 @@ def test_readme_architecture_table_is_current():
     spec = importlib.util.spec_from_file_location("arch_table", ROOT / "scripts" / "arch_table.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.arch_table() in (ROOT / "README.md").read_text(), "run python scripts/arch_table.py and update README"
+    readme = (ROOT / "README.md").read_text()
+    assert module.arch_table() in readme, "run python scripts/arch_table.py and update README"
+    assert module.checkpoint_table() in readme, "run python scripts/arch_table.py and update README"
