@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import segzoo
-from checkpoint_formats import randomized, to_mmseg
+from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 from segzoo import pretrained
 from segzoo.convert import ConversionError
 from segzoo.pretrained import Source
@@ -117,6 +117,15 @@ def test_load_mmseg_setr_aux_heads_and_unused_class_token(tmp_path):
     # without auxiliary heads in the file, the model drops its own (inference never uses them)
     torch.save({"state_dict": {k: v for k, v in sd.items() if not k.startswith("auxiliary_head.")}}, tmp_path / "b.pth")
     assert len(segzoo.load("setr-test-mla", checkpoint=tmp_path / "b.pth").auxiliary_head) == 0
+
+
+def test_load_official_segmenter_and_segformer_files(tmp_path):
+    segmenter = randomized("segmenter-test-mask")
+    torch.save({"model": to_segmenter_official(segmenter.state_dict()), "n_cls": 5, "epoch": 64}, tmp_path / "seg.pth")
+    assert logits_diff(segzoo.load("segmenter-test-mask", checkpoint=tmp_path / "seg.pth"), segmenter) < 1e-5
+    segformer = randomized("segformer-test")
+    torch.save({"state_dict": dict(segformer.state_dict()), "meta": {}}, tmp_path / "segformer.b0.pth")
+    assert logits_diff(segzoo.load("segformer-test", checkpoint=tmp_path / "segformer.b0.pth"), segformer) == 0
 
 
 def test_save_pretrained_round_trip_is_exact(tmp_path):
