@@ -63,11 +63,11 @@ def load(
     repo = hub.parse_hf_hub_id(str(name))
     if repo is not None:
         folder = hub.snapshot(*repo, cache_dir=cache_dir, allow_patterns=["*.json", "*.safetensors", "*.bin"])
-        return _finish(*_load_folder(folder, model_args), num_classes, map_location)
+        return _finish(_load_folder(folder, model_args), num_classes, map_location)
     if checkpoint is None and Path(name).exists():
         path = Path(name)
         loaded = _load_folder(path, model_args) if path.is_dir() else _load_self_described_file(path, model_args)
-        return _finish(*loaded, num_classes, map_location)
+        return _finish(loaded, num_classes, map_location)
 
     cfg = None if name in ARCHS else get_pretrained_cfg(name)
     if cfg is not None and cfg.is_encoder:
@@ -83,7 +83,7 @@ def load(
     else:
         path = _local_or_downloaded(checkpoint, cache_dir)
         if path.is_dir():
-            return _finish(*_load_folder(path, args, expected_arch=arch, cfg=cfg), num_classes, map_location)
+            return _finish(_load_folder(path, args, expected_arch=arch, cfg=cfg), num_classes, map_location)
         state, fmt = _read_converted(path)
     model = create_model(arch, num_classes=cfg.num_classes if cfg else _head_classes(state, arch), **args)
     _load_weights(model, state, fmt, source=str(path))
@@ -145,7 +145,9 @@ def _converted_cached(path: Path, fmt: str, arch: str, cache_dir) -> tuple[dict[
     return state, fmt
 
 
-def _load_folder(folder: Path, model_args: dict, expected_arch: str | None = None, cfg=None):
+def _load_folder(
+    folder: Path, model_args: dict, expected_arch: str | None = None, cfg: PretrainedCfg | None = None
+) -> EncoderDecoder:
     """A segzoo folder (``config.json`` with ``architecture``) or a transformers SegFormer folder."""
     config_path = folder / "config.json"
     if not config_path.exists():
@@ -181,10 +183,10 @@ def _load_folder(folder: Path, model_args: dict, expected_arch: str | None = Non
         raise ConversionError(f"{folder} holds a {model.arch_name}, not a {expected_arch}")
     if cfg is not None and not model.pretrained_cfg:
         model.pretrained_cfg = cfg.to_dict()
-    return (model,)
+    return model
 
 
-def _load_self_described_file(path: Path, model_args: dict):
+def _load_self_described_file(path: Path, model_args: dict) -> EncoderDecoder:
     if path.suffix == ".safetensors" and (path.parent / "config.json").exists():
         return _load_folder(path.parent, model_args)
     raise ValueError(

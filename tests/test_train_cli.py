@@ -133,3 +133,18 @@ def test_quickstart_config_learns(tmp_path, monkeypatch):
     miou = cli.trainer.callback_metrics["val/miou"].item()
     assert miou > 0.5, miou
     assert list((Path(cli.trainer.log_dir) / "val_overlays").glob("epoch=*/*.png"))
+
+
+def test_wandb_logger_offline_gets_metrics_table_and_overlays(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")  # no network: the run is written under wandb/offline-run-*
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cli_main(["fit", "--config", TINY, "--trainer.logger", "lightning.pytorch.loggers.WandbLogger",
+              "--trainer.logger.save_dir", str(tmp_path), "--trainer.logger.project", "segzoo-test", *QUIET])
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    media = list((runs[0] / "files" / "media").rglob("*.png"))
+    tables = list((runs[0] / "files" / "media").rglob("*.table.json"))
+    assert media, "validation overlays were not logged as images"
+    assert tables, "the per-class IoU table was not logged"

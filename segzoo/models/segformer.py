@@ -74,6 +74,6 @@ class SegformerHead(nn.Module):
             y = F.conv2d(feat, weight[:, :, None, None], bias)
             if y.shape[2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-            x = y if x is None else x + y
+            x = y if x is None else x.add_(y)  # in place: no fresh B×C×H/4×W/4 buffer per stage
         x = self.linear_fuse.act(self.linear_fuse.bn(x))
         return self.linear_pred(self.dropout(x))
