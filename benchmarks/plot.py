@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 FAMILY_STYLE = {"segformer": ("tab:blue", "o"), "segmenter": ("tab:green", "s"), "setr": ("tab:red", "^")}
 
@@ -30,10 +31,11 @@ def plot(csv_path: Path, out: Path) -> None:
             ax.scatter([1000 / float(r["latency_ms"]) for r in points], [float(r["miou_ss"]) for r in points],
                        color=color, marker=marker, label=family, s=40)
             for r in points:
-                ax.annotate(r["checkpoint"].replace(f"-{dataset}", "").replace("-cityscapes", ""),
+                ax.annotate(r["checkpoint"].replace("-ade", "").replace("-cityscapes", ""),
                             (1000 / float(r["latency_ms"]), float(r["miou_ss"])), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("crop-sized forward passes per second (log scale)")
         ax.set_ylabel("published single-scale mIoU (%)")
         ax.set_title(dataset)
