@@ -107,7 +107,7 @@ def _load_lightning_checkpoint(net: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"init_from checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]  # never unpickle code
     state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     own = net.state_dict()
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
