@@ -28,6 +28,9 @@ from .registry import ARCHS, create_model
 
 log = logging.getLogger("segzoo")
 
+# Numerics a checkpoint format was trained with, where they differ from our defaults (mmsegmentation's).
+FORMAT_ENCODER_ARGS = {"segmenter-official": {"pos_embed_interp": "bilinear", "norm_eps": 1e-5}}
+
 MIT_BY_WIDTHS = {  # transformers SegFormer config (hidden_sizes, depths) -> our architecture
     ((32, 64, 160, 256), (2, 2, 2, 2)): "segformer-b0",
     ((64, 128, 320, 512), (2, 2, 2, 2)): "segformer-b1",
@@ -85,6 +88,8 @@ def load(
         if path.is_dir():
             return _finish(_load_folder(path, args, expected_arch=arch, cfg=cfg), num_classes, map_location)
         state, fmt = _read_converted(path)
+    if fmt in FORMAT_ENCODER_ARGS:
+        args["encoder_args"] = FORMAT_ENCODER_ARGS[fmt] | dict(args.get("encoder_args") or {})
     model = create_model(arch, num_classes=cfg.num_classes if cfg else _head_classes(state, arch), **args)
     _load_weights(model, state, fmt, source=str(path))
     if cfg is not None:
@@ -125,14 +130,15 @@ def _read_converted(path: Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def _converted_cached(path: Path, fmt: str, arch: str, cache_dir) -> tuple[dict[str, torch.Tensor], str]:
-    """Convert a downloaded foreign checkpoint once and keep the result as safetensors beside the HF cache."""
+    """Convert a downloaded foreign checkpoint once and keep the result as safetensors beside the HF cache; returns
+    the converted state dict and the source format."""
     if fmt == "segzoo":
         return unwrap_checkpoint(hub.read_state_dict(path)), fmt
     resolved = path.resolve()
     key = hashlib.sha256(f"{resolved}:{resolved.stat().st_size}:{fmt}".encode()).hexdigest()[:16]
     cached = Path(cache_dir or constants.HF_HUB_CACHE) / "segzoo-converted" / f"{arch}-{key}.safetensors"
     if cached.exists():
-        return hub.read_state_dict(cached), "segzoo"
+        return hub.read_state_dict(cached), fmt
     state = unwrap_checkpoint(hub.read_state_dict(path))
     state = CONVERTERS[fmt](state)
     cached.parent.mkdir(parents=True, exist_ok=True)

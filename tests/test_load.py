@@ -120,9 +120,13 @@ def test_load_mmseg_setr_aux_heads_and_unused_class_token(tmp_path):
 
 
 def test_load_official_segmenter_and_segformer_files(tmp_path):
-    segmenter = randomized("segmenter-test-mask")
+    # the official code: LayerNorm eps 1e-5, position embeddings resampled bilinearly
+    official = dict(pos_embed_interp="bilinear", norm_eps=1e-5)
+    segmenter = randomized("segmenter-test-mask", encoder_args=official)
     torch.save({"model": to_segmenter_official(segmenter.state_dict()), "n_cls": 5, "epoch": 64}, tmp_path / "seg.pth")
-    assert logits_diff(segzoo.load("segmenter-test-mask", checkpoint=tmp_path / "seg.pth"), segmenter) < 1e-5
+    loaded = segzoo.load("segmenter-test-mask", checkpoint=tmp_path / "seg.pth")
+    assert loaded.backbone.pos_embed_interp == "bilinear" and loaded.backbone.norm.eps == 1e-5
+    assert logits_diff(loaded, segmenter, size=(40, 72)) < 1e-5  # another grid: resampled the official way
     segformer = randomized("segformer-test")
     torch.save({"state_dict": dict(segformer.state_dict()), "meta": {}}, tmp_path / "segformer.b0.pth")
     assert logits_diff(segzoo.load("segformer-test", checkpoint=tmp_path / "segformer.b0.pth"), segformer) == 0

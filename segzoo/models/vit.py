@@ -15,6 +15,7 @@ Papers: SETR (arXiv 2012.15840), Segmenter (arXiv 2105.05633); ViT (arXiv 2010.1
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import timm
 import torch
@@ -33,6 +34,7 @@ class ViTEncoder(VisionTransformer):
         class_token: Prepend a class token (never returned).
         final_norm: Apply the final LayerNorm to the last block's output (Segmenter); SETR has none.
         pos_embed_interp: Interpolation used to resample position embeddings to another grid.
+        norm_eps: LayerNorm eps (timm and mmsegmentation: 1e-6; the official Segmenter code: 1e-5).
         **kwargs: Passed to timm's ``VisionTransformer`` (``patch_size``, ``embed_dim``, ``depth``, ``num_heads``,
             ``drop_path_rate``, ``device``, ...).
     """
@@ -44,10 +46,12 @@ class ViTEncoder(VisionTransformer):
         class_token: bool = True,
         final_norm: bool = False,
         pos_embed_interp: str = "bicubic",
+        norm_eps: float = 1e-6,
         drop_rate: float = 0.0,
         **kwargs,
     ):
         super().__init__(
+            norm_layer=partial(nn.LayerNorm, eps=norm_eps),
             img_size=img_size,
             num_classes=0,
             global_pool="",
