@@ -22,7 +22,6 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import lightning as L  # noqa: E402
-import torch  # noqa: E402
 from torch.utils.data import Subset  # noqa: E402
 
 import segzoo  # noqa: E402

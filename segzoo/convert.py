@@ -7,7 +7,7 @@ transposed projections), and ends by checking that every source key was used: a 
 from __future__ import annotations
 
 import re
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 

@@ -25,6 +25,7 @@ import pickle
 import tempfile
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -153,9 +154,32 @@ def download_file(
     return path
 
 
+@contextmanager
+def _hub_errors(where: str, hint: str, repo_id: str, revision: str | None = None, filename: str | None = None):
+    """Turn huggingface_hub's exceptions into a :class:`DownloadError` that names what failed and what to do."""
+    try:
+        yield
+    except LocalEntryNotFoundError as err:
+        state = "offline mode is on (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else "the Hub could not be reached"
+        raise DownloadError(f"Could not download {where}: {state} and it is not in the cache. {hint}") from err
+    except RepositoryNotFoundError as err:
+        raise DownloadError(
+            f"Could not download {where}: the repository {repo_id!r} does not exist (or is private/gated: log in "
+            f"with `hf auth login`). {hint}"
+        ) from err
+    except RevisionNotFoundError as err:
+        raise DownloadError(f"Could not download {where}: {repo_id!r} has no revision {revision!r}. {hint}") from err
+    except EntryNotFoundError as err:
+        raise DownloadError(
+            f"Could not download {where}: {repo_id!r} has no file {filename!r} at revision {revision!r}. {hint}"
+        ) from err
+    except (HfHubHTTPError, OSError) as err:
+        raise DownloadError(f"Could not download {where}: {err}. {hint}") from err
+
+
 def _download_hf(source: Source, cache_dir: Path, force_download: bool) -> Path:
     url = hf_hub_url(source.hf_hub_id, source.filename, revision=source.revision)
-    try:
+    with _hub_errors(url, _local_file_hint(), source.hf_hub_id, source.revision, source.filename):
         path = hf_hub_download(
             source.hf_hub_id,
             source.filename,
@@ -165,28 +189,6 @@ def _download_hf(source: Source, cache_dir: Path, force_download: bool) -> Path:
             library_name="segzoo",
             library_version=_version(),
         )
-    except LocalEntryNotFoundError as err:
-        state = "offline mode is on (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else "the Hub could not be reached"
-        raise DownloadError(
-            f"Could not download {url}: {state} and the file is not in the cache {cache_dir}. {_local_file_hint()}"
-        ) from err
-    except RepositoryNotFoundError as err:
-        raise DownloadError(
-            f"Could not download {url}: the repository {source.hf_hub_id!r} does not exist (or is "
-            f"private/gated: log in with `hf auth login`). {_local_file_hint()}"
-        ) from err
-    except RevisionNotFoundError as err:
-        raise DownloadError(
-            f"Could not download {url}: repository {source.hf_hub_id!r} has no revision "
-            f"{source.revision!r}. {_local_file_hint()}"
-        ) from err
-    except EntryNotFoundError as err:
-        raise DownloadError(
-            f"Could not download {url}: repository {source.hf_hub_id!r} has no file "
-            f"{source.filename!r} at revision {source.revision!r}. {_local_file_hint()}"
-        ) from err
-    except (HfHubHTTPError, OSError) as err:
-        raise DownloadError(f"Could not download {url}: {err}. {_local_file_hint()}") from err
     return Path(path)
 
 
@@ -306,7 +308,7 @@ def snapshot(
         DownloadError: Network failure, offline mode without a cached copy, or a missing repository/revision.
     """
     where = f"{constants.ENDPOINT}/{repo_id}" + (f" (revision {revision})" if revision else "")
-    try:
+    with _hub_errors(where, "Pass a local folder instead: segzoo.load('/path/to/folder').", repo_id, revision):
         folder = snapshot_download(
             repo_id,
             revision=revision,
@@ -315,23 +317,6 @@ def snapshot(
             library_name="segzoo",
             library_version=_version(),
         )
-    except LocalEntryNotFoundError as err:
-        state = "offline mode is on (HF_HUB_OFFLINE=1)" if constants.HF_HUB_OFFLINE else "the Hub could not be reached"
-        raise DownloadError(
-            f"Could not download {where}: {state} and it is not in the cache. "
-            "Pass a local folder instead: segzoo.load('/path/to/folder')."
-        ) from err
-    except RepositoryNotFoundError as err:
-        raise DownloadError(
-            f"Could not download {where}: the repository does not exist (or is private/gated: log "
-            "in with `hf auth login`)."
-        ) from err
-    except RevisionNotFoundError as err:
-        raise DownloadError(f"Could not download {where}: no such revision.") from err
-    except (HfHubHTTPError, OSError) as err:
-        raise DownloadError(
-            f"Could not download {where}: {err}. Pass a local folder instead: segzoo.load('/path/to/folder')."
-        ) from err
     return Path(folder)
 
 

@@ -4,9 +4,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from fake_datasets import make_ade20k
 
 import segzoo
-from fake_datasets import make_ade20k
 
 ROOT = Path(__file__).resolve().parents[1]
 

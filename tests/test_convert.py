@@ -5,11 +5,16 @@ segzoo and give the same logits as the segzoo weights they were made from (or as
 import pytest
 import timm
 import torch
+from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 
 import segzoo
-from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 from segzoo.convert import (
-    CONVERTERS, ConversionError, adapt_to_model, convert_transformers_segformer, detect_format, unwrap_checkpoint,
+    CONVERTERS,
+    ConversionError,
+    adapt_to_model,
+    convert_transformers_segformer,
+    detect_format,
+    unwrap_checkpoint,
 )
 
 

@@ -29,7 +29,6 @@ from segzoo.hub import (
 from segzoo.pretrained import Source, get_pretrained_cfg
 
 
-
 def _tensors_bytes() -> tuple[dict[str, torch.Tensor], bytes]:
     tensors = {"backbone.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4), "head.bias": torch.ones(3)}
     return tensors, save(tensors)

@@ -8,9 +8,9 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 
 import segzoo
-from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 from segzoo import pretrained
 from segzoo.convert import ConversionError
 from segzoo.pretrained import Source
