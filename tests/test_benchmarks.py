@@ -3,7 +3,6 @@
 import importlib.util
 from pathlib import Path
 
-import pytest
 from fake_datasets import make_ade20k
 
 import segzoo
@@ -32,7 +31,6 @@ def test_accuracy_script_evaluates_with_the_checkpoint_protocol(tmp_path, capsys
 
 
 def test_speed_script_compares_with_transformers(capsys):
-    pytest.importorskip("transformers")
     script("speed").main(["--models", "segformer-test", "--sizes", "64", "--dtypes", "fp32", "--no-memory"])
     out = capsys.readouterr().out
     assert "| segformer-test | segzoo | 64 | 1 | fp32 |" in out and "| segformer-test | reference |" in out

@@ -23,7 +23,7 @@ def torch_bytes(obj) -> bytes:
 
 
 def hf_segformer_b0(num_labels=150):
-    transformers = pytest.importorskip("transformers")
+    import transformers
     model = transformers.SegformerForSemanticSegmentation(transformers.SegformerConfig(num_labels=num_labels)).eval()
     with torch.no_grad():
         model.decode_head.batch_norm.running_mean.normal_()
@@ -175,9 +175,9 @@ def test_pretrained_encoders(fake_hub, tmp_path):
     resized = segzoo.create_model("segmenter-t16-mask", num_classes=5, img_size=512, pretrained_encoder=True)
     assert resized.backbone.pos_embed.shape == (1, 1 + 32 * 32, 192)
 
-    mit = pytest.importorskip("transformers").SegformerForImageClassification(
-        pytest.importorskip("transformers").SegformerConfig(num_labels=1000)
-    )
+    import transformers
+
+    mit = transformers.SegformerForImageClassification(transformers.SegformerConfig(num_labels=1000))
     serve_hf_model(fake_hub, mit, "nvidia/mit-b0", tmp_path)
     segformer = segzoo.create_model("segformer-b0", num_classes=5, pretrained_encoder=True)
     assert torch.equal(segformer.backbone.block1[0].attn.q.weight,

@@ -130,7 +130,7 @@ def test_setr_hybrid_params():
 # -------------------------------------------------------------------------------------------------- parity
 @pytest.mark.parametrize("size", ["b0", "b2"])
 def test_segformer_matches_transformers(size, tmp_path):
-    transformers = pytest.importorskip("transformers")
+    import transformers
     from safetensors.torch import load_file
 
     from segzoo.convert import convert_transformers_segformer

@@ -136,7 +136,6 @@ def test_quickstart_config_learns(tmp_path, monkeypatch):
 
 
 def test_wandb_logger_offline_gets_metrics_table_and_overlays(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")  # no network: the run is written under wandb/offline-run-*
     monkeypatch.setenv("WANDB_SILENT", "true")
