@@ -7,7 +7,8 @@ classified (``linear_pred``). C = 256 for B0/B1 and 768 for B2–B5.
 The forward pass computes exactly that, but in a cheaper order: the per-stage linear layer and the fuse conv's slice
 for that stage are both per-pixel linear maps, and bilinear upsampling is linear per channel and keeps constants
 (its weights sum to one), so they commute. We merge them into one C_k→C map applied at the stage's own resolution,
-upsample the C-channel result and sum, instead of fusing a 4C-channel map at 1/4 resolution.
+upsample the C-channel result and sum, instead of fusing a 4C-channel map at 1/4 resolution. In eval mode the
+BatchNorm after the fuse is an affine map too and is folded into the same projections.
 
 Paper: SegFormer (arXiv 2105.15203).
 """
@@ -66,14 +67,27 @@ class SegformerHead(nn.Module):
         proj = getattr(self, f"linear_c{k}").proj
         return fuse @ proj.weight, fuse @ proj.bias
 
+    def batch_norm_affine(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """In eval mode the fuse BatchNorm is the per-channel affine map x·scale + shift, which folds into the
+        projections; in training it normalises with batch statistics and stays a layer (``None``)."""
+        bn = self.linear_fuse.bn
+        if self.training or not bn.track_running_stats:
+            return None
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        return scale, bn.bias - bn.running_mean * scale
+
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         size = feats[0].shape[2:]
+        affine = self.batch_norm_affine()
         x = None
         for k, feat in enumerate(feats, start=1):
             weight, bias = self.fused_projection(k)
+            if affine is not None:
+                scale, shift = affine
+                weight, bias = weight * scale[:, None], bias * scale + (shift if k == 1 else 0)
             y = F.conv2d(feat, weight[:, :, None, None], bias)
             if y.shape[2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
             x = y if x is None else x.add_(y)  # in place: no fresh B×C×H/4×W/4 buffer per stage
-        x = self.linear_fuse.act(self.linear_fuse.bn(x))
+        x = self.linear_fuse.act(x if affine is not None else self.linear_fuse.bn(x))
         return self.linear_pred(self.dropout(x))
