@@ -109,6 +109,7 @@ def _segmenter_arch(size: str, patch: int, decoder: str, img_size: int = 512) ->
 
 def _setr_arch(head: str, size: str, img_size: int = 512) -> Arch:
     width, depth, heads = VIT_SIZES[size]
+    # T-Base (12 blocks) reads the same relative depths as T-Large; no public T-Base config or checkpoint fixes them
     out_indices = SETR_OUT_INDICES[head] if depth == 24 else tuple(i // 2 for i in SETR_OUT_INDICES[head])
     vit = dict(
         img_size=img_size, patch_size=16, embed_dim=width, depth=depth, num_heads=heads, out_indices=out_indices,
