@@ -163,32 +163,28 @@ def _load_folder(
         )
     config = json.loads(config_path.read_text())
     weights = _first_existing(folder, ("model.safetensors", "pytorch_model.bin", "model.pth"))
+    labels: dict[str, str] = {}
     if "architecture" in config:  # ours
-        arch = config["architecture"]
+        arch, num_classes = config["architecture"], config["num_classes"]
         args = dict(config.get("model_args") or {}) | model_args
-        model = create_model(arch, num_classes=config["num_classes"], **args)
-        state, fmt = _read_converted(weights)
-        _load_weights(model, state, fmt, source=str(weights))
-        model.pretrained_cfg = dict(config.get("pretrained_cfg") or {})
+        pretrained_cfg = dict(config.get("pretrained_cfg") or {})
     elif config.get("model_type") == "segformer":
         key = (tuple(config["hidden_sizes"]), tuple(config["depths"]))
         if key not in MIT_BY_WIDTHS:
             raise ConversionError(f"{folder}: a SegFormer with hidden_sizes/depths {key} is not MiT-B0…B5")
-        arch = MIT_BY_WIDTHS[key]
-        num = len(config.get("id2label") or {}) or config.get("num_labels", 150)
-        model = create_model(arch, num_classes=num, **model_args)
-        state, fmt = _read_converted(weights)
-        _load_weights(model, state, fmt, source=str(weights))
-        labels = config.get("id2label")
-        model.pretrained_cfg = dict(cfg.to_dict()) if cfg else {}
-        if labels and not model.pretrained_cfg.get("class_names"):
-            model.pretrained_cfg["class_names"] = [labels[str(i)] for i in range(len(labels))]
+        arch, args, pretrained_cfg = MIT_BY_WIDTHS[key], model_args, {}
+        labels = config.get("id2label") or {}
+        num_classes = len(labels) or config.get("num_labels", 150)
     else:
         raise ConversionError(f"{config_path} describes neither a segzoo model nor a transformers SegFormer")
-    if expected_arch and model.arch_name != expected_arch:
-        raise ConversionError(f"{folder} holds a {model.arch_name}, not a {expected_arch}")
-    if cfg is not None and not model.pretrained_cfg:
-        model.pretrained_cfg = cfg.to_dict()
+    if expected_arch and arch != expected_arch:
+        raise ConversionError(f"{folder} holds a {arch}, not a {expected_arch}")
+    model = create_model(arch, num_classes=num_classes, **args)
+    state, fmt = _read_converted(weights)
+    _load_weights(model, state, fmt, source=str(weights))
+    model.pretrained_cfg = pretrained_cfg or (cfg.to_dict() if cfg is not None else {})
+    if labels and not model.pretrained_cfg.get("class_names"):
+        model.pretrained_cfg["class_names"] = [labels[str(i)] for i in range(len(labels))]
     return model
 
 
