@@ -415,7 +415,10 @@ def preprocess(image: ImageInput, pretrained_cfg: dict[str, Any] | None = None) 
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _eval_settings(model: nn.Module, mode: str | None, crop_size: Any, stride: Any, batch_size: int) -> dict[str, Any]:
+def eval_settings(
+    model: nn.Module, mode: str | None = None, crop_size: Any = None, stride: Any = None, batch_size: int = 4
+) -> dict[str, Any]:
+    """The :func:`inference` settings for ``model``: the arguments, else its ``pretrained_cfg``, else whole image."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     mode = mode or cfg.get("eval_mode") or "whole"
     settings: dict[str, Any] = {"mode": mode, "batch_size": batch_size}
@@ -425,7 +428,8 @@ def _eval_settings(model: nn.Module, mode: str | None, crop_size: Any, stride: A
         if crop is None or stride is None:
             raise ValueError(
                 "slide mode needs a window size and stride, and the model's pretrained_cfg has none: pass "
-                "crop_size=... and stride=... (e.g. 512 and 341)"
+                "crop_size=... and stride=... (e.g. 512 and 341; with train.py set model.eval_crop and "
+                "model.eval_stride)"
             )
         crop = tuple(crop) if isinstance(crop, (list, tuple)) else crop
         stride = tuple(stride) if isinstance(stride, (list, tuple)) else stride
@@ -492,7 +496,7 @@ def predict(
     images = [image_or_images] if single else list(image_or_images)
     if not images:
         raise ValueError("no images given to predict")
-    settings = _eval_settings(model, mode, crop_size, stride, batch_size)
+    settings = eval_settings(model, mode, crop_size, stride, batch_size)
     cfg = getattr(model, "pretrained_cfg", None) or {}
     device = _model_device(model)
     per_batch = 1 if settings["mode"] == "slide" else max(1, batch_size)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 import segzoo
-from segzoo.inference import TTA_SCALES, inference
+from segzoo.inference import TTA_SCALES, eval_settings, inference
 from segzoo.optim import PolyLR, apply_multipliers, param_groups
 from segzoo.visualize import default_palette, denormalize, side_by_side
 
@@ -276,19 +276,8 @@ class SegmentationModule(L.LightningModule):
 
     def eval_settings(self) -> dict[str, Any]:
         """Evaluation mode, window and stride: the arguments, else the model's ``pretrained_cfg``, else whole."""
-        cfg = getattr(self.model, "pretrained_cfg", None) or {}
-        mode = self.eval_mode or cfg.get("eval_mode") or "whole"
-        settings: dict[str, Any] = {"mode": mode, "batch_size": self.eval_batch_size, "scales": self.tta_scales}
-        if mode == "slide":
-            crop = self.eval_crop if self.eval_crop is not None else cfg.get("crop_size")
-            stride = self.eval_stride if self.eval_stride is not None else cfg.get("stride")
-            if crop is None or stride is None:
-                raise ValueError(
-                    "eval_mode 'slide' needs a window and a stride: set model.eval_crop and model.eval_stride "
-                    "(e.g. 512 and 341 for ADE20K, 1024 and 768 for Cityscapes)"
-                )
-            settings.update(crop=_as_size(crop), stride=_as_size(stride))
-        return settings
+        settings = eval_settings(self.model, self.eval_mode, self.eval_crop, self.eval_stride, self.eval_batch_size)
+        return settings | {"scales": self.tta_scales}
 
     def predict_logits(self, images: Tensor, tta: bool = False) -> Tensor:
         """Logits at the input size in the evaluation mode (with multi-scale + flip when ``tta``)."""
@@ -480,10 +469,6 @@ def _bound(factory: Any, name: str) -> Any:
             return factory.keywords[name]
         factory = factory.func
     return None
-
-
-def _as_size(value: int | Sequence[int]) -> int | tuple[int, int]:
-    return value if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 def _pct(value: Tensor) -> str:
