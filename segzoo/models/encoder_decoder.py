@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .resize import resize
+
 
 class EncoderDecoder(nn.Module):
     """Semantic segmentation model: ``model(x)`` maps B×3×H×W images to B×K×H×W logits.
@@ -83,7 +85,7 @@ class EncoderDecoder(nn.Module):
 
     def _to_input_size(self, logits: torch.Tensor, padded: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
         if logits.shape[-2:] != padded:
-            logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
+            logits = resize(logits, padded)
         return logits[..., : size[0], : size[1]]
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -8,7 +8,8 @@ The forward pass computes exactly that, but in a cheaper order: the per-stage li
 for that stage are both per-pixel linear maps, and bilinear upsampling is linear per channel and keeps constants
 (its weights sum to one), so they commute. We merge them into one C_k→C map applied at the stage's own resolution,
 upsample the C-channel result and sum, instead of fusing a 4C-channel map at 1/4 resolution. In eval mode the
-BatchNorm after the fuse is an affine map too and is folded into the same projections.
+BatchNorm after the fuse is an affine map too and is folded into the same projections. Under bf16 on the CPU the
+upsample-and-sum is one matrix product (``segzoo.models.resize.resize_and_sum``), which the matrix units run.
 
 Paper: SegFormer (arXiv 2105.15203).
 """
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ConvBNReLU
+from .resize import resize, resize_and_sum, use_matrix_resize
 
 
 class MLP(nn.Module):
@@ -79,15 +81,24 @@ class SegformerHead(nn.Module):
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         size = feats[0].shape[2:]
         affine = self.batch_norm_affine()
-        x = None
+        maps = []
         for k, feat in enumerate(feats, start=1):
             weight, bias = self.fused_projection(k)
             if affine is not None:
                 scale, shift = affine
                 weight, bias = weight * scale[:, None], bias * scale + (shift if k == 1 else 0)
-            y = F.conv2d(feat, weight[:, :, None, None], bias)
-            if y.shape[2:] != size:
-                y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
-            x = y if x is None else x.add_(y)  # in place: no fresh B×C×H/4×W/4 buffer per stage
+            maps.append(F.conv2d(feat, weight[:, :, None, None], bias))
+        x = self.upsample_and_sum(maps, size)
         x = self.linear_fuse.act(x if affine is not None else self.linear_fuse.bn(x))
         return self.linear_pred(self.dropout(x))
+
+    @staticmethod
+    def upsample_and_sum(maps: list[torch.Tensor], size) -> torch.Tensor:
+        """Sum of the stage maps at the 1/4 resolution (the first map's)."""
+        first, rest = maps[0], maps[1:]
+        if use_matrix_resize(first) and all(m.shape[2:] != size for m in rest):
+            return resize_and_sum(first, rest)  # bf16 on CPU: one matrix product does all the upsampling and adding
+        x = first
+        for m in rest:
+            x = x.add_(resize(m, size) if m.shape[2:] != size else m)  # in place: no fresh B×C×H/4×W/4 buffer per stage
+        return x
