@@ -291,7 +291,9 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    preload = os.environ.get("LD_PRELOAD", "")  # tcmalloc/jemalloc change timings a lot here (page faults)
+    allocator = Path(preload).name if preload else "glibc malloc"
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, allocator: {allocator}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,11 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
 from fake_datasets import make_ade20k
 
 import segzoo
@@ -34,3 +39,50 @@ def test_speed_script_compares_with_transformers(capsys):
     script("speed").main(["--models", "segformer-test", "--sizes", "64", "--dtypes", "fp32", "--no-memory"])
     out = capsys.readouterr().out
     assert "| segformer-test | segzoo | 64 | 1 | fp32 |" in out and "| segformer-test | reference |" in out
+
+
+def test_bf16_script_prints_speed_breakdown_and_agreement(capsys):
+    bf16 = script("bf16")
+    bf16.main(["--models", "segformer-test", "--size", "64", "--num-classes", "5"])
+    out = capsys.readouterr().out
+    for title in ("### speed", "### breakdown", "### agreement"):
+        assert title in out
+    rows = [line for line in out.splitlines() if line.startswith("| segformer-test |")]
+    assert len(rows) == 1 + 5 + 1  # speed, four op classes + total, agreement
+    total = next(r for r in rows if "| total |" in r).split("|")
+    assert float(total[3]) > 0 and float(total[4]) > 0
+    assert bf16.op_class("aten::addmm") == "matmul" and bf16.op_class("aten::lerp") == "resize"
+    assert bf16.op_class("aten::gelu") == "norm+activation" and bf16.op_class("aten::add_") == "other"
+
+
+def test_bf16_agreement_of_a_trained_lightning_checkpoint(tmp_path, capsys):
+    """The --trained path reads a Lightning .ckpt (the quickstart's), regenerates its synthetic scenes and compares."""
+    model = segzoo.create_model("segformer-test", num_classes=3)
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "hyper_parameters": {"model": "segformer-test", "num_classes": 3, "model_args": {}},
+        "datamodule_hyper_parameters": {"_class_path": "segzoo.data.SyntheticDataModule", "num_classes": 3,
+                                        "image_size": 32, "seed": 0},
+    }, ckpt)
+    script("bf16").main(["--trained", str(ckpt), "--count", "4"])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {ckpt} |")][0].split("|")
+    assert int(row[2]) == 4 * 32 * 32
+    agree, ceiling = (float(cell.strip().rstrip("%")) for cell in row[3:5])
+    assert 50.0 <= agree <= 100.0 and 50.0 <= ceiling <= 100.0
+
+
+def test_bf16_trained_on_an_image_folder(tmp_path, capsys):
+    weights = tmp_path / "weights" = tmp_path / "weights"
+    segzoo.create_model("segformer-test", num_classes=3).save_pretrained(weights)
+    with pytest.raises(SystemExit, match="--images"):
+        script("bf16").main(["--trained", str(weights)])
+    with pytest.raises(SystemExit, match="no .jpg/.png"):
+        script("bf16").main(["--trained", str(weights), "--images", str(tmp_path)])
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, size in enumerate([(40, 56), (64, 48)]):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (*size, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    script("bf16").main(["--trained", str(weights), "--images", str(images)])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {weights} |")][0].split("|")
+    assert int(row[2]) == 40 * 56 + 64 * 48  # each image at its own size

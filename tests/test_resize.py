@@ -26,8 +26,7 @@ def reference(x, size):
 ])
 def test_phases_match_interpolate(shape, size):
     x = channels_last(*shape)
-    assert rz._use_phases(x, size)
-    got = rz.resize(x, size)
+    got = rz._upsample_by_phases(x, size[0] // shape[2], size[1] // shape[3])
     assert got.shape == (shape[0], shape[1], *size) and got.dtype == torch.bfloat16
     ref = reference(x, size)
     # two bf16 roundings (after the W pass and after the H pass), each at most 2^-8 of the values' magnitude
@@ -38,11 +37,20 @@ def test_phases_match_interpolate(shape, size):
                                atol=1e-6, rtol=1e-6)
 
 
-def test_phases_only_where_they_apply():
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_phases_only_where_they_apply(two_threads):
     x = channels_last(1, 4, 8, 8)
+    assert rz._use_phases(x, (16, 32)) and rz._use_phases(x.float(), (16, 16))
     assert not rz._use_phases(x, (20, 20))  # not an integer factor
     assert not rz._use_phases(x, (4, 4))  # downsampling
-    assert not rz._use_phases(x.float(), (16, 16))  # fp32: PyTorch's kernel is as fast
+    assert not rz._use_phases(channels_last(2, 4, 8, 8), (16, 16))  # an image per thread: PyTorch's kernel is as fast
     assert not rz._use_phases(x.contiguous(), (16, 16))  # NCHW rows are not contiguous
     assert not rz._use_phases(x.clone().requires_grad_(), (16, 16))  # lerp(out=) has no autograd
     # where they don't apply, resize is F.interpolate itself
@@ -69,9 +77,9 @@ def test_interpolation_matrix_rows_are_bilinear_weights():
     assert m[0, 0] == 1 and m[1].tolist() == [0.75, 0.25, 0, 0]  # first output clamps, second is 3/4 · x0 + 1/4 · x1
 
 
-def test_segformer_bf16_takes_the_fast_paths_and_matches_fp32(monkeypatch):
-    """Under bf16 autocast the head sums by matrix product and the logits upsample by phases; the logits stay
-    within bf16 error of the fp32 model's."""
+def test_segformer_bf16_takes_the_fast_paths_and_matches_fp32(monkeypatch, two_threads):
+    """A single image's logits upsample by phases; under bf16 autocast the head also sums by matrix product. The
+    logits stay within bf16 error of the fp32 model's."""
     calls = []
     for name in ("resize_and_sum", "_upsample_by_phases"):
         original = getattr(rz, name)
@@ -80,10 +88,11 @@ def test_segformer_bf16_takes_the_fast_paths_and_matches_fp32(monkeypatch):
     monkeypatch.setattr(segformer_module, "resize_and_sum", rz.resize_and_sum)
     torch.manual_seed(0)
     model = segzoo.create_model("segformer-test", num_classes=7).eval()
-    x = torch.randn(2, 3, 64, 96)
+    x = torch.randn(1, 3, 64, 96)
     with torch.inference_mode():
         ref = model(x)
-        assert calls == []  # fp32 keeps PyTorch's kernels
+        assert calls == ["_upsample_by_phases"] * 4  # fp32: three stage maps and the logits, summed map by map
+        calls.clear()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             got = model(x)
     assert calls == ["resize_and_sum", "_upsample_by_phases"]
