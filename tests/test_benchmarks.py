@@ -73,7 +73,7 @@ def test_bf16_agreement_of_a_trained_lightning_checkpoint(tmp_path, capsys):
 
 
 def test_bf16_trained_on_an_image_folder(tmp_path, capsys):
-    weights = tmp_path / "weights" = tmp_path / "weights"
+    weights = tmp_path / "weights"
     segzoo.create_model("segformer-test", num_classes=3).save_pretrained(weights)
     with pytest.raises(SystemExit, match="--images"):
         script("bf16").main(["--trained", str(weights)])

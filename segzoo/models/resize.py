@@ -69,11 +69,11 @@ def _eager_inference(x: torch.Tensor) -> bool:
 def _use_phases(x: torch.Tensor, size: tuple[int, int]) -> bool:
     h, w = x.shape[2:]
     return (
-        x.device.type == "cpu"
+        _eager_inference(x)  # first: compiled code must not trace the checks below
+        and x.device.type == "cpu"
         and x.shape[0] < torch.get_num_threads()  # PyTorch's kernel splits work by image only: idle threads
         and x.is_contiguous(memory_format=torch.channels_last)
         and size[0] % h == 0 and size[1] % w == 0 and size[0] > h and size[1] > w
-        and _eager_inference(x)
     )
 
 
