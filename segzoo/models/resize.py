@@ -1,4 +1,4 @@
-"""Bilinear resizing (``align_corners=False``), with faster CPU paths for reduced-precision inference.
+"""Bilinear resizing (``align_corners=False``), with faster paths for CPU inference.
 
 On the CPU, PyTorch's bilinear kernel for channels-last maps divides its work by image, so for a single image it runs
 on one thread, and it costs as much in bf16 as in fp32 (it converts every element). The final 150-class logits
