@@ -62,7 +62,8 @@ def test_phases_only_where_they_apply(two_threads):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_resize_and_sum_matches_resize_then_add(dtype):
     base = channels_last(2, 6, 16, 20, dtype=dtype, seed=1)
-    maps = [channels_last(2, 6, 8, 10, dtype=dtype, seed=2), channels_last(2, 6, 3, 7, dtype=dtype, seed=3)]
+    maps = [channels_last(2, 6, 8, 10, dtype=dtype, seed=2), channels_last(2, 6, 3, 7, dtype=dtype, seed=3),
+            channels_last(2, 6, 16, 20, dtype=dtype, seed=4)]  # one already at full size
     ref = base.float() + sum(reference(m, (16, 20)) for m in maps)
     got = rz.resize_and_sum(base.clone(), maps)
     assert got.shape == base.shape and got.is_contiguous(memory_format=torch.channels_last)

@@ -96,7 +96,7 @@ class SegformerHead(nn.Module):
     def upsample_and_sum(maps: list[torch.Tensor], size) -> torch.Tensor:
         """Sum of the stage maps at the 1/4 resolution (the first map's)."""
         first, rest = maps[0], maps[1:]
-        if use_matrix_resize(first) and all(m.shape[2:] != size for m in rest):
+        if use_matrix_resize(first):  # a map already at full size gets an identity matrix
             return resize_and_sum(first, rest)  # bf16 on CPU: one matrix product does all the upsampling and adding
         x = first
         for m in rest:
