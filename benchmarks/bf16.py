@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -31,6 +29,9 @@ import torch  # noqa: E402
 from torch.profiler import profile  # noqa: E402
 
 import segzoo  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's helpers
+from speed import machine, markdown, median_latency  # noqa: E402
 
 OP_CLASSES = {  # profiler op name -> class; anything else is "other"
     "matmul": ("addmm", "mm", "bmm", "baddbmm", "baddbmm_", "matmul", "mkldnn_convolution", "convolution",
@@ -50,24 +51,13 @@ def autocast(dtype: str):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
 
 
-def latency_ms(fn, warmup: int = 2, repeats: int = 7) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def speed_row(name: str, model, x) -> dict:
     times = {"fp32": [], "bf16": []}
     with torch.inference_mode():
         for _ in range(2):  # interleaved rounds: both dtypes see the same machine state
             for dtype in times:
                 with autocast(dtype):
-                    times[dtype].append(latency_ms(lambda: model(x)))
+                    times[dtype].append(median_latency(lambda: model(x), repeats=7) * 1e3)
     fp32, bf16 = min(times["fp32"]), min(times["bf16"])
     return {"model": name, "size": x.shape[-1], "fp32_ms": round(fp32, 1), "bf16_ms": round(bf16, 1),
             "bf16_speedup": round(fp32 / bf16, 2)}
@@ -155,14 +145,6 @@ def trained_batches(model, data_hparams: dict | None, images: Path | None, count
     return list(images.split(8))
 
 
-# ------------------------------------------------------------------------------------------------ output
-def markdown(rows: list[dict]) -> str:
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join("" if row[k] is None else str(row[k]) for k in keys) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["segformer-b0", "segformer-b2"])
@@ -176,9 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    preload = os.environ.get("LD_PRELOAD", "")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, allocator: "
-          f"{Path(preload).name if preload else 'glibc malloc'}\n")
+    print(f"machine: {machine()}\n")
     if args.trained:
         model, data_hparams = load_trained(args.trained)
         batches = trained_batches(model, data_hparams, args.images, args.count)
