@@ -6,10 +6,13 @@ transposed projections), and ends by checking that every source key was used: a 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 
 import torch
+
+log = logging.getLogger("segzoo")
 
 StateDict = dict[str, torch.Tensor]
 
@@ -116,8 +119,19 @@ _MMSEG_RULES = _MMSEG_TRANSFORMER_LAYER + [
 
 
 def convert_mmseg(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """An mmsegmentation checkpoint's ``state_dict`` (SETR, Segmenter) → segzoo."""
-    return rename_keys(state_dict, _MMSEG_RULES, "mmsegmentation")
+    """An mmsegmentation checkpoint's ``state_dict`` (SETR, Segmenter) → segzoo.
+
+    mmseg ≥ 1.1's ``VisionTransformer`` defaults to ``patch_bias=False``, so the files it writes have no patch
+    projection bias, while the zoo's files (trained with mmseg 0.x) have one. A missing bias becomes a zero bias,
+    which computes exactly what mmseg's bias-free projection computes.
+    """
+    out = rename_keys(state_dict, _MMSEG_RULES, "mmsegmentation")
+    if "backbone.patch_embed.proj.weight" in out and "backbone.patch_embed.proj.bias" not in out:
+        weight = out["backbone.patch_embed.proj.weight"]
+        out["backbone.patch_embed.proj.bias"] = weight.new_zeros(weight.shape[0])
+        log.warning("this mmsegmentation checkpoint has no patch embedding bias (mmseg >= 1.1 builds its ViT with "
+                    "patch_bias=False); the patch projection gets a zero bias, which computes the same")
+    return out
 
 
 # Official Segmenter (rstrudel/segmenter ``checkpoint.pth['model']``): timm names under ``encoder.``/``decoder.``.

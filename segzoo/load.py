@@ -28,8 +28,12 @@ from .registry import ARCHS, create_model
 
 log = logging.getLogger("segzoo")
 
-# Numerics a checkpoint format was trained with, where they differ from our defaults (mmsegmentation's).
-FORMAT_ENCODER_ARGS = {"segmenter-official": {"pos_embed_interp": "bilinear", "norm_eps": 1e-5}}
+# Numerics a checkpoint format was trained with, where they differ from the registry rows (mmsegmentation's): the
+# official Segmenter code resamples position embeddings bilinearly, uses LayerNorm eps 1e-5 in its ViT, and crops
+# the logits of a padded input instead of resizing them.
+FORMAT_MODEL_ARGS = {
+    "segmenter-official": {"encoder_args": {"pos_embed_interp": "bilinear", "norm_eps": 1e-5}, "unpad": "crop"},
+}
 
 MIT_BY_WIDTHS = {  # transformers SegFormer config (hidden_sizes, depths) -> our architecture
     ((32, 64, 160, 256), (2, 2, 2, 2)): "segformer-b0",
@@ -88,8 +92,7 @@ def load(
         if path.is_dir():
             return _finish(_load_folder(path, args, expected_arch=arch, cfg=cfg), num_classes, map_location)
         state, fmt = _read_converted(path)
-    if fmt in FORMAT_ENCODER_ARGS:
-        args["encoder_args"] = FORMAT_ENCODER_ARGS[fmt] | dict(args.get("encoder_args") or {})
+    args = _with_format_numerics(args, fmt)
     model = create_model(arch, num_classes=cfg.num_classes if cfg else _head_classes(state, arch), **args)
     _load_weights(model, state, fmt, source=str(path))
     if cfg is not None:
@@ -108,6 +111,15 @@ def _local_or_downloaded(checkpoint: str | Path, cache_dir) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     return path
+
+
+def _with_format_numerics(args: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """``args`` completed with the numerics checkpoints of format ``fmt`` were trained with; explicit args win."""
+    fmt_args = FORMAT_MODEL_ARGS.get(fmt, {})
+    out = {k: v for k, v in fmt_args.items() if k != "encoder_args"} | dict(args)
+    if "encoder_args" in fmt_args:
+        out["encoder_args"] = fmt_args["encoder_args"] | dict(args.get("encoder_args") or {})
+    return out
 
 
 def _table_model_args(cfg: PretrainedCfg | None) -> dict[str, Any]:

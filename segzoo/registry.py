@@ -48,6 +48,7 @@ class Arch:
     aux_heads: tuple[tuple[str, dict[str, Any]], ...] = ()
     aux_weight: float = 0.4
     pad_to_multiple: int = 1
+    unpad: str = "resize"  # logits of a padded input are resized to the input size, as mmseg does (see EncoderDecoder)
     paper: str = ""
 
 
@@ -93,6 +94,7 @@ def _segmenter_arch(size: str, patch: int, decoder: str, img_size: int = 512) ->
     vit = dict(
         img_size=img_size, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads,
         out_indices=(depth - 1,), final_norm=True, drop_path_rate=0.1,
+        pos_embed_interp="bicubic",  # mmseg's Segmenter configs (the official code: bilinear, set per format)
     )
     head = ("linear", {}) if decoder == "linear" else ("mask_transformer", dict(depth=2, num_heads=width // 64))
     return Arch(
@@ -114,6 +116,7 @@ def _setr_arch(head: str, size: str, img_size: int = 512) -> Arch:
     vit = dict(
         img_size=img_size, patch_size=16, embed_dim=width, depth=depth, num_heads=heads, out_indices=out_indices,
         class_token=head != "mla",  # mmseg's SETR-MLA drops the class token before the blocks
+        pos_embed_interp="bilinear",  # interpolate_mode='bilinear' in every mmseg SETR config
     )
     if head == "mla":
         return Arch(
@@ -224,6 +227,7 @@ def create_model(
     decoder_args: dict[str, Any] | None = None,
     neck_args: dict[str, Any] | None = None,
     pretrained_encoder: bool = False,
+    unpad: str | None = None,
     device=None,
     dtype=None,
 ) -> EncoderDecoder:
@@ -240,6 +244,8 @@ def create_model(
             ``embed_dim`` for tests).
         pretrained_encoder: Initialise the encoder from the ImageNet checkpoint ``checkpoints.yaml`` lists for this
             architecture (downloaded once; position embeddings resampled to ``img_size``).
+        unpad: ``"resize"`` or ``"crop"``: how logits of an input padded to whole patches return to the input size
+            (default: the registry row's, mmsegmentation's ``"resize"``; the official Segmenter code crops).
         device: Build on this device (``"meta"`` builds without allocating memory).
 
     Returns:
@@ -270,11 +276,11 @@ def create_model(
     aux = [build_head(kind, args) for kind, args in arch.aux_heads] if aux_heads else []
     model = EncoderDecoder(
         backbone, decode_head, neck=neck, auxiliary_heads=aux, aux_weights=[arch.aux_weight] * len(aux),
-        pad_to_multiple=arch.pad_to_multiple, in_chans=in_chans,
+        pad_to_multiple=arch.pad_to_multiple, unpad=unpad or arch.unpad, in_chans=in_chans,
     )
     model.arch_name = name
     overrides = dict(img_size=img_size, drop_path_rate=drop_path_rate, encoder_args=encoder_args,
-                     decoder_args=decoder_args, neck_args=neck_args)
+                     decoder_args=decoder_args, neck_args=neck_args, unpad=unpad)
     model.build_args = {k: v for k, v in overrides.items() if v is not None} | ({"in_chans": in_chans} if in_chans != 3 else {})
     if pretrained_encoder:
         from .load import load_encoder_weights

@@ -27,10 +27,16 @@ class EncoderDecoder(nn.Module):
         neck: Optional module between backbone and heads (SETR-MLA).
         auxiliary_heads: Extra heads used for auxiliary losses during training.
         aux_weights: Loss weight of each auxiliary head.
-        pad_to_multiple: Pad the input (right and bottom, zeros) to a multiple of this before the backbone and crop
-            the logits back; ViT encoders need whole patches. 1 means no padding.
+        pad_to_multiple: Pad the input (right and bottom, zeros) to a multiple of this before the backbone; ViT
+            encoders need whole patches. 1 means no padding.
+        unpad: How logits computed on a padded input return to the input size. ``"resize"``: the padded grid's
+            logits are resized to the input size (mmsegmentation's ``predict_by_feat``, a slight stretch; what every
+            mmseg-trained checkpoint was scored with). ``"crop"``: they are upsampled to the padded size and cropped
+            (the official Segmenter code).
         in_chans: Expected number of input channels.
     """
+
+    UNPAD_MODES = ("resize", "crop")
 
     def __init__(
         self,
@@ -40,9 +46,12 @@ class EncoderDecoder(nn.Module):
         auxiliary_heads: list[nn.Module] | None = None,
         aux_weights: list[float] | None = None,
         pad_to_multiple: int = 1,
+        unpad: str = "resize",
         in_chans: int = 3,
     ):
         super().__init__()
+        if unpad not in self.UNPAD_MODES:
+            raise ValueError(f"unpad must be one of {self.UNPAD_MODES}, got {unpad!r}")
         self.backbone = backbone
         self.neck = neck
         self.decode_head = decode_head
@@ -51,6 +60,7 @@ class EncoderDecoder(nn.Module):
         if len(self.aux_weights) != len(self.auxiliary_head):
             raise ValueError(f"got {len(self.aux_weights)} aux weights for {len(self.auxiliary_head)} auxiliary heads")
         self.pad_to_multiple = pad_to_multiple
+        self.unpad = unpad
         self.in_chans = in_chans
         self.arch_name: str | None = None  # set by create_model, with the overrides it used in build_args
         self.build_args: dict[str, Any] = {}
@@ -84,6 +94,8 @@ class EncoderDecoder(nn.Module):
         return F.pad(x, (0, (-x.shape[3]) % m, 0, (-x.shape[2]) % m))
 
     def _to_input_size(self, logits: torch.Tensor, padded: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+        if self.unpad == "resize":
+            return resize(logits, size) if logits.shape[-2:] != size else logits
         if logits.shape[-2:] != padded:
             logits = resize(logits, padded)
         return logits[..., : size[0], : size[1]]

@@ -11,6 +11,8 @@ Paper: Segmenter (arXiv 2105.05633).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
@@ -56,6 +58,8 @@ class MaskTransformer(nn.Module):
         mlp_ratio: Block MLP expansion.
         dropout: Dropout inside the blocks (the official default 0.1).
         drop_path_rate: Stochastic depth inside the blocks.
+        norm_eps: LayerNorm eps of the blocks (1e-5 in the official code and in mmseg's
+            ``SegmenterMaskTransformerHead``; timm's ``Block`` would default to 1e-6).
         in_index: Which encoder output to read.
     """
 
@@ -71,6 +75,7 @@ class MaskTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         dropout: float = 0.1,
         drop_path_rate: float = 0.0,
+        norm_eps: float = 1e-5,
         in_index: int = -1,
         device=None,
         dtype=None,
@@ -84,9 +89,12 @@ class MaskTransformer(nn.Module):
         self.scale = embed_dim**-0.5
         self.proj_dec = nn.Linear(in_channels, embed_dim, **dd)
         self.cls_emb = nn.Parameter(torch.zeros(1, num_classes, embed_dim, **dd))
-        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        # Stochastic depth rising linearly over the blocks, in Python (a tensor schedule breaks on the meta device).
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        norm_layer = partial(nn.LayerNorm, eps=norm_eps)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, proj_drop=dropout, drop_path=dpr[i], **dd)
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, proj_drop=dropout, drop_path=dpr[i],
+                  norm_layer=norm_layer, **dd)
             for i in range(depth)
         )
         self.decoder_norm = nn.LayerNorm(embed_dim, **dd)
