@@ -21,14 +21,18 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor, nn
 
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol, keep_ratio_size
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
     "TTA_SCALES",
     "inference",
+    "keep_ratio_size",
     "list_images",
     "load_image",
+    "merge_multiscale_flip",
     "multiscale_flip_inference",
     "predict",
     "preprocess",
@@ -36,11 +40,6 @@ __all__ = [
     "whole_inference",
 ]
 
-# RGB, 0–255 scale, as in mmsegmentation's data preprocessor.
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
-# mmsegmentation's ``img_ratios`` for --tta.
-TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 ImageInput = str | Path | Image.Image | np.ndarray | Tensor
@@ -160,6 +159,41 @@ def _run(
     raise ValueError(f"unknown inference mode {mode!r}; expected 'whole' or 'slide'")
 
 
+def merge_multiscale_flip(
+    model: nn.Module,
+    inputs: Sequence[Tensor],
+    output_size: tuple[int, int],
+    flip: bool = True,
+    mode: str = "whole",
+    crop_size: int | tuple[int, int] | None = None,
+    stride: int | tuple[int, int] | None = None,
+    batch_size: int = 4,
+) -> Tensor:
+    """Multi-scale (and horizontal flip) test-time augmentation over inputs already resized for each scale.
+
+    Each input is run whole or by sliding window, also flipped when ``flip``; the logits of every pass are resized to
+    ``output_size`` (mmseg: the original image size) and, as mmseg 0.x's ``aug_test`` and 1.x's
+    ``SegTTAModel.merge_preds`` do, their *softmax probabilities* are averaged.
+
+    Returns:
+        B×K×``output_size`` float32 log of the averaged probabilities: its softmax (and argmax) are those of the
+        ensemble, so it can be used wherever logits are expected.
+    """
+    if len(inputs) == 0:
+        raise ValueError("multi-scale testing needs at least one scale, e.g. scales=(0.5, 1.0, 1.5)")
+    probs_sum = None
+    num_passes = 0
+    for scaled in inputs:
+        for flipped in (False, True) if flip else (False,):
+            logits = _run(model, scaled.flip(-1) if flipped else scaled, mode, crop_size, stride, batch_size)
+            if flipped:
+                logits = logits.flip(-1)
+            probs = _resize(logits.float(), output_size).softmax(dim=1)
+            probs_sum = probs if probs_sum is None else probs_sum + probs
+            num_passes += 1
+    return (probs_sum / num_passes).clamp_min(torch.finfo(torch.float32).tiny).log()
+
+
 def multiscale_flip_inference(
     model: nn.Module,
     images: Tensor,
@@ -171,49 +205,31 @@ def multiscale_flip_inference(
     batch_size: int = 4,
     output_size: tuple[int, int] | None = None,
 ) -> Tensor:
-    """Multi-scale (and horizontal flip) test-time augmentation, as mmsegmentation 1.x ``--tta``.
+    """Multi-scale + flip TTA on a batch of already normalised images, rescaled as float tensors.
 
-    For each scale the images are resized (bilinear, ``align_corners=False``; sizes rounded as mmseg's
-    ``Resize(scale_factor=...)``), run whole or by sliding window, optionally also flipped, and the logits resized
-    back to the input size. Like mmseg's ``SegTTAModel.merge_preds``, the *softmax probabilities* of all passes are
-    averaged (not the logits).
-
-    Resizing the normalised tensor equals mmseg's resizing of the raw image followed by normalisation, because
-    normalisation is a per-channel affine map that commutes with bilinear interpolation.
+    For training-time validation on batches. The publishers' protocol resizes the original ``uint8`` image once per
+    scale; ``predict`` (through :class:`~segzoo.preprocessing.EvalProtocol`) does that, and its labels are the
+    ones comparable with published multi-scale scores.
 
     Args:
         model: Segmentation model returning logits at the input size.
         images: Normalised B×3×H×W float tensor.
-        scales: Resize factors.
+        scales: Resize factors (sizes rounded half up).
         flip: Also run every scale on the horizontally flipped images.
         mode: ``"whole"`` or ``"slide"``.
         crop_size: Window size for slide mode.
         stride: Window stride for slide mode.
         batch_size: Windows per forward pass in slide mode.
-        output_size: Size the logits of every pass are resized to before averaging (mmseg: the original image
-            size); the input size by default.
+        output_size: Size the logits of every pass are resized to before averaging; the input size by default.
 
     Returns:
-        B×K×H×W (or B×K×``output_size``) float32 log of the averaged probabilities: its softmax (and its argmax)
-        are those of the TTA ensemble, so it can be used wherever logits are expected.
+        See :func:`merge_multiscale_flip`.
     """
-    if len(scales) == 0:
-        raise ValueError("scales must hold at least one resize factor, e.g. (0.5, 1.0, 1.5)")
     height, width = images.shape[-2:]
-    probs_sum = None
-    num_passes = 0
-    for scale in scales:
-        size = (int(height * scale + 0.5), int(width * scale + 0.5))
-        scaled = _resize(images, size)
-        for flipped in (False, True) if flip else (False,):
-            inputs = scaled.flip(-1) if flipped else scaled
-            logits = _run(model, inputs, mode, crop_size, stride, batch_size)
-            if flipped:
-                logits = logits.flip(-1)
-            probs = _resize(logits.float(), output_size or (height, width)).softmax(dim=1)
-            probs_sum = probs if probs_sum is None else probs_sum + probs
-            num_passes += 1
-    return (probs_sum / num_passes).clamp_min(torch.finfo(torch.float32).tiny).log()
+    inputs = [_resize(images, (int(height * s + 0.5), int(width * s + 0.5))) for s in scales]
+    return merge_multiscale_flip(
+        model, inputs, output_size or (height, width), flip, mode, crop_size, stride, batch_size
+    )
 
 
 def inference(model: nn.Module, images: Tensor, eval_cfg: dict[str, Any] | None = None, tta: bool = False) -> Tensor:
@@ -323,11 +339,12 @@ def _pil_to_array(image: Image.Image, source: str) -> np.ndarray:
             return np.repeat(values[:, :, None] * (255.0 / max(float(values.max()), 1.0)), 3, axis=2)
     elif image.mode in ("RGBA", "PA"):
         warnings.warn(f"{source} has an alpha channel (mode {image.mode}); dropping it", stacklevel=4)
-    return np.asarray(image.convert("RGB"), dtype=np.float32)
+    return np.asarray(image.convert("RGB"))
 
 
 def _to_rgb_array(image: ImageInput) -> np.ndarray:
-    """Any supported input as an H×W×3 float32 array on the 0–255 scale.
+    """Any supported input as an H×W×3 array on the 0–255 scale: ``uint8`` where the input is 8-bit (files, PIL
+    images, ``uint8`` arrays and tensors), so that it is resized as the publishers' pipelines resize it, else float32.
 
     Integer arrays/tensors are read as 0–255; float ones as 0–1 (torchvision's convention).
     """
@@ -361,29 +378,21 @@ def _to_rgb_array(image: ImageInput) -> np.ndarray:
         np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
     ):
         raise ValueError(f"{source} has dtype {array.dtype}; expected uint8 (0–255) or float (0–1) values")
-    scale = 255.0 if np.issubdtype(array.dtype, np.floating) else 1.0
-    return _channels_to_rgb(array.astype(np.float32) * scale, f"{source} of shape {tuple(image.shape)}")
-
-
-def keep_ratio_size(height: int, width: int, test_scale: Sequence[int]) -> tuple[int, int]:
-    """Size after mmsegmentation's ``Resize(scale=test_scale, keep_ratio=True)``.
-
-    The factor is min(long_scale / long_edge, short_scale / short_edge), e.g. (2048, 512) resizes the short side to
-    512 unless the long side would then exceed 2048. Sizes are rounded as mmcv's ``rescale_size``.
-    """
-    long_scale, short_scale = max(test_scale), min(test_scale)
-    factor = min(long_scale / max(height, width), short_scale / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
+    if array.dtype != np.uint8:
+        scale = 255.0 if np.issubdtype(array.dtype, np.floating) else 1.0
+        array = array.astype(np.float32) * scale
+    return _channels_to_rgb(array, f"{source} of shape {tuple(image.shape)}")
 
 
 def preprocess(image: ImageInput, pretrained_cfg: dict[str, Any] | None = None) -> tuple[Tensor, tuple[int, int]]:
-    """Turns one image into the normalised tensor a checkpoint expects.
+    """Turns one image into the normalised tensor a checkpoint expects, with its test pipeline
+    (:class:`~segzoo.preprocessing.EvalProtocol`).
 
     Grayscale and RGBA inputs are converted to RGB (with a warning). The image is resized with the checkpoint's
-    keep-ratio test rule when ``pretrained_cfg["test_scale"]`` is set (e.g. ``[2048, 512]`` for ADE20K, as mmseg's
-    test pipeline does for whole and slide mode alike), then to the next multiple of ``pretrained_cfg["size_divisor"]``
-    when that is set (NVlabs SegFormer's ``AlignedResize``, which rounds up), and normalised with
-    ``pretrained_cfg["mean"]`` / ``["std"]`` (RGB, 0–255 scale; ImageNet statistics by default).
+    keep-ratio test rule when ``pretrained_cfg["test_scale"]`` is set (e.g. ``[2048, 512]`` for ADE20K), then to the
+    next multiple of ``pretrained_cfg["size_divisor"]`` when that is set (NVlabs SegFormer's ``AlignedResize``), both
+    with OpenCV on the ``uint8`` image as mmseg does, and normalised with ``pretrained_cfg["mean"]`` / ``["std"]``
+    (RGB, 0–255 scale; ImageNet statistics by default).
 
     Args:
         image: A file path, PIL image, numpy array (H×W×C or H×W; uint8 0–255 or float 0–1) or tensor (C×H×W or
@@ -393,21 +402,15 @@ def preprocess(image: ImageInput, pretrained_cfg: dict[str, Any] | None = None) 
     Returns:
         The 1×3×h×w float tensor and the original (height, width), to resize the prediction back to.
     """
-    cfg = pretrained_cfg or {}
+    array = _image_array(image)
+    return EvalProtocol.from_pretrained_cfg(pretrained_cfg)(array), array.shape[:2]
+
+
+def _image_array(image: ImageInput) -> np.ndarray:
     array = _to_rgb_array(image)
-    height, width = array.shape[:2]
-    if height == 0 or width == 0:
-        raise ValueError(f"image has an empty size {height}×{width}")
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None]
-    # Bilinear without antialiasing, as cv2.resize in mmseg's pipeline; two steps like mmseg/NVlabs.
-    if cfg.get("test_scale"):
-        tensor = _resize(tensor, keep_ratio_size(height, width, cfg["test_scale"]))
-    if cfg.get("size_divisor"):
-        divisor = int(cfg["size_divisor"])
-        tensor = _resize(tensor, tuple(-(-side // divisor) * divisor for side in tensor.shape[-2:]))
-    mean = torch.tensor(cfg.get("mean") or IMAGENET_MEAN, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(cfg.get("std") or IMAGENET_STD, dtype=torch.float32).view(1, -1, 1, 1)
-    return (tensor - mean) / std, (height, width)
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"image has an empty size {array.shape[0]}×{array.shape[1]}")
+    return array
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -418,10 +421,10 @@ def preprocess(image: ImageInput, pretrained_cfg: dict[str, Any] | None = None) 
 def eval_settings(
     model: nn.Module, mode: str | None = None, crop_size: Any = None, stride: Any = None, batch_size: int = 4
 ) -> dict[str, Any]:
-    """The :func:`inference` settings for ``model``: the arguments, else its ``pretrained_cfg``, else whole image."""
+    """The :func:`inference` settings for ``model``: the arguments, else its checkpoint's protocol, else whole
+    image."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     mode = mode or cfg.get("eval_mode") or "whole"
-    settings: dict[str, Any] = {"mode": mode, "batch_size": batch_size}
     if mode == "slide":
         crop = crop_size if crop_size is not None else cfg.get("crop_size")
         stride = stride if stride is not None else cfg.get("stride")
@@ -431,12 +434,12 @@ def eval_settings(
                 "crop_size=... and stride=... (e.g. 512 and 341; with train.py set model.eval_crop and "
                 "model.eval_stride)"
             )
-        crop = tuple(crop) if isinstance(crop, (list, tuple)) else crop
-        stride = tuple(stride) if isinstance(stride, (list, tuple)) else stride
-        settings.update(crop=crop, stride=stride)
+        cfg = dict(cfg, eval_mode=mode, crop_size=crop, stride=stride)
     elif mode != "whole":
         raise ValueError(f"unknown inference mode {mode!r}; expected 'whole' or 'slide'")
-    return settings
+    else:
+        cfg = dict(cfg, eval_mode=mode)
+    return EvalProtocol.from_pretrained_cfg(cfg).inference_settings() | {"batch_size": batch_size}
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -444,22 +447,16 @@ def _model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def _predict_logits(
-    model: nn.Module, batch: Tensor, settings: dict[str, Any], tta: bool, original: tuple[int, int]
-) -> Tensor:
-    """Logits at the original image size. As mmseg, each TTA pass is resized to the original size before its
-    probabilities are averaged, and plain logits are resized before the argmax."""
-    mode, crop, stride, batch_size = (
-        settings["mode"],
-        settings.get("crop"),
-        settings.get("stride"),
-        settings["batch_size"],
-    )
-    if tta:
-        return multiscale_flip_inference(
-            model, batch, mode=mode, crop_size=crop, stride=stride, batch_size=batch_size, output_size=original
-        )
-    return _resize(_run(model, batch, mode, crop, stride, batch_size).float(), original)
+def _predict_logits(model: nn.Module, inputs: list[Tensor], settings: dict[str, Any], original: tuple[int, int]
+                    ) -> Tensor:
+    """Logits at the original image size, from one input (single scale) or one per scale (multi-scale + flip). As
+    mmseg, each multi-scale pass is resized to the original size before its probabilities are averaged, and plain
+    logits are resized before the argmax."""
+    mode, crop, stride, batch_size = settings["mode"], settings.get("crop"), settings.get("stride"), settings[
+        "batch_size"]
+    if len(inputs) > 1 or settings.get("tta"):
+        return merge_multiscale_flip(model, inputs, original, True, mode, crop, stride, batch_size)
+    return _resize(_run(model, inputs[0], mode, crop, stride, batch_size).float(), original)
 
 
 def predict(
@@ -481,7 +478,8 @@ def predict(
         image_or_images: One image (path, PIL image, numpy array, C×H×W tensor), a list of them, or a B×C×H×W
             tensor / B×H×W×C array.
         mode: ``"whole"`` or ``"slide"``; defaults to ``pretrained_cfg["eval_mode"]``, else whole.
-        tta: Multi-scale + flip test-time augmentation.
+        tta: Multi-scale + flip test-time augmentation as the checkpoint's published multi-scale score was computed
+            (``pretrained_cfg["tta"]``: mmseg 0.x or 1.x, see :mod:`segzoo.preprocessing`).
         crop_size: Window size for slide mode; defaults to ``pretrained_cfg["crop_size"]``.
         stride: Window stride for slide mode; defaults to ``pretrained_cfg["stride"]``.
         batch_size: Images (whole mode) or windows (slide mode) per forward pass.
@@ -496,10 +494,10 @@ def predict(
     images = [image_or_images] if single else list(image_or_images)
     if not images:
         raise ValueError("no images given to predict")
-    settings = eval_settings(model, mode, crop_size, stride, batch_size)
-    cfg = getattr(model, "pretrained_cfg", None) or {}
+    settings = eval_settings(model, mode, crop_size, stride, batch_size) | {"tta": tta}
+    protocol = EvalProtocol.from_pretrained_cfg(getattr(model, "pretrained_cfg", None))
     device = _model_device(model)
-    per_batch = 1 if settings["mode"] == "slide" else max(1, batch_size)
+    per_batch = 1 if settings["mode"] == "slide" or tta else max(1, batch_size)
     labels: list[np.ndarray] = []
     was_training = model.training
     model.eval()
@@ -507,17 +505,20 @@ def predict(
         with torch.inference_mode():
             # Only ``per_batch`` images are decoded at a time; those of the same size run as one batch.
             for start in range(0, len(images), per_batch):
-                prepared = [preprocess(image, cfg) for image in images[start : start + per_batch]]
+                arrays = [_image_array(image) for image in images[start : start + per_batch]]
                 chunk_labels: dict[int, np.ndarray] = {}
                 groups: dict[tuple[int, int], list[int]] = {}
-                for index, (_, original) in enumerate(prepared):
-                    groups.setdefault(original, []).append(index)
+                for index, array in enumerate(arrays):
+                    groups.setdefault(array.shape[:2], []).append(index)
                 for original, indices in groups.items():
-                    batch = torch.cat([prepared[i][0] for i in indices]).to(device)
-                    logits = _predict_logits(model, batch, settings, tta, original)
+                    if tta:  # one image: every scale is resized from the original image
+                        inputs = [x.to(device) for x in protocol.tta_inputs(arrays[indices[0]])]
+                    else:
+                        inputs = [torch.cat([protocol(arrays[i]) for i in indices]).to(device)]
+                    logits = _predict_logits(model, inputs, settings, original)
                     for i, image_logits in zip(indices, logits):
                         chunk_labels[i] = image_logits.argmax(dim=0).cpu().numpy()
-                labels.extend(chunk_labels[i] for i in range(len(prepared)))
+                labels.extend(chunk_labels[i] for i in range(len(arrays)))
     finally:
         model.train(was_training)
     if single:

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from .data.classes import DATASETS
+from .preprocessing import TTA_STYLES, EvalProtocol
 
 FORMATS = ("transformers", "mmseg", "segmenter-official", "segformer-official", "timm", "segzoo")
 EVAL_MODES = ("whole", "slide")
@@ -53,7 +54,7 @@ _OPTIONAL = (
     "model_args",
 )
 _SOURCE_KEYS = ("hf_hub_id", "filename", "revision", "url")
-_EVAL_KEYS = ("mode", "crop", "stride", "scale", "size_divisor")
+_EVAL_KEYS = ("mode", "crop", "stride", "scale", "size_divisor", "tta")
 
 
 class CheckpointTableError(ValueError):
@@ -112,6 +113,9 @@ class EvalCfg:
         scale: mmseg keep-ratio test resize ``(long, short)``: the image is scaled by
             ``min(long / max(h, w), short / min(h, w))`` before inference.
         size_divisor: Round the resized image to a multiple of this (NVlabs ``AlignedResize``).
+        tta: The multi-scale + flip protocol of the published multi-scale score: ``"mmseg-0.x"`` (each ratio
+            resizes the original image to ratio × ``scale``) or ``"mmseg-1.x"`` (to ratio × the image size); see
+            :mod:`segzoo.preprocessing`.
     """
 
     mode: str
@@ -119,6 +123,7 @@ class EvalCfg:
     stride: tuple[int, int] | None = None
     scale: tuple[int, int] | None = None
     size_divisor: int | None = None
+    tta: str = "mmseg-0.x"
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,11 @@ class PretrainedCfg:
         entry = DATASETS.get(self.dataset)
         return entry[1] if entry else None
 
+    @property
+    def eval_protocol(self) -> EvalProtocol:
+        """The checkpoint's test pipeline and inference settings as one object."""
+        return EvalProtocol.from_pretrained_cfg(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict for ``model.pretrained_cfg`` and ``config.json``.
 
@@ -208,6 +218,7 @@ class PretrainedCfg:
             "stride": list(ev.stride) if slide and ev.stride else None,
             "test_scale": list(ev.scale) if ev and ev.scale else None,
             "size_divisor": ev.size_divisor if ev else None,
+            "tta": ev.tta if ev else None,
             "reduce_zero_label": self.reduce_zero_label,
             "ignore_index": self.ignore_index,
             "class_names": list(names) if names else None,
@@ -292,7 +303,10 @@ def _parse_eval(name: str, raw: Any) -> EvalCfg:
         stride=_pair(name, "eval.stride", raw.get("stride")),
         scale=_pair(name, "eval.scale", raw.get("scale")),
         size_divisor=raw.get("size_divisor"),
+        tta=raw.get("tta", "mmseg-0.x"),
     )
+    if ev.tta not in TTA_STYLES:
+        raise _fail(name, f"eval.tta must be one of {list(TTA_STYLES)}, got {ev.tta!r}")
     if mode == "slide" and (ev.crop is None or ev.stride is None):
         raise _fail(name, "eval mode slide needs crop and stride")
     if mode == "whole" and ev.scale is None:

@@ -70,6 +70,15 @@ class EncoderDecoder(nn.Module):
     def num_classes(self) -> int:
         return self.decode_head.num_classes
 
+    @property
+    def eval_protocol(self):
+        """The checkpoint's test pipeline and inference settings (:class:`segzoo.preprocessing.EvalProtocol`), from
+        ``pretrained_cfg``: the one object ``predict``, the DataModules' evaluation and ``accuracy.py`` build inputs
+        with."""
+        from ..preprocessing import EvalProtocol
+
+        return EvalProtocol.from_pretrained_cfg(self.pretrained_cfg)
+
     def check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.ndim != 4:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__

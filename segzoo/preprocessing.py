@@ -1,0 +1,170 @@
+"""A checkpoint's test pipeline as one typed object: how its publisher turned an image into the model's input.
+
+mmsegmentation (and NVlabs SegFormer, built on mmseg 0.x) read the image as ``uint8``, resize that ``uint8`` image with
+OpenCV's bilinear filter (``mmcv.imrescale``: keep the aspect ratio, round the size, round the pixels), and only then
+normalise in float. Resizing the float tensor instead changes the labels of a fraction of a percent of the pixels,
+so :class:`EvalProtocol` resizes with OpenCV on ``uint8`` too. Every evaluation path (``predict``, the DataModules'
+validation and test pipelines, ``benchmarks/accuracy.py``, export examples) builds its input through it.
+
+Multi-scale + flip testing differs between mmseg versions, and the published numbers come from one of them:
+
+- ``"mmseg-0.x"`` (``MultiScaleFlipAug``; what trained and scored the mmseg zoo and NVlabs SegFormer): for each
+  ratio r the **original** image is resized once, keeping its ratio, to the test scale times r
+  (``(int(long·r), int(short·r))``), then rounded to ``size_divisor`` when the pipeline has one (NVlabs'
+  ``AlignedResize``);
+- ``"mmseg-1.x"`` (``tools/test.py --tta``): the original image is resized by the ratio itself
+  (``Resize(scale_factor=r, keep_ratio=True)``), whatever the test scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TTA_SCALES", "TTA_STYLES", "EvalProtocol", "keep_ratio_size"]
+
+# RGB, 0–255 scale, as in mmsegmentation's data preprocessor.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+# mmsegmentation's ``img_ratios`` for multi-scale testing (0.x and 1.x alike).
+TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+TTA_STYLES = ("mmseg-0.x", "mmseg-1.x")
+EVAL_MODES = ("whole", "slide")
+
+
+def keep_ratio_size(height: int, width: int, scale: Sequence[int]) -> tuple[int, int]:
+    """Size after mmsegmentation's ``Resize(scale=scale, keep_ratio=True)`` (``mmcv.rescale_size``).
+
+    The factor is ``min(long_scale / long_edge, short_scale / short_edge)``, e.g. (2048, 512) resizes the short side
+    to 512 unless the long side would then exceed 2048; sizes are rounded half up.
+    """
+    long_scale, short_scale = max(scale), min(scale)
+    factor = min(long_scale / max(height, width), short_scale / min(height, width))
+    return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """OpenCV bilinear resize of an H×W×C image to ``size`` (height, width): ``uint8`` in, ``uint8`` out, exactly as
+    ``mmcv.imresize`` computes it; float images stay float."""
+    if image.shape[:2] == tuple(size):
+        return image
+    return cv2.resize(np.ascontiguousarray(image), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _pair(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value, value
+    return int(value[0]), int(value[1])
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How a checkpoint is evaluated: the test pipeline's resize and normalisation, the inference mode, and the
+    multi-scale + flip variant its published numbers used.
+
+    Attributes:
+        mean: RGB normalisation mean on the 0–255 scale.
+        std: RGB normalisation std on the 0–255 scale.
+        test_scale: Keep-ratio test resize ``(long, short)`` (mmseg ``Resize(scale=..., keep_ratio=True)``), or
+            ``None`` to keep the image size.
+        size_divisor: Round the resized image up to a multiple of this (NVlabs ``AlignedResize``).
+        mode: ``"whole"`` or ``"slide"``.
+        crop: Sliding window ``(height, width)``.
+        stride: Sliding-window stride ``(height, width)``.
+        tta_scales: Ratios of multi-scale testing.
+        tta_style: ``"mmseg-0.x"`` or ``"mmseg-1.x"`` (see the module docstring).
+        flip: Add horizontally flipped passes to multi-scale testing.
+    """
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    test_scale: tuple[int, int] | None = None
+    size_divisor: int | None = None
+    mode: str = "whole"
+    crop: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    tta_scales: tuple[float, ...] = TTA_SCALES
+    tta_style: str = "mmseg-0.x"
+    flip: bool = True
+
+    def __post_init__(self):
+        if self.mode not in EVAL_MODES:
+            raise ValueError(f"unknown inference mode {self.mode!r}; expected one of {EVAL_MODES}")
+        if self.mode == "slide" and (self.crop is None or self.stride is None):
+            raise ValueError("slide mode needs a window (crop) and a stride, e.g. crop=(512, 512), stride=(341, 341)")
+        if self.tta_style not in TTA_STYLES:
+            raise ValueError(f"unknown multi-scale style {self.tta_style!r}; expected one of {TTA_STYLES}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(f"mean and std need one value per RGB channel, got {self.mean!r} and {self.std!r}")
+
+    @classmethod
+    def from_pretrained_cfg(cls, cfg: Mapping[str, Any] | None) -> EvalProtocol:
+        """The protocol a model's ``pretrained_cfg`` describes (ImageNet statistics, whole image, no resize where it
+        says nothing)."""
+        cfg = cfg or {}
+        mode = cfg.get("eval_mode") or "whole"
+        return cls(
+            mean=tuple(float(v) for v in cfg.get("mean") or IMAGENET_MEAN),
+            std=tuple(float(v) for v in cfg.get("std") or IMAGENET_STD),
+            test_scale=_pair(cfg.get("test_scale")),
+            size_divisor=cfg.get("size_divisor"),
+            mode=mode,
+            crop=_pair(cfg.get("crop_size")) if mode == "slide" else None,
+            stride=_pair(cfg.get("stride")) if mode == "slide" else None,
+            tta_style=cfg.get("tta") or "mmseg-0.x",
+        )
+
+    # --- the test pipeline --------------------------------------------------------------------------------------
+
+    def resized_size(self, height: int, width: int, ratio: float | None = None) -> tuple[int, int]:
+        """Size of a ``height``×``width`` image after the test resize (``ratio=None``) or the resize of the
+        multi-scale pass at ``ratio``, before ``size_divisor``."""
+        if ratio is not None and self.tta_style == "mmseg-1.x":
+            # Resize(scale_factor=r, keep_ratio=True): the scale is the image size times r, then the keep-ratio rule
+            return keep_ratio_size(height, width, (int(width * ratio + 0.5), int(height * ratio + 0.5)))
+        ratio = 1.0 if ratio is None else ratio
+        if self.test_scale is None:
+            return int(height * ratio + 0.5), int(width * ratio + 0.5)
+        return keep_ratio_size(height, width, tuple(int(side * ratio) for side in self.test_scale))
+
+    def resize(self, image: np.ndarray, ratio: float | None = None) -> np.ndarray:
+        """The test pipeline's resize of an H×W×C image (``ratio=None``), or that of the multi-scale pass at
+        ``ratio``."""
+        image = resize_image(image, self.resized_size(*image.shape[:2], ratio))
+        if self.size_divisor:
+            d = self.size_divisor
+            image = resize_image(image, (-(-image.shape[0] // d) * d, -(-image.shape[1] // d) * d))
+        return image
+
+    def normalize(self, image: np.ndarray) -> Tensor:
+        """An H×W×3 image on the 0–255 scale as the normalised 1×3×H×W float32 tensor."""
+        tensor = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]  # a copy: writable
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return (tensor - mean) / std
+
+    def __call__(self, image: np.ndarray, ratio: float | None = None) -> Tensor:
+        """Resize (for the multi-scale pass at ``ratio``, if given) and normalise one H×W×3 image: the model's
+        input."""
+        return self.normalize(self.resize(image, ratio))
+
+    def tta_inputs(self, image: np.ndarray, scales: Sequence[float] | None = None) -> list[Tensor]:
+        """The model inputs of multi-scale testing, one per ratio, each resized once from the original image."""
+        return [self(image, ratio) for ratio in (self.tta_scales if scales is None else scales)]
+
+    # --- inference ----------------------------------------------------------------------------------------------
+
+    def inference_settings(self) -> dict[str, Any]:
+        """``{"mode", "crop", "stride"}`` for :func:`segzoo.inference.inference`."""
+        settings: dict[str, Any] = {"mode": self.mode}
+        if self.mode == "slide":
+            settings.update(crop=self.crop, stride=self.stride)
+        return settings
