@@ -22,6 +22,7 @@ from segzoo.data.transforms import (
     build_train_transform,
     seed_transform,
 )
+from segzoo.preprocessing import EvalProtocol
 
 SPLITS = ("train", "val", "test")
 
@@ -91,6 +92,8 @@ class SegmentationDataModule(L.LightningDataModule):
         scale: Base scale of the random keep-ratio rescale (mmseg ``scale``), e.g. ``(2048, 512)``.
         eval_scale: Keep-ratio resize scale for validation/test images, or ``None`` to keep the full resolution.
             Validation masks are resized with the images (metrics at the resized size).
+        size_divisor: Round validation/test images up to a multiple of this after ``eval_scale`` (NVlabs
+            SegFormer's ``AlignedResize``; ``model.pretrained_cfg["size_divisor"]``).
         ratio_range: Range of the random rescale ratio.
         cat_max_ratio: Largest share of one class in a training crop (1 disables the check).
         batch_size: Training batch size. Validation and test use batch size 1 because image sizes differ.
@@ -117,6 +120,7 @@ class SegmentationDataModule(L.LightningDataModule):
         std: Sequence[float] = IMAGENET_STD,
         photometric: bool = True,
         pin_memory: bool = True,
+        size_divisor: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too (logged with the checkpoint)
@@ -133,6 +137,7 @@ class SegmentationDataModule(L.LightningDataModule):
         self.std = tuple(float(s) for s in std)
         self.photometric = photometric
         self.pin_memory = pin_memory
+        self.size_divisor = size_divisor
         self.datasets: dict[str, Dataset] = {}
         self._classes: tuple[list[str], list[tuple[int, int, int]]] | None = None
 
@@ -176,7 +181,13 @@ class SegmentationDataModule(L.LightningDataModule):
 
     def eval_transform(self) -> Any:
         """The validation/test pipeline (see :func:`segzoo.data.transforms.build_eval_transform`)."""
-        return build_eval_transform(self.eval_scale, mean=self.mean, std=self.std)
+        return build_eval_transform(self.eval_protocol)
+
+    @property
+    def eval_protocol(self) -> EvalProtocol:
+        """The test pipeline of validation and test images (``eval_scale``, ``size_divisor``, ``mean``, ``std``);
+        pass a checkpoint's settings to evaluate it as its publisher did."""
+        return EvalProtocol(self.mean, self.std, test_scale=self.eval_scale, size_divisor=self.size_divisor)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets needed by ``stage`` ("fit", "validate", "test", "predict" or ``None`` for all)."""

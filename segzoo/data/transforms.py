@@ -5,10 +5,11 @@ The training pipeline follows mmsegmentation (and therefore the SETR, Segmenter 
     random keep-ratio rescale (ratio 0.5-2.0 of a base scale) -> random crop with ``cat_max_ratio``
     -> horizontal flip -> photometric distortion -> normalise -> pad to the crop size -> tensor
 
-The evaluation pipeline is a keep-ratio resize at the base scale (or no resize) followed by normalisation. Masks go
-through the same geometric steps with nearest-neighbour interpolation, so **validation masks are at the resized
-size**, not at the original image size (mmsegmentation instead resizes the logits back to the original size; scores
-differ only marginally and this keeps batches simple).
+The evaluation pipeline is the checkpoint's test pipeline, :class:`segzoo.preprocessing.EvalProtocol` (keep-ratio
+resize of the ``uint8`` image with OpenCV, ``size_divisor``, normalisation): the same object ``predict`` uses, so
+validation inputs are exactly the publisher's. Masks go through the same resize with nearest-neighbour interpolation,
+so **validation masks are at the resized size**, not at the original image size (mmsegmentation instead resizes the
+logits back to the original size; ``benchmarks/accuracy.py`` does that, and scores differ only marginally).
 
 Images are RGB ``uint8`` arrays of shape H x W x 3, masks ``uint8`` arrays of shape H x W where 255 means "ignore".
 Mean and std are given on the 0-255 scale, as in mmsegmentation configs and ``model.pretrained_cfg``.
@@ -27,8 +28,10 @@ import albumentations as A
 import cv2
 import numpy as np
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
+from segzoo.preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol, keep_ratio_size
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "keep_ratio_size"]  # re-exported: the data layer's users import them here
+
 IGNORE_INDEX = 255
 
 
@@ -39,26 +42,6 @@ def to_hw(size: int | Sequence[int]) -> tuple[int, int]:
     if len(size) != 2:
         raise ValueError(f"Expected an int or a (height, width) pair, got {size!r}.")
     return int(size[0]), int(size[1])
-
-
-def keep_ratio_size(height: int, width: int, scale: Sequence[int]) -> tuple[int, int]:
-    """Output (height, width) of mmsegmentation's keep-ratio resize.
-
-    The scale factor is ``min(long_max / long_side, short_max / short_side)`` where ``long_max, short_max`` are the
-    larger and smaller numbers of ``scale``: for ``scale=(2048, 512)`` the short side becomes 512 unless that would
-    make the long side exceed 2048.
-
-    Args:
-        height: Input height.
-        width: Input width.
-        scale: Two numbers, in any order.
-
-    Returns:
-        The resized (height, width), rounded like mmcv's ``rescale_size``.
-    """
-    long_max, short_max = max(scale), min(scale)
-    factor = min(long_max / max(height, width), short_max / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
 
 
 def _resize_pair(img: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
@@ -318,29 +301,37 @@ def build_train_transform(
     return A.Compose(steps)
 
 
-def build_eval_transform(
-    scale: Sequence[int] | None = None,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> A.Compose:
-    """The evaluation pipeline: keep-ratio resize at ``scale`` (none if ``None``), normalise, to tensor.
+class TestPipeline(A.DualTransform):
+    """A checkpoint's test pipeline (:class:`~segzoo.preprocessing.EvalProtocol`) as an albumentations transform:
+    the image is resized and normalised exactly as ``predict`` does it, the mask resized to the same size with
+    nearest-neighbour interpolation."""
 
-    The mask is resized with the image (nearest neighbour), so metrics are computed at the resized size.
+    def __init__(self, protocol: EvalProtocol, p: float = 1.0):
+        super().__init__(p=p)
+        self.protocol = protocol
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return self.protocol(img)[0].permute(1, 2, 0).numpy()  # H×W×3 float32, normalised
+
+    def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
+        height, width = self.protocol.resize(np.zeros((*mask.shape[:2], 1), np.uint8)).shape[:2]
+        return _resize_pair(mask, height, width, cv2.INTER_NEAREST)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("protocol",)
+
+
+def build_eval_transform(protocol: EvalProtocol | None = None) -> A.Compose:
+    """The evaluation pipeline: the checkpoint's test pipeline (ImageNet normalisation and no resize by default),
+    then a tensor.
 
     Args:
-        scale: Base scale, e.g. ``(2048, 512)`` (ADE20K short side 512), or ``None`` to keep the full resolution
-            (Cityscapes, evaluated with a sliding window).
-        mean: Per-channel RGB mean on the 0-255 scale.
-        std: Per-channel RGB std on the 0-255 scale.
+        protocol: The checkpoint's :class:`~segzoo.preprocessing.EvalProtocol` (``model.eval_protocol``).
 
     Returns:
         A ``Compose`` taking ``image`` and optionally ``mask``.
     """
-    steps: list[A.BasicTransform] = []
-    if scale is not None:
-        steps.append(KeepRatioRescale(scale, ratio_range=(1.0, 1.0)))
-    steps += [normalize(mean, std), A.ToTensorV2()]
-    return A.Compose(steps)
+    return A.Compose([TestPipeline(protocol or EvalProtocol()), A.ToTensorV2()])
 
 
 def seed_transform(transform: A.BaseCompose, seed: int) -> None:
