@@ -5,9 +5,11 @@ publisher's.
     python benchmarks/accuracy.py --model setr-pup-cityscapes --data /data/cityscapes --tta
     python benchmarks/accuracy.py --model segformer-b0-ade --data /data/ade --limit 100 --csv acc.csv
 
-The protocol comes from ``checkpoints.yaml``: normalisation, keep-ratio test resize (``eval.scale``), whole image or
-sliding window (``eval.crop``/``eval.stride``), and with ``--tta`` multi-scale 0.5–1.75 + flip. Ground truth is
-compared at the resized evaluation size (see ``segzoo.data.transforms``). Needs the dataset; not run in CI.
+The protocol is the checkpoint's own (``model.eval_protocol``, from ``checkpoints.yaml``), the one ``predict`` uses:
+each original image is read, resized as ``uint8`` with OpenCV by the keep-ratio test rule (and ``size_divisor``),
+normalised, run whole or by sliding window (with ``--tta``: multi-scale 0.5–1.75 + flip by the rule that produced the
+published multi-scale number, mmseg 0.x or 1.x), and the logits are resized back to the original size before the
+argmax. The ground truth is compared at its original size, as mmsegmentation does. Needs the dataset; not run in CI.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import lightning as L  # noqa: E402
-from torch.utils.data import Subset  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchmetrics.classification import MulticlassConfusionMatrix  # noqa: E402
 
 import segzoo  # noqa: E402
 from segzoo import data as datamodules  # noqa: E402
-from segzoo.lit import SegmentationModule  # noqa: E402
+from segzoo.data import read_mask  # noqa: E402
+from segzoo.lit import segmentation_metrics  # noqa: E402
 
 DATAMODULES = {  # checkpoints.yaml dataset key -> (DataModule class, extra arguments)
     "ade20k": (datamodules.ADE20KDataModule, {}),
@@ -37,36 +41,36 @@ DATAMODULES = {  # checkpoints.yaml dataset key -> (DataModule class, extra argu
 }
 
 
-def build_datamodule(cfg: dict, data_root: str, limit: int | None, num_workers: int) -> L.LightningDataModule:
-    """The checkpoint's dataset in its evaluation pipeline (its mean/std and keep-ratio test scale)."""
+def validation_samples(cfg: dict, data_root: str, limit: int | None) -> tuple[list, np.ndarray | None]:
+    """(image, mask) files of the checkpoint's dataset's validation split, and the label lookup table of its masks."""
     if cfg.get("dataset") not in DATAMODULES:
         raise SystemExit(f"no DataModule for dataset {cfg.get('dataset')!r}; known: {', '.join(DATAMODULES)}")
     cls, extra = DATAMODULES[cfg["dataset"]]
-    dm = cls(
-        data_root, eval_scale=tuple(cfg["test_scale"]) if cfg.get("test_scale") else None, mean=tuple(cfg["mean"]),
-        std=tuple(cfg["std"]), batch_size=1, num_workers=num_workers, **extra,
-    )
-    dm.setup("validate")
-    if limit:
-        dm.datasets["val"] = Subset(dm.datasets["val"], range(min(limit, len(dm.datasets["val"]))))
-    return dm
+    samples, label_map = cls(data_root, batch_size=1, num_workers=0, **extra).find_samples("val")
+    return samples[:limit] if limit else samples, label_map
 
 
-def evaluate(name: str, data_root: str, tta: bool, limit: int | None, num_workers: int, checkpoint: str | None):
+def evaluate(name: str, data_root: str, tta: bool, limit: int | None, checkpoint: str | None) -> dict:
     model = segzoo.load(name, checkpoint=checkpoint)
     cfg = model.pretrained_cfg
-    dm = build_datamodule(cfg, data_root, limit, num_workers)
-    module = SegmentationModule(model=model, num_classes=model.num_classes, test_tta=tta, num_log_images=0)
-    trainer = L.Trainer(accelerator="auto", devices=1, logger=False, enable_checkpointing=False)
+    samples, label_map = validation_samples(cfg, data_root, limit)
+    confusion = MulticlassConfusionMatrix(model.num_classes, ignore_index=cfg.get("ignore_index", 255))
     start = time.perf_counter()
-    results = trainer.test(module, dataloaders=dm.val_dataloader())[0]
+    for image_path, mask_path in samples:
+        labels = model.predict(image_path, tta=tta)  # at the original size, through the checkpoint's protocol
+        mask = read_mask(mask_path)
+        if label_map is not None:
+            mask = label_map[mask]
+        confusion.update(torch.from_numpy(labels), torch.from_numpy(mask.astype(np.int64)))
     seconds = time.perf_counter() - start
+    results = segmentation_metrics(confusion.compute())
     published = (cfg.get("metrics") or {}).get("publisher") or (cfg.get("metrics") or {}).get("paper") or {}
+    protocol = model.eval_protocol
     return {
-        "checkpoint": name, "dataset": cfg.get("dataset"), "images": len(dm.datasets["val"]),
-        "protocol": f"{cfg.get('eval_mode')}{' + ms/flip' if tta else ''}",
-        "miou": round(100 * results["test/miou"], 2), "macc": round(100 * results["test/macc"], 2),
-        "acc": round(100 * results["test/acc"], 2),
+        "checkpoint": name, "dataset": cfg.get("dataset"), "images": len(samples),
+        "protocol": f"{protocol.mode}{f' + ms/flip ({protocol.tta_style})' if tta else ''}",
+        "miou": round(100 * float(results["miou"]), 2), "macc": round(100 * float(results["macc"]), 2),
+        "acc": round(100 * float(results["acc"]), 2),
         "published_miou": published.get("miou_ms" if tta else "miou_ss"), "seconds": round(seconds, 1),
     }
 
@@ -78,12 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", default=None, help="local weights instead of the table's (one model only)")
     parser.add_argument("--tta", action="store_true", help="multi-scale 0.5-1.75 + flip (the papers' MS numbers)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N validation images only")
-    parser.add_argument("--num-workers", type=int, default=4)
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.checkpoint and len(args.model) > 1:
         parser.error("--checkpoint goes with a single --model")
-    rows = [evaluate(m, args.data, args.tta, args.limit, args.num_workers, args.checkpoint) for m in args.model]
+    rows = [evaluate(m, args.data, args.tta, args.limit, args.checkpoint) for m in args.model]
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in rows:
