@@ -201,13 +201,54 @@ def _load_folder(
 
 
 def _load_self_described_file(path: Path, model_args: dict) -> EncoderDecoder:
+    """A file beside its ``config.json``, or a bare weights file whose architecture its keys and shapes tell
+    (``segzoo.arch_from_weights``), loaded as ``load(<architecture>, checkpoint=path)`` loads it."""
     if path.suffix == ".safetensors" and (path.parent / "config.json").exists():
         return _load_folder(path.parent, model_args)
-    raise ValueError(
-        f"{path} does not say which architecture it is for: call segzoo.load(<checkpoint or architecture name>, "
-        f"checkpoint={str(path)!r}), e.g. segzoo.load('segformer-b2-ade', checkpoint=...). "
-        f"Checkpoint names: segzoo.list_pretrained(); architectures: segzoo.list_models()."
-    )
+    from .arch_from_weights import infer_architecture
+
+    header = _read_without_weights(path)
+    state = unwrap_checkpoint(header)
+    if isinstance(header.get("hyper_parameters"), dict) and all(k.startswith("model.") for k in state):
+        raise ValueError(
+            f"{path} is a Lightning checkpoint of segzoo's SegmentationModule: load it with "
+            f"segzoo.lit.SegmentationModule.load_from_checkpoint({str(path)!r}).model"
+        )
+    try:
+        fmt = detect_format(state)
+    except ConversionError as err:
+        raise ConversionError(f"{path} does not say which architecture it is for, and {err}") from None
+    match = infer_architecture(CONVERTERS[fmt](state), meta=header.get("meta"), source=str(path))
+    args = ({"img_size": match.img_size} if match.img_size else {}) | model_args
+    model = load(match.arch, checkpoint=path, **args)
+    if match.class_names and not model.pretrained_cfg.get("class_names"):
+        model.pretrained_cfg["class_names"] = list(match.class_names)
+    log.info("%s: inferred architecture %s", path.name, match.describe())
+    return model
+
+
+def _read_without_weights(path: Path) -> dict[str, Any]:
+    """The file's top-level object with every tensor replaced by a meta tensor of its shape: enough to infer the
+    architecture without reading the weights (a safetensors header; a memory-mapped torch zip file). Anything else
+    is read by ``hub.read_state_dict``, which also names what is wrong with a file it cannot read."""
+
+    def to_meta(obj):
+        if isinstance(obj, torch.Tensor):
+            return torch.empty(obj.shape, dtype=obj.dtype, device="meta")
+        return {k: to_meta(v) for k, v in obj.items()} if isinstance(obj, dict) else obj
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(path, "pt") as f:
+                names = f.keys()
+                return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in names}
+        if path.suffix in hub.STATE_DICT_SUFFIXES:
+            return to_meta(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+    except Exception as err:  # noqa: BLE001 - not memory-mappable (a legacy torch file) or unreadable: read it fully
+        log.debug("%s: no shapes-only read (%s); reading the whole file", path, err)
+    return to_meta(hub.read_state_dict(path))
 
 
 def _first_existing(folder: Path, names: tuple[str, ...]) -> Path:
