@@ -33,11 +33,14 @@ def nchw_to_nlc(x: torch.Tensor) -> torch.Tensor:
 class OverlapPatchEmbed(nn.Module):
     """Strided conv with overlapping windows (kernel > stride), then LayerNorm over channels."""
 
-    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, stride: int, device=None, dtype=None):
+    def __init__(
+        self, in_chans: int, embed_dim: int, patch_size: int, stride: int, norm_eps: float = 1e-5, device=None,
+        dtype=None,
+    ):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
         self.proj = nn.Conv2d(in_chans, embed_dim, patch_size, stride, padding=patch_size // 2, **dd)
-        self.norm = nn.LayerNorm(embed_dim, **dd)  # eps 1e-5 here in the official code
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps, **dd)  # official code: 1e-5; mmseg: 1e-6
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         x = self.proj(x)
@@ -50,7 +53,7 @@ class EfficientSelfAttention(nn.Module):
 
     def __init__(
         self, dim: int, num_heads: int, sr_ratio: int, qkv_bias: bool = True, attn_drop: float = 0.0,
-        proj_drop: float = 0.0, device=None, dtype=None,
+        proj_drop: float = 0.0, sr_norm_eps: float = 1e-5, device=None, dtype=None,
     ):
         super().__init__()
         if dim % num_heads:
@@ -65,7 +68,7 @@ class EfficientSelfAttention(nn.Module):
         self.sr_ratio = sr_ratio
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, sr_ratio, sr_ratio, **dd)
-            self.norm = nn.LayerNorm(dim, **dd)  # eps 1e-5 here in the official code
+            self.norm = nn.LayerNorm(dim, eps=sr_norm_eps, **dd)  # official code: 1e-5; mmseg: 1e-6
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, N, C = x.shape
@@ -107,12 +110,12 @@ class MixFFN(nn.Module):
 class MixBlock(nn.Module):
     def __init__(
         self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int, qkv_bias: bool, drop: float,
-        attn_drop: float, drop_path: float, norm_eps: float, device=None, dtype=None,
+        attn_drop: float, drop_path: float, norm_eps: float, sr_norm_eps: float = 1e-5, device=None, dtype=None,
     ):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps, **dd)
-        self.attn = EfficientSelfAttention(dim, num_heads, sr_ratio, qkv_bias, attn_drop, drop, **dd)
+        self.attn = EfficientSelfAttention(dim, num_heads, sr_ratio, qkv_bias, attn_drop, drop, sr_norm_eps, **dd)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps, **dd)
         self.mlp = MixFFN(dim, int(dim * mlp_ratio), drop, **dd)
@@ -132,6 +135,9 @@ class MixTransformer(nn.Module):
         sr_ratios: Spatial-reduction ratio of keys/values per stage.
         mlp_ratios: Mix-FFN expansion per stage.
         norm_eps: LayerNorm eps of blocks and stage norms (official code: 1e-6; Hugging Face builds 1e-5).
+        patch_norm_eps: LayerNorm eps after each overlapping patch embedding (official code: 1e-5; mmsegmentation
+            builds every MiT LayerNorm with 1e-6).
+        sr_norm_eps: LayerNorm eps after the keys/values' spatial-reduction conv (official code: 1e-5; mmseg: 1e-6).
         drop_path_rate: Stochastic depth, increasing linearly over all blocks.
     """
 
@@ -150,6 +156,8 @@ class MixTransformer(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
         norm_eps: float = 1e-6,
+        patch_norm_eps: float = 1e-5,
+        sr_norm_eps: float = 1e-5,
         device=None,
         dtype=None,
     ):
@@ -160,10 +168,11 @@ class MixTransformer(nn.Module):
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         prev_dim, first = in_chans, 0
         for i, (dim, depth) in enumerate(zip(embed_dims, depths), start=1):
-            self.add_module(f"patch_embed{i}", OverlapPatchEmbed(prev_dim, dim, patch_sizes[i - 1], strides[i - 1], **dd))
+            patch_embed = OverlapPatchEmbed(prev_dim, dim, patch_sizes[i - 1], strides[i - 1], patch_norm_eps, **dd)
+            self.add_module(f"patch_embed{i}", patch_embed)
             blocks = [
                 MixBlock(dim, num_heads[i - 1], mlp_ratios[i - 1], sr_ratios[i - 1], qkv_bias, drop_rate,
-                         attn_drop_rate, dpr[first + j], norm_eps, **dd)
+                         attn_drop_rate, dpr[first + j], norm_eps, sr_norm_eps, **dd)
                 for j in range(depth)
             ]
             self.add_module(f"block{i}", nn.ModuleList(blocks))
