@@ -16,7 +16,7 @@ from torch import nn
 
 from .models.encoder_decoder import EncoderDecoder
 from .models.mit import MixTransformer
-from .models.segformer import SegformerHead
+from .models.segformer import MmsegSegformerHead, SegformerHead
 from .models.segmenter import LinearHead, MaskTransformer
 from .models.setr import MlaNeck, SetrMlaHead, SetrUpHead
 from .models.vit import ViTEncoder, hybrid_vit_encoder
@@ -26,6 +26,7 @@ NECKS = {"mla": MlaNeck}
 # decoder name -> (class, whether it reads all feature maps rather than one selected by ``in_index``)
 DECODERS = {
     "segformer": (SegformerHead, True),
+    "segformer_mmseg": (MmsegSegformerHead, True),
     "setr_up": (SetrUpHead, False),
     "setr_mla": (SetrMlaHead, True),
     "linear": (LinearHead, False),
@@ -63,6 +64,11 @@ MIT_SIZES = {
     "b5": dict(embed_dims=(64, 128, 320, 512), depths=(3, 6, 40, 3)),
 }
 SEGFORMER_DECODER_WIDTH = {"b0": 256, "b1": 256, "b2": 768, "b3": 768, "b4": 768, "b5": 768}
+# mmsegmentation's SegFormer (``segformer-bN-mmseg``): its own head (see MmsegSegformerHead) with C = 256 for every
+# size, and every MiT LayerNorm built with eps 1e-6 (the official code uses 1e-5 after the patch embeddings and the SR
+# convs).
+SEGFORMER_MMSEG_DECODER_WIDTH = 256
+MIT_MMSEG_NORM_EPS = {"norm_eps": 1e-6, "patch_norm_eps": 1e-6, "sr_norm_eps": 1e-6}
 
 # ViT sizes (width, depth, heads) used by SETR and Segmenter.
 VIT_SIZES = {"t": (192, 12, 3), "s": (384, 12, 6), "b": (768, 12, 12), "l": (1024, 24, 16)}
@@ -86,6 +92,18 @@ def _segformer_arch(size: str) -> Arch:
         decoder="segformer",
         decoder_args=dict(channels=SEGFORMER_DECODER_WIDTH[size]),
         paper="SegFormer (arXiv 2105.15203)",
+    )
+
+
+def _segformer_mmseg_arch(size: str) -> Arch:
+    return Arch(
+        name=f"segformer-{size}-mmseg",
+        family="segformer",
+        encoder="mit",
+        encoder_args={**MIT_SIZES[size], **MIT_MMSEG_NORM_EPS},
+        decoder="segformer_mmseg",
+        decoder_args={"channels": SEGFORMER_MMSEG_DECODER_WIDTH},
+        paper="SegFormer (arXiv 2105.15203), as implemented in mmsegmentation (head: convs + fusion_conv)",
     )
 
 
@@ -179,11 +197,16 @@ def _test_archs() -> list[Arch]:
                 pad_to_multiple=16, paper="tiny test variant",
             )
         )
-    return [segformer, *segmenter, *setr]
+    segformer_mmseg = Arch(
+        name="segformer-test-mmseg", family="segformer", encoder="mit",
+        encoder_args={**segformer.encoder_args, **MIT_MMSEG_NORM_EPS},
+        decoder="segformer_mmseg", decoder_args={"channels": 16}, paper="tiny test variant",
+    )
+    return [segformer, segformer_mmseg, *segmenter, *setr]
 
 
 def _all_archs() -> dict[str, Arch]:
-    archs = [_segformer_arch(s) for s in MIT_SIZES]
+    archs = [_segformer_arch(s) for s in MIT_SIZES] + [_segformer_mmseg_arch(s) for s in MIT_SIZES]
     archs += [
         _segmenter_arch(size, patch, dec) for size in VIT_SIZES for patch in SEGMENTER_PATCHES for dec in ("linear", "mask")
     ]

@@ -11,6 +11,9 @@ upsample the C-channel result and sum, instead of fusing a 4C-channel map at 1/4
 BatchNorm after the fuse is an affine map too and is folded into the same projections. Under bf16 on the CPU the
 upsample-and-sum is one matrix product (``segzoo.models.resize.resize_and_sum``), which the matrix units run.
 
+mmsegmentation's different SegFormer head (per-stage conv + BN + ReLU, fusion in the order c1…c4, C = 256 for every
+size) is :class:`MmsegSegformerHead`, computed with the same trick.
+
 Paper: SegFormer (arXiv 2105.15203).
 """
 
@@ -102,3 +105,72 @@ class SegformerHead(nn.Module):
         for m in rest:
             x = x.add_(resize(m, size) if m.shape[2:] != size else m)  # in place: no fresh B×C×H/4×W/4 buffer per stage
         return x
+
+
+class MmsegSegformerHead(nn.Module):
+    """mmsegmentation's ``SegformerHead``, which most SegFormer checkpoints trained outside NVIDIA use.
+
+    It is not the official head: each stage map c_k goes through a 1×1 conv (no bias) + BN + ReLU to C channels
+    (``convs.{k-1}``), the four are upsampled to the 1/4 map and concatenated in the order c1, c2, c3, c4, fused by a
+    1×1 conv + BN + ReLU (``fusion_conv``), then dropout and the classifier (``conv_seg``). mmseg uses C = 256 for
+    every size. Module names are mmseg's, so its ``decode_head.*`` keys load unchanged.
+
+    The forward pass uses the same commuting trick as :class:`SegformerHead`: the fusion conv's slice for stage k is a
+    per-pixel linear map applied after the stage's ReLU, so it runs at the stage's own resolution before the
+    upsampling, and the four C-channel results are summed instead of fusing a 4C-channel map at 1/4 resolution. The
+    per-stage conv + BN + ReLU stays at stage resolution (the ReLU is not linear). In eval mode both BatchNorms are
+    affine maps: the stage BN folds into its conv and the fusion BN into the fusion slices.
+
+    Args:
+        in_channels: Channels of the four encoder stages (c1…c4).
+        num_classes: Number of classes.
+        channels: Width C of every branch and of the fused map.
+        dropout: Dropout before the classifier.
+    """
+
+    classifier_names = ("conv_seg",)
+
+    def __init__(
+        self, in_channels: Sequence[int], num_classes: int, channels: int = 256, dropout: float = 0.1,
+        device=None, dtype=None,
+    ):
+        super().__init__()
+        dd = {"device": device, "dtype": dtype}
+        self.num_classes = num_classes
+        self.channels = channels
+        self.convs = nn.ModuleList(ConvBNReLU(c, channels, 1, **dd) for c in in_channels)
+        self.fusion_conv = ConvBNReLU(channels * len(in_channels), channels, 1, **dd)
+        self.dropout = nn.Dropout2d(dropout)
+        self.conv_seg = nn.Conv2d(channels, num_classes, 1, **dd)
+
+    def stage_branch(self, k: int, feat: torch.Tensor) -> torch.Tensor:
+        """``convs[k]`` (conv + BN + ReLU) on stage k's map; in eval mode the BN is folded into the conv."""
+        branch = self.convs[k]
+        affine = _eval_batch_norm_affine(branch.bn, self.training)
+        if affine is None:
+            return branch(feat)
+        scale, shift = affine
+        return F.relu(F.conv2d(feat, branch.conv.weight * scale[:, None, None, None], shift), inplace=True)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        size = feats[0].shape[2:]
+        C = self.channels
+        affine = _eval_batch_norm_affine(self.fusion_conv.bn, self.training)
+        maps = []
+        for k, feat in enumerate(feats):
+            weight, bias = self.fusion_conv.conv.weight[:, k * C : (k + 1) * C], None  # concat order c1…c4
+            if affine is not None:
+                scale, shift = affine
+                weight, bias = weight * scale[:, None, None, None], (shift if k == 0 else None)
+            maps.append(F.conv2d(self.stage_branch(k, feat), weight, bias))
+        x = SegformerHead.upsample_and_sum(maps, size)
+        x = self.fusion_conv.act(x if affine is not None else self.fusion_conv.bn(x))
+        return self.conv_seg(self.dropout(x))
+
+
+def _eval_batch_norm_affine(bn: nn.BatchNorm2d, training: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """An eval-mode BatchNorm as x·scale + shift; ``None`` while it normalises with batch statistics."""
+    if training or not bn.track_running_stats:
+        return None
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
