@@ -118,6 +118,50 @@ _MMSEG_RULES = _MMSEG_TRANSFORMER_LAYER + [
 ]
 
 
+# mmsegmentation SegFormer: its MixVisionTransformer (``backbone.layers.{i}.{0: patch embed, 1: blocks, 2: norm}``,
+# nn.MultiheadAttention projections, 1×1-conv FFN) to the official MiT names; its own head's names are ours.
+_MMSEG_MIT_BLOCK_PARTS = {
+    "norm1": "norm1",
+    "attn.attn.in_proj": "attn.in_proj",  # [3C, C] = cat(q, kv): split below
+    "attn.attn.out_proj": "attn.proj",
+    "attn.sr": "attn.sr",
+    "attn.norm": "attn.norm",
+    "norm2": "norm2",
+    "ffn.layers.0": "mlp.fc1",  # 1×1 conv [4C, C, 1, 1] -> Linear [4C, C]
+    "ffn.layers.1": "mlp.dwconv.dwconv",
+    "ffn.layers.4": "mlp.fc2",  # 1×1 conv [C, 4C, 1, 1] -> Linear [C, 4C]
+}
+_MMSEG_SEGFORMER_RULES: list[tuple[str, str | Callable]] = [
+    (r"backbone\.layers\.(\d)\.0\.projection\.(weight|bias)",
+     lambda m: f"backbone.patch_embed{_stage(m)}.proj.{m.group(2)}"),
+    (r"backbone\.layers\.(\d)\.0\.norm\.(weight|bias)", lambda m: f"backbone.patch_embed{_stage(m)}.norm.{m.group(2)}"),
+    (r"backbone\.layers\.(\d)\.1\.(\d+)\.(" + "|".join(map(re.escape, _MMSEG_MIT_BLOCK_PARTS)) + r")[._](weight|bias)",
+     lambda m: f"backbone.block{_stage(m)}.{m.group(2)}.{_MMSEG_MIT_BLOCK_PARTS[m.group(3)]}.{m.group(4)}"),
+    (r"backbone\.layers\.(\d)\.2\.(weight|bias)", lambda m: f"backbone.norm{_stage(m)}.{m.group(2)}"),
+    (r"(decode_head\.(?:convs\.\d+|fusion_conv)\.(?:conv\.weight|bn\.\w+))", r"\1"),
+    (r"(decode_head\.conv_seg\.(?:weight|bias))", r"\1"),
+]
+
+
+def convert_mmseg_segformer(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """An mmsegmentation SegFormer checkpoint (``segformer-bN-mmseg``) → segzoo; also mmseg's ImageNet MiT files
+    (``mit_bN_20220624-*.pth``, written by its ``mit2mmseg.py`` without the ``backbone.`` prefix).
+
+    ``in_proj`` holds the official ``q`` rows then ``kv`` (K rows, then V rows), as nn.MultiheadAttention's q, k, v;
+    the FFN's 1×1 convs become linear weights.
+    """
+    if not any(k.startswith("backbone.") for k in state_dict):
+        state_dict = {f"backbone.{k}": v for k, v in state_dict.items()}
+    out = rename_keys(state_dict, _MMSEG_SEGFORMER_RULES, "mmsegmentation SegFormer")
+    for name in [k for k in out if ".attn.in_proj." in k]:
+        qkv = out.pop(name)
+        dim = qkv.shape[0] // 3
+        out[name.replace(".in_proj.", ".q.")], out[name.replace(".in_proj.", ".kv.")] = qkv[:dim], qkv[dim:]
+    for name in [k for k in out if k.endswith((".mlp.fc1.weight", ".mlp.fc2.weight"))]:
+        out[name] = out[name].flatten(1)
+    return out
+
+
 def convert_mmseg(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """An mmsegmentation checkpoint's ``state_dict`` (SETR, Segmenter) → segzoo.
 
@@ -125,6 +169,8 @@ def convert_mmseg(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     projection bias, while the zoo's files (trained with mmseg 0.x) have one. A missing bias becomes a zero bias,
     which computes exactly what mmseg's bias-free projection computes.
     """
+    if "backbone.layers.0.0.projection.weight" in state_dict or "layers.0.0.projection.weight" in state_dict:
+        return convert_mmseg_segformer(state_dict)  # SegFormer's MiT (a ViT has one patch_embed, no layers.0.0)
     out = rename_keys(state_dict, _MMSEG_RULES, "mmsegmentation")
     if "backbone.patch_embed.proj.weight" in out and "backbone.patch_embed.proj.bias" not in out:
         weight = out["backbone.patch_embed.proj.weight"]
