@@ -443,6 +443,29 @@ def test_imagenet_mit_files_initialise_the_mmseg_encoder():
     assert encoder.source.url.endswith("/mit_b3_20220624-13b1141c.pth")
 
 
+def test_pretrained_encoder_reads_mmsegs_imagenet_file(tmp_path, monkeypatch):
+    """create_model(..., pretrained_encoder=True) for an mmseg variant: the table's mit-bN-mmseg file (here a local
+    stand-in with mit2mmseg.py's layout, served instead of the download) fills the whole encoder."""
+    from huggingface_hub import constants
+
+    from segzoo import hub
+
+    imagenet = {k[len("backbone."):]: v for k, v in mmseg_b0_state_dict(seed=3).items() if k.startswith("backbone.")}
+    path = tmp_path / "mit_b0_20220624-7e0fe6dd.pth"
+    torch.save(imagenet, path)
+    asked = []
+    monkeypatch.setattr(hub, "download_file", lambda cfg, **kw: asked.append(cfg.name) or path)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    model = segzoo.create_model("segformer-b0-mmseg", num_classes=3, pretrained_encoder=True)
+    assert asked == ["mit-b0-mmseg"]
+    state = model.state_dict()
+    assert torch.equal(state["backbone.patch_embed2.proj.weight"], imagenet["layers.1.0.projection.weight"])
+    q = imagenet["layers.3.1.1.attn.attn.in_proj_weight"][:256]
+    assert torch.equal(state["backbone.block4.1.attn.q.weight"], q)
+    fc2 = imagenet["layers.0.1.0.ffn.layers.4.weight"][:, :, 0, 0]
+    assert torch.equal(state["backbone.block1.0.mlp.fc2.weight"], fc2)
+
+
 # ------------------------------------------------------------------------------------------ loading and the table
 def _write_mmseg_file(path, seed=0):
     torch.save({"meta": {"mmseg_version": "1.2.2"}, "state_dict": mmseg_b0_state_dict(seed)}, path)
