@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor, nn
 
+from .models.resize import interpolation_matrix
 from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol, keep_ratio_size
 
 __all__ = [
@@ -447,16 +449,109 @@ def _model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def _predict_logits(model: nn.Module, inputs: list[Tensor], settings: dict[str, Any], original: tuple[int, int]
-                    ) -> Tensor:
-    """Logits at the original image size, from one input (single scale) or one per scale (multi-scale + flip). As
-    mmseg, each multi-scale pass is resized to the original size before its probabilities are averaged, and plain
-    logits are resized before the argmax."""
+# ---------------------------------------------------------------------------------------------------------------------
+# Full-resolution labels, strip by strip
+# ---------------------------------------------------------------------------------------------------------------------
+
+# Bytes of float32 logits one strip of output rows may hold: a 4032×3024 photo's 150-class logits would take 7 GB.
+STRIP_BYTES = 32 * 2**20
+
+
+@dataclass
+class LogitsField:
+    """One image's logits (K×h×w, at any resolution) and how they reach the output size: per axis a chain of
+    bilinear resizes (``("resize", n)``) and crops to the first n (``("crop", n)``), then an optional flip of the
+    columns (a mirrored test pass)."""
+
+    logits: Tensor
+    rows: list[tuple[str, int]]
+    cols: list[tuple[str, int]]
+    flip: bool = False
+
+    def row_matrix(self) -> Tensor:
+        """The whole row chain as one (output rows)×h matrix: composed resizes stay banded."""
+        h = self.logits.shape[1]
+        matrix = torch.eye(h, dtype=torch.float64, device=self.logits.device)
+        for op, n in self.rows:
+            if op == "resize":  # uncached: one matrix per photo size would pile up in the cache
+                matrix = interpolation_matrix.__wrapped__(matrix.shape[0], n, torch.float64, matrix.device) @ matrix
+            else:
+                matrix = matrix[:n]
+        return matrix.float()
+
+    def strip(self, rows: Tensor) -> Tensor:
+        """Output rows given as a slice of :meth:`row_matrix`: K×r×W float32 logits, computed from only the input
+        rows they read."""
+        used = rows.abs().sum(0).nonzero()
+        first, last = int(used.min()), int(used.max()) + 1
+        out = torch.einsum("rh,khw->krw", rows[:, first:last], self.logits[:, first:last].float())
+        K, r, w = out.shape
+        for op, n in self.cols:
+            if op == "resize":
+                out = F.interpolate(out.reshape(K * r, 1, w), size=n, mode="linear", align_corners=False)
+                out = out.reshape(K, r, n)
+            else:
+                out = out[..., :n]
+            w = out.shape[-1]
+        return out.flip(-1) if self.flip else out
+
+
+def fields_for_input(model: nn.Module, images: Tensor, settings: dict[str, Any], output: tuple[int, int],
+                     flip: bool = False) -> list[LogitsField]:
+    """Run ``model`` on a batch (already resized and normalised) and describe each image's logits as a field at
+    ``output`` size. A segzoo model in whole mode gives its decode head's low-resolution logits, so nothing of
+    the output's size is ever allocated; other models and slide mode give logits at the input size."""
     mode, crop, stride, batch_size = settings["mode"], settings.get("crop"), settings.get("stride"), settings[
         "batch_size"]
-    if len(inputs) > 1 or settings.get("tta"):
-        return merge_multiscale_flip(model, inputs, original, True, mode, crop, stride, batch_size)
-    return _resize(_run(model, inputs[0], mode, crop, stride, batch_size).float(), original)
+    inputs = images.flip(-1) if flip else images
+    height, width = images.shape[-2:]
+    if mode == "whole" and hasattr(model, "forward_head") and getattr(model, "unpad", None) in ("resize", "crop"):
+        logits, (padded_h, padded_w) = model.forward_head(inputs)
+        if model.unpad == "resize":  # see EncoderDecoder._to_input_size
+            rows, cols = [("resize", height)], [("resize", width)]
+        else:
+            rows, cols = [("resize", padded_h), ("crop", height)], [("resize", padded_w), ("crop", width)]
+    else:
+        logits, rows, cols = _run(model, inputs, mode, crop, stride, batch_size), [], []
+    rows, cols = [*rows, ("resize", output[0])], [*cols, ("resize", output[1])]
+    return [LogitsField(image_logits, rows, cols, flip) for image_logits in logits]
+
+
+def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -> np.ndarray:
+    """The argmax over classes of the fields' logits (one field) or of their averaged softmax (several: the
+    multi-scale + flip ensemble, as mmseg merges it), computed strip by strip so memory stays bounded."""
+    height, width = output
+    num_classes = fields[0].logits.shape[0]
+    matrices = [field.row_matrix() for field in fields]
+    rows_per_strip = max(1, STRIP_BYTES // (4 * num_classes * width * (2 if len(fields) > 1 else 1)))
+    labels = np.empty((height, width), dtype=np.int64)
+    for top in range(0, height, rows_per_strip):
+        bottom = min(height, top + rows_per_strip)
+        total = None
+        for field, matrix in zip(fields, matrices):
+            strip = field.strip(matrix[top:bottom])
+            if len(fields) > 1:
+                strip = strip.softmax(dim=0)
+            total = strip if total is None else total.add_(strip)
+        labels[top:bottom] = total.argmax(dim=0).cpu().numpy()
+    return labels
+
+
+def _predict_labels(model: nn.Module, inputs: list[Tensor], settings: dict[str, Any], original: tuple[int, int]
+                    ) -> list[np.ndarray]:
+    """Labels at the original size for a batch of images (one input), or for one image from its multi-scale inputs
+    (several inputs; each also mirrored). As mmseg, logits are brought to the original size before the argmax, and
+    each multi-scale pass before its probabilities are averaged."""
+    if len(inputs) == 1 and not settings.get("tta"):
+        return [labels_from_fields([field], original) for field in fields_for_input(model, inputs[0], settings,
+                                                                                    original)]
+    fields = [
+        field
+        for scaled in inputs
+        for flip in ((False, True) if settings.get("flip", True) else (False,))
+        for field in fields_for_input(model, scaled, settings, original, flip=flip)
+    ]
+    return [labels_from_fields(fields, original)]
 
 
 def predict(
@@ -494,8 +589,8 @@ def predict(
     images = [image_or_images] if single else list(image_or_images)
     if not images:
         raise ValueError("no images given to predict")
-    settings = eval_settings(model, mode, crop_size, stride, batch_size) | {"tta": tta}
     protocol = EvalProtocol.from_pretrained_cfg(getattr(model, "pretrained_cfg", None))
+    settings = eval_settings(model, mode, crop_size, stride, batch_size) | {"tta": tta, "flip": protocol.flip}
     device = _model_device(model)
     per_batch = 1 if settings["mode"] == "slide" or tta else max(1, batch_size)
     labels: list[np.ndarray] = []
@@ -515,9 +610,8 @@ def predict(
                         inputs = [x.to(device) for x in protocol.tta_inputs(arrays[indices[0]])]
                     else:
                         inputs = [torch.cat([protocol(arrays[i]) for i in indices]).to(device)]
-                    logits = _predict_logits(model, inputs, settings, original)
-                    for i, image_logits in zip(indices, logits):
-                        chunk_labels[i] = image_logits.argmax(dim=0).cpu().numpy()
+                    for i, image_labels in zip(indices, _predict_labels(model, inputs, settings, original)):
+                        chunk_labels[i] = image_labels
                 labels.extend(chunk_labels[i] for i in range(len(arrays)))
     finally:
         model.train(was_training)

@@ -120,12 +120,19 @@ class EncoderDecoder(nn.Module):
         aux = [self._to_input_size(head(feats), padded, size) for head in self.auxiliary_head]
         return logits, aux
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_head(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The decode head's logits at its own (low) resolution, and the padded input size they cover.
+
+        ``model(x)`` is these logits brought to the input size as :attr:`unpad` says; ``predict`` starts from them to
+        produce full-resolution labels strip by strip, without a full-resolution logits tensor.
+        """
         self.check_input(x)
-        size = (x.shape[2], x.shape[3])
         x = self._pad(x)
-        logits = self.decode_head(self.extract_features(x))
-        return self._to_input_size(logits, (x.shape[2], x.shape[3]), size)
+        return self.decode_head(self.extract_features(x)), (x.shape[2], x.shape[3])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits, padded = self.forward_head(x)
+        return self._to_input_size(logits, padded, (x.shape[2], x.shape[3]))
 
     def predict(self, image_or_images, **kwargs):
         """Label map(s) at the input size, with this checkpoint's preprocessing (:func:`segzoo.inference.predict`)."""
