@@ -293,7 +293,7 @@ def _parse_eval(name: str, raw: Any) -> EvalCfg:
         raise _fail(
             name, f"eval must be a mapping like {{mode: slide, crop: [512, 512], stride: [341, 341]}}, got {raw!r}"
         )
-    _check_keys(name, "eval", raw, _EVAL_KEYS, mandatory=("mode",))
+    _check_keys(name, "eval", raw, _EVAL_KEYS, mandatory=("mode", "tta"))
     mode = raw["mode"]
     if mode not in EVAL_MODES:
         raise _fail(name, f"eval mode must be one of {list(EVAL_MODES)}, got {mode!r}")
@@ -303,7 +303,7 @@ def _parse_eval(name: str, raw: Any) -> EvalCfg:
         stride=_pair(name, "eval.stride", raw.get("stride")),
         scale=_pair(name, "eval.scale", raw.get("scale")),
         size_divisor=raw.get("size_divisor"),
-        tta=raw.get("tta", "mmseg-0.x"),
+        tta=raw["tta"],
     )
     if ev.tta not in TTA_STYLES:
         raise _fail(name, f"eval.tta must be one of {list(TTA_STYLES)}, got {ev.tta!r}")

@@ -20,7 +20,7 @@ def count(name, **kwargs):
 
 # --------------------------------------------------------------------------------------------------- registry
 def test_every_issue_name_is_registered():
-    expected = {f"segformer-b{i}" for i in range(6)}
+    expected = {f"segformer-b{i}" for i in range(6)} | {f"segformer-b{i}-mmseg" for i in range(6)}
     expected |= {f"segmenter-{s}{p}-{d}" for s in "tsbl" for p in (8, 16, 32) for d in ("linear", "mask")}
     expected |= {f"setr-{h}-{s}16" for h in ("naive", "pup", "mla") for s in "bl"} | {"setr-hybrid-naive"}
     assert set(ALL) == expected
@@ -28,7 +28,8 @@ def test_every_issue_name_is_registered():
 
 def test_names_are_kebab_case_and_filters_work():
     assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)+", n) for n in ARCHS)
-    assert segzoo.list_models("segformer-*") == [f"segformer-b{i}" for i in range(6)]
+    assert segzoo.list_models("segformer-b?") == [f"segformer-b{i}" for i in range(6)]
+    assert segzoo.list_models("segformer-*-mmseg") == [f"segformer-b{i}-mmseg" for i in range(6)]
     assert "segformer-test" not in ALL and "segformer-test" in segzoo.list_models("*test*")
 
 

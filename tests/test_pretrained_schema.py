@@ -145,6 +145,7 @@ def test_list_pretrained_filters():
         "segformer-b0-cityscapes-768",
         "segformer-b0-cityscapes-640",
         "segformer-b0-cityscapes-512",
+        "segformer-b0-cityscapes-mmseg",
     ]
     assert "mit-b0" in list_pretrained("mit-*") and "mit-b0" not in SEGMENTATION
 
@@ -155,7 +156,9 @@ def test_list_pretrained_filters():
         ({"colour": "red"}, r"unknown key\(s\) \['colour'\]"),
         ({"num_classes": None}, r"missing mandatory field\(s\) \['num_classes'\]"),
         ({"format": "onnx"}, "unknown format 'onnx'"),
-        ({"eval": {"mode": "slide", "crop": [512, 512]}}, "slide needs crop and stride"),
+        ({"eval": {"mode": "slide", "crop": [512, 512], "tta": "mmseg-0.x"}}, "slide needs crop and stride"),
+        ({"eval": {"mode": "whole", "scale": [2048, 512]}}, r"missing mandatory field\(s\) \['tta'\] in eval"),
+        ({"eval": {"mode": "whole", "scale": [2048, 512], "tta": "mmseg-2"}}, "eval.tta must be one of"),
         ({"source": {"hf_hub_id": "org/repo"}}, "needs a filename"),
         ({"sha256": "not-hex"}, "sha256 must be"),
         ({"name": "Segformer_B0"}, "kebab-case"),
