@@ -119,6 +119,11 @@ def slide_inference(
     stride_h, stride_w = _pair(stride, "stride")
     if min(crop_h, crop_w, stride_h, stride_w, batch_size) < 1:
         raise ValueError(f"crop_size, stride and batch_size must be positive, got {crop_size}, {stride}, {batch_size}")
+    if stride_h > crop_h or stride_w > crop_w:
+        raise ValueError(
+            f"a stride of {stride} with windows of {crop_size} leaves pixels no window covers: use a stride no "
+            f"larger than the window (mmseg's grid: e.g. crop 512, stride 341)"
+        )
     height, width = images.shape[-2:]
     windows = [
         (y1, y2, x1, x2)
@@ -344,6 +349,21 @@ def _pil_to_array(image: Image.Image, source: str) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+def _warn_if_not_unit_range(array: np.ndarray, source: str) -> None:
+    """Float images are read as 0–1: say so when the values cannot be that (0–255 floats give wrong labels)."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        warnings.warn(f"{source} holds {int((~finite).sum())} NaN or infinite values; their labels are meaningless",
+                      stacklevel=4)
+    values = array[finite]
+    if values.size and (values.min() < 0 or values.max() > 1):
+        warnings.warn(
+            f"{source} is a float image with values in [{values.min():g}, {values.max():g}], but float images are "
+            "read as 0–1 (torchvision's convention): divide by 255, or pass a uint8 array",
+            stacklevel=4,
+        )
+
+
 def _to_rgb_array(image: ImageInput) -> np.ndarray:
     """Any supported input as an H×W×3 array on the 0–255 scale: ``uint8`` where the input is 8-bit (files, PIL
     images, ``uint8`` arrays and tensors), so that it is resized as the publishers' pipelines resize it, else float32.
@@ -380,9 +400,11 @@ def _to_rgb_array(image: ImageInput) -> np.ndarray:
         np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
     ):
         raise ValueError(f"{source} has dtype {array.dtype}; expected uint8 (0–255) or float (0–1) values")
-    if array.dtype != np.uint8:
-        scale = 255.0 if np.issubdtype(array.dtype, np.floating) else 1.0
-        array = array.astype(np.float32) * scale
+    if np.issubdtype(array.dtype, np.floating):
+        _warn_if_not_unit_range(array, source)
+        array = array.astype(np.float32) * 255.0
+    elif array.dtype != np.uint8:
+        array = array.astype(np.float32)
     return _channels_to_rgb(array, f"{source} of shape {tuple(image.shape)}")
 
 
@@ -444,9 +466,10 @@ def eval_settings(
     return EvalProtocol.from_pretrained_cfg(cfg).inference_settings() | {"batch_size": batch_size}
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def _model_placement(model: nn.Module) -> dict[str, Any]:
+    """The device and floating dtype of the model's weights: predict casts its inputs to them."""
     param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
+    return {"device": param.device, "dtype": param.dtype} if param is not None else {"device": torch.device("cpu")}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -591,7 +614,7 @@ def predict(
         raise ValueError("no images given to predict")
     protocol = EvalProtocol.from_pretrained_cfg(getattr(model, "pretrained_cfg", None))
     settings = eval_settings(model, mode, crop_size, stride, batch_size) | {"tta": tta, "flip": protocol.flip}
-    device = _model_device(model)
+    placement = _model_placement(model)
     per_batch = 1 if settings["mode"] == "slide" or tta else max(1, batch_size)
     labels: list[np.ndarray] = []
     was_training = model.training
@@ -607,9 +630,9 @@ def predict(
                     groups.setdefault(array.shape[:2], []).append(index)
                 for original, indices in groups.items():
                     if tta:  # one image: every scale is resized from the original image
-                        inputs = [x.to(device) for x in protocol.tta_inputs(arrays[indices[0]])]
+                        inputs = [x.to(**placement) for x in protocol.tta_inputs(arrays[indices[0]])]
                     else:
-                        inputs = [torch.cat([protocol(arrays[i]) for i in indices]).to(device)]
+                        inputs = [torch.cat([protocol(arrays[i]) for i in indices]).to(**placement)]
                     for i, image_labels in zip(indices, _predict_labels(model, inputs, settings, original)):
                         chunk_labels[i] = image_labels
                 labels.extend(chunk_labels[i] for i in range(len(arrays)))

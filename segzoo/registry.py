@@ -238,6 +238,13 @@ def get_arch(name: str) -> Arch:
     return ARCHS[name]
 
 
+def check_num_classes(num_classes: object) -> int:
+    """``num_classes`` if it is a positive int; the one check (and message) behind every way of building a model."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer (e.g. 19), got {num_classes!r}")
+    return num_classes
+
+
 def create_model(
     name: str,
     *,
@@ -275,6 +282,7 @@ def create_model(
         An :class:`~segzoo.models.encoder_decoder.EncoderDecoder`; ``model(x)`` gives B×K×H×W logits.
     """
     arch = get_arch(name)
+    check_num_classes(num_classes)
     dd = {"device": device, "dtype": dtype}
     enc_args = dict(arch.encoder_args, **(encoder_args or {}), in_chans=in_chans)
     if img_size is not None:

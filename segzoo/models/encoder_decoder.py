@@ -90,6 +90,14 @@ class EncoderDecoder(nn.Module):
             )
         if not x.is_floating_point():
             raise ValueError(f"expected a float tensor (normalised image), got dtype {x.dtype}")
+        if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(f"expected at least one image of at least 1×1 pixels, got shape {tuple(x.shape)}")
+        weight = next(self.parameters())
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"the input is {x.dtype} but the model's weights are {weight.dtype}: cast the input with "
+                f"x.to({weight.dtype}), or run under torch.autocast('{x.device.type}', dtype=...) for mixed precision"
+            )
 
     def extract_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = self.backbone(x)
@@ -104,7 +112,10 @@ class EncoderDecoder(nn.Module):
 
     def _to_input_size(self, logits: torch.Tensor, padded: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
         if self.unpad == "resize":
-            return resize(logits, size) if logits.shape[-2:] != size else logits
+            # skip a same-size resize in eager mode only: an exported graph must resize at every other size
+            if logits.shape[-2:] == size and not torch.compiler.is_compiling():
+                return logits
+            return resize(logits, size)
         if logits.shape[-2:] != padded:
             logits = resize(logits, padded)
         return logits[..., : size[0], : size[1]]

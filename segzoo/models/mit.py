@@ -165,7 +165,8 @@ class MixTransformer(nn.Module):
         dd = {"device": device, "dtype": dtype}
         self.out_channels = list(embed_dims)
         self.depths = list(depths)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        # Stochastic depth rising linearly over all blocks, in Python: a tensor schedule breaks on the meta device.
+        dpr = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]
         prev_dim, first = in_chans, 0
         for i, (dim, depth) in enumerate(zip(embed_dims, depths), start=1):
             patch_embed = OverlapPatchEmbed(prev_dim, dim, patch_sizes[i - 1], strides[i - 1], patch_norm_eps, **dd)
