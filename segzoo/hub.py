@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -142,7 +143,8 @@ def download_file(
         source = Source(url=source)
     if not isinstance(source, Source):
         raise UnknownFormatError(
-            f"Cannot download from a {type(source).__name__}; expected PretrainedCfg, Source or URL"
+            f"Cannot download {source!r}: expected a checkpoints.yaml row (PretrainedCfg), a Source or an http(s):// "
+            "URL"
         )
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
     if source.is_hf_hub:
@@ -359,16 +361,19 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     elif suffix in STATE_DICT_SUFFIXES:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+        except (PermissionError, IsADirectoryError):
+            raise  # the message names the file and the problem
         except pickle.UnpicklingError as err:
-            if "weights only load failed" in str(err).lower():
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+            if found:  # a well-formed pickle that holds more than tensors and containers
                 raise UnsafeCheckpointError(
-                    f"{path} contains Python objects that torch.load(weights_only=True) refuses to unpickle, because "
-                    "unpickling can run arbitrary code. If you trust the file, load it yourself with "
-                    "torch.load(path, weights_only=False), save its state dict with "
-                    "torch.save(state_dict, 'clean.pth') and pass that file instead."
+                    f"{path} holds pickled Python objects ({found.group(1)}) besides tensors; segzoo reads .pth files "
+                    "with torch.load(weights_only=True) only, which does not run the code such objects need. Save "
+                    "the state dict alone (torch.save(model.state_dict(), 'weights.pth')) where the file was made "
+                    "and pass that file."
                 ) from err
             raise _corrupted(path, "a PyTorch checkpoint", err) from err
-        except (RuntimeError, EOFError, OSError, ValueError) as err:
+        except Exception as err:  # any other failure to parse the file: truncated, corrupted, not a pickle at all
             raise _corrupted(path, "a PyTorch checkpoint", err) from err
     else:
         raise UnknownFormatError(
@@ -380,9 +385,13 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
 
 
 def _corrupted(path: Path, kind: str, err: Exception) -> CorruptedFileError:
+    text = str(err)
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)  # torch's first lines advise unsafe loading
+    reason = detail.group(1) if detail else (text.strip().splitlines() or [""])[0]
+    reason = re.split(r"(?<=\.) ", reason, maxsplit=1)[0][:200]  # first sentence: the rest is torch's advice
     return CorruptedFileError(
-        f"{path.resolve()} could not be read as {kind} ({type(err).__name__}: {err}). The file is truncated or "
-        "corrupted: delete it and retry the download."
+        f"{path.resolve()} could not be read as {kind} ({type(err).__name__}: {reason}): the file is truncated or "
+        "corrupted, or not a checkpoint. If it is a download, delete it and retry; otherwise check the file."
     )
 
 

@@ -14,8 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import torch
 from huggingface_hub import constants
@@ -67,14 +72,17 @@ def load(
         cache_dir: Hugging Face hub cache folder (default ``HF_HUB_CACHE``).
         **model_args: Extra ``create_model`` overrides (``drop_path_rate``, ``aux_heads``, ...).
     """
-    repo = hub.parse_hf_hub_id(str(name))
+    name = str(name)
+    repo = hub.parse_hf_hub_id(name)
     if repo is not None:
         folder = hub.snapshot(*repo, cache_dir=cache_dir, allow_patterns=["*.json", "*.safetensors", "*.bin"])
         return _finish(_load_folder(folder, model_args), num_classes, map_location)
-    if checkpoint is None and Path(name).exists():
-        path = Path(name)
-        loaded = _load_folder(path, model_args) if path.is_dir() else _load_self_described_file(path, model_args)
-        return _finish(loaded, num_classes, map_location)
+    if checkpoint is None:
+        path = Path(name).expanduser()
+        if path.exists():
+            loaded = _load_folder(path, model_args) if path.is_dir() else _load_self_described_file(path, model_args)
+            return _finish(loaded, num_classes, map_location)
+        _refuse_unloadable_name(name)
 
     cfg = None if name in ARCHS else get_pretrained_cfg(name)
     if cfg is not None and cfg.is_encoder:
@@ -104,12 +112,54 @@ def load(
 # Sources
 
 
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_PATH_SUFFIXES = (".safetensors", ".json", *hub.STATE_DICT_SUFFIXES)
+
+
+def _refuse_unloadable_name(name: str) -> None:
+    """Raise a clear error for a ``name`` that ``load`` cannot use without ``checkpoint=``: a path that does not
+    exist, a URL, or an architecture name (architectures have no weights of their own). Checkpoint names pass."""
+    if _URL_SCHEME.match(name):
+        raise ValueError(
+            f"segzoo.load({name!r}): a URL needs the architecture it is for: "
+            f"segzoo.load('<architecture or checkpoint name>', checkpoint={name!r})"
+        )
+    if "/" in name or "\\" in name or name.startswith(("~", ".")) or Path(name).suffix.lower() in _PATH_SUFFIXES:
+        raise FileNotFoundError(
+            f"{name!r} does not exist (segzoo.load takes a checkpoint name, hf-hub:org/repo, or an existing file or "
+            "folder): check the path"
+        )
+    if name in ARCHS:
+        ckpts = [n for n in list_pretrained(encoders=False) if get_pretrained_cfg(n).arch == name]
+        known = f"; its published checkpoints: {', '.join(ckpts)}" if ckpts else ""
+        raise ValueError(
+            f"{name!r} is an architecture, which has no weights of its own: segzoo.create_model({name!r}, "
+            f"num_classes=N) for a fresh model (pretrained_encoder=True for ImageNet encoder weights), or "
+            f"segzoo.load({name!r}, checkpoint='path/or/url') for your weights{known}"
+        )
+
+
 def _local_or_downloaded(checkpoint: str | Path, cache_dir) -> Path:
-    if str(checkpoint).startswith(("http://", "https://")):
-        return hub.download_file(str(checkpoint), cache_dir=cache_dir)
-    path = Path(checkpoint).expanduser()
+    """The local file or folder of ``checkpoint=``: a path, an ``http(s)://`` URL (downloaded into the cache),
+    ``file://`` URL, or ``hf-hub:org/repo[@revision]`` (a snapshot folder)."""
+    text = str(checkpoint)
+    repo = hub.parse_hf_hub_id(text)
+    if repo is not None:
+        return hub.snapshot(*repo, cache_dir=cache_dir, allow_patterns=["*.json", "*.safetensors", "*.bin"])
+    scheme = _URL_SCHEME.match(text) if isinstance(checkpoint, str) else None
+    if scheme and scheme.group(1).lower() in ("http", "https"):
+        return hub.download_file(text, cache_dir=cache_dir)
+    if scheme and scheme.group(1).lower() == "file":
+        path = Path(url2pathname(urlparse(text).path))
+    elif scheme:
+        raise hub.UnknownFormatError(
+            f"checkpoint={text!r}: segzoo downloads only http:// and https:// URLs (and hf-hub:org/repo), not "
+            f"{scheme.group(1)}:// URLs: download the file yourself and pass its local path"
+        )
+    else:
+        path = Path(checkpoint).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist: check the path")
     return path
 
 
@@ -141,26 +191,68 @@ def _read_converted(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     return CONVERTERS[fmt](state), fmt
 
 
+# Cache folders the converted copy could not be written to, warned about once per process.
+_UNWRITABLE_CACHES: set[Path] = set()
+
+
+def _content_key(path: Path) -> str:
+    """An identifier of the file's content that survives moving the cache: the Hugging Face cache names each blob
+    by its ETag (the sha256 of an LFS file, the git sha1 of a regular one); any other file is hashed."""
+    resolved = path.resolve()
+    if resolved.parent.name == "blobs" and len(resolved.name) in (40, 64):
+        return resolved.name
+    return hub.file_sha256(resolved)
+
+
 def _converted_cached(path: Path, fmt: str, arch: str, cache_dir) -> tuple[dict[str, torch.Tensor], str]:
     """Convert a downloaded foreign checkpoint once and keep the result as safetensors beside the HF cache; returns
-    the converted state dict and the source format."""
+    the converted state dict and the source format.
+
+    The cached copy is keyed on the file's content (not its path), written under a unique temporary name and
+    renamed atomically, so concurrent loads never see or clash on a partial file. A cache that cannot be written
+    (read-only) is warned about once; the checkpoint is then converted in memory on each load."""
     if fmt == "segzoo":
         return unwrap_checkpoint(hub.read_state_dict(path)), fmt
-    resolved = path.resolve()
-    key = hashlib.sha256(f"{resolved}:{resolved.stat().st_size}:{fmt}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{_content_key(path)}:{fmt}".encode()).hexdigest()[:16]
     cached = Path(cache_dir or constants.HF_HUB_CACHE) / "segzoo-converted" / f"{arch}-{key}.safetensors"
     if cached.exists():
-        return hub.read_state_dict(cached), fmt
-    state = unwrap_checkpoint(hub.read_state_dict(path))
-    state = CONVERTERS[fmt](state)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
+        try:
+            return hub.read_state_dict(cached), fmt
+        except hub.CorruptedFileError as err:
+            log.warning("%s; converting %s again", err, path.name)
+    state = CONVERTERS[fmt](unwrap_checkpoint(hub.read_state_dict(path)))
+    if _write_atomically(state, cached):
+        log.info("converted %s (%s) and cached it as %s", path.name, fmt, cached)
+    return state, fmt
+
+
+def _write_atomically(state: dict[str, torch.Tensor], target: Path) -> bool:
+    """Write ``state`` as safetensors to ``target`` through a unique temporary file in the same folder and an
+    atomic rename; ``False`` (with a warning, once per folder) if the folder cannot be written."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    tmp.replace(cached)  # atomic: a concurrent or interrupted load never sees half a file
-    log.info("converted %s (%s) and cached it as %s", path.name, fmt, cached)
-    return state, fmt
+    tmp = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        save_file({k: v.contiguous() for k, v in state.items()}, tmp_name)
+        os.replace(tmp, target)  # atomic: a concurrent or interrupted load never sees half a file
+        return True
+    except (OSError, SafetensorError) as err:
+        if target.parent not in _UNWRITABLE_CACHES:
+            _UNWRITABLE_CACHES.add(target.parent)
+            log.warning(
+                "cannot keep the converted checkpoint in %s (%s); using it converted in memory, so every load "
+                "converts again: point HF_HUB_CACHE (or cache_dir=) at a writable folder to keep it",
+                target.parent, getattr(err, "strerror", None) or err,
+            )
+        return False
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _load_folder(

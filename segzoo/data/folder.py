@@ -83,6 +83,12 @@ class FolderDataModule(FileSegmentationDataModule):
         **kwargs: Any,
     ):
         super().__init__(data_root, crop_size=crop_size, scale=scale, eval_scale=eval_scale, **kwargs)
+        if not self.data_root.is_dir():  # before the classes file, which is looked for in it
+            what = "is a file, not a folder" if self.data_root.exists() else "does not exist"
+            raise FileNotFoundError(
+                f"{self.dataset_name}: data_root '{self.data_root}' {what}; give the folder that holds images/ and "
+                "masks/"
+            )
         self.names = read_class_names(classes, self.data_root)
         self.num_classes = len(self.names)
         self.reduce_zero_label = reduce_zero_label
