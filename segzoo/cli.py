@@ -6,11 +6,16 @@ Examples::
     segzoo predict --arch segformer-b0 --num-classes 150 image.jpg --out out/   # random weights, to try the tool
     segzoo export --model segformer-b0-ade --format onnx --out segformer-b0-ade.onnx
     segzoo list "segformer*"
+
+A user error (a bad option, a missing file, an unknown name, a failed download) ends in one line
+``segzoo <command>: error: <what is wrong and what to change>`` and exit status 2, as argparse does; anything else
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,13 +27,86 @@ from torch import nn
 __all__ = ["main"]
 
 
+class UsageError(Exception):
+    """A user error found after parsing: ``main`` prints it as one line and exits with status 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    """A torch device that exists on this machine: cpu, cuda, cuda:N, mps or xpu."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cpu":
+        return text
+    backend = getattr(torch, device.type, None)
+    if device.type not in ("cuda", "mps", "xpu") or backend is None:
+        raise argparse.ArgumentTypeError(f"cannot run on device {text!r}: use cpu, cuda, cuda:N or mps")
+    if not backend.is_available():
+        raise argparse.ArgumentTypeError(f"no {device.type} device is available on this machine: use --device cpu")
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if device.index is not None and device.index >= count:
+        raise argparse.ArgumentTypeError(
+            f"{text} does not exist: this machine has {count} {device.type} device(s), "
+            f"{device.type}:0 to {device.type}:{count - 1}"
+        )
+    return text
+
+
+def _opset(text: str) -> int:
+    import onnx
+
+    value = _positive_int(text)
+    newest = onnx.defs.onnx_opset_version()
+    if value > newest:
+        raise argparse.ArgumentTypeError(f"the installed onnx knows opsets up to {newest}, got {value}")
+    return value
+
+
+def _segzoo_errors() -> tuple[type[BaseException], ...]:
+    """segzoo's own error types for what the user asked (names, files, downloads): one line, no traceback."""
+    from segzoo.convert import ConversionError
+    from segzoo.export import ExportError
+    from segzoo.hub import CorruptedFileError, DownloadError, UnknownFormatError, UnsafeCheckpointError
+    from segzoo.pretrained import UnknownCheckpointError
+
+    return (
+        UsageError, UnknownCheckpointError, DownloadError, CorruptedFileError, UnknownFormatError,
+        UnsafeCheckpointError, ConversionError, ExportError,
+    )
+
+
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (give --model, or --arch with --num-classes for random weights)")
     group.add_argument("--model", help="checkpoint name, hf-hub:org/repo, or a local folder or file")
     group.add_argument("--checkpoint", help="weights file or folder to load instead of the published ones")
     group.add_argument("--arch", help="architecture name for segzoo.create_model (random weights unless --checkpoint)")
     group.add_argument(
-        "--num-classes", type=int, help="classes of a random --arch model (default 150), or a new head for --model"
+        "--num-classes",
+        type=_positive_int,
+        help="classes of a random --arch model (default 150), or a new head for --model",
     )
 
 
@@ -40,22 +118,39 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="write label maps and colour overlays for images")
     _add_model_args(predict)
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
-    predict.add_argument("--out", required=True, type=Path, help="output folder")
+    predict.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder for <name>.png (label map) and <name>_overlay.png; it must not be an input folder or lie "
+        "inside one, and no output may have the path of an input image: segzoo refuses rather than overwrite inputs",
+    )
     predict.add_argument("--mode", choices=("whole", "slide"), help="inference mode (default: the checkpoint's)")
     predict.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
-    predict.add_argument("--crop-size", type=int, help="window size for --mode slide (default: the checkpoint's)")
-    predict.add_argument("--stride", type=int, help="window stride for --mode slide (default: the checkpoint's)")
-    predict.add_argument("--alpha", type=float, default=0.5, help="weight of the colours in the overlay")
-    predict.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    predict.add_argument("--crop-size", type=_positive_int, help="window size for --mode slide (default: the checkpoint's)")
+    predict.add_argument("--stride", type=_positive_int, help="window stride for --mode slide (default: the checkpoint's)")
+    predict.add_argument("--alpha", type=_fraction, default=0.5, help="weight of the colours in the overlay")
+    predict.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     predict.add_argument("--no-overlay", action="store_true", help="write only the label maps")
 
     export = commands.add_parser("export", help="export a model to ONNX (dynamic batch, height and width)")
     _add_model_args(export)
     export.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
-    export.add_argument("--out", required=True, type=Path, help="output file, e.g. model.onnx")
-    export.add_argument("--height", type=int, default=512, help="height of the tracing input (default 512)")
-    export.add_argument("--width", type=int, default=512, help="width of the tracing input (default 512)")
-    export.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    export.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output file, e.g. model.onnx; written only once it passed the checks (an existing file is replaced "
+        "then, never left half-written); it must not be the checkpoint being exported",
+    )
+    export.add_argument("--height", type=_positive_int, default=512, help="height of the tracing input (default 512)")
+    export.add_argument("--width", type=_positive_int, default=512, help="width of the tracing input (default 512)")
+    export.add_argument(
+        "--opset",
+        type=_opset,
+        help="ONNX opset (default: the exporter's); the file written is checked to have it (opsets below 18 only "
+        "where every operator of the model has an older version)",
+    )
     export.add_argument("--static", action="store_true", help="fixed input size instead of dynamic axes")
     export.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
 
@@ -64,19 +159,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_model_args(args: argparse.Namespace) -> None:
+    """The model options name something that exists; raises :class:`UsageError` saying what to change."""
+    import segzoo
+    from segzoo.registry import ARCHS
+
+    if not args.arch and not args.model:
+        raise UsageError("give a model: --model NAME (checkpoint name, hf-hub:org/repo or local path), or --arch NAME")
+    if args.arch and args.arch not in ARCHS:
+        close = difflib.get_close_matches(args.arch, list(ARCHS), n=3, cutoff=0.6)
+        hint = f" (closest: {', '.join(close)})" if close else ""
+        raise UsageError(f"unknown architecture --arch {args.arch}{hint}; `segzoo list` shows every name")
+    if args.arch and args.model:
+        raise UsageError("give --model or --arch, not both (--arch with --checkpoint loads weights for it)")
+    name = args.model
+    if name and name.startswith(segzoo.hub.HF_HUB_PREFIX):
+        try:
+            segzoo.hub.parse_hf_hub_id(name)
+        except ValueError as err:
+            raise UsageError(f"--model {err}") from err
+    if name and not args.checkpoint and name in ARCHS:
+        raise UsageError(
+            f"--model {name} is an architecture, which has no weights of its own: use --arch {name} for random "
+            f"weights, add --checkpoint FILE for your weights, or pick a checkpoint: `segzoo list '{name}*'`"
+        )
+    if name and name in segzoo.list_pretrained() and segzoo.pretrained.get_pretrained_cfg(name).is_encoder:
+        raise UsageError(f"--model {name} is an ImageNet encoder, not a segmentation model: pick a checkpoint from "
+                         "`segzoo list`")
+
+
 def load_model(args: argparse.Namespace) -> nn.Module:
     """The model the command line asks for: ``segzoo.load(--model)`` or ``segzoo.create_model(--arch)``."""
     import segzoo
 
+    _check_model_args(args)
     if args.arch and not args.checkpoint:
-        return segzoo.create_model(args.arch, num_classes=args.num_classes or 150)
-    name = args.arch or args.model
-    if not name:
-        raise ValueError("give a model: --model NAME (checkpoint name, hf-hub:org/repo or local path), or --arch NAME")
+        return segzoo.create_model(args.arch, num_classes=150 if args.num_classes is None else args.num_classes)
     kwargs = {"checkpoint": args.checkpoint} if args.checkpoint else {}
-    if args.num_classes:
+    if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes  # a new head of this size on the loaded weights
-    return segzoo.load(name, **kwargs)
+    try:
+        return segzoo.load(args.arch or args.model, **kwargs)
+    except FileNotFoundError as err:  # a --model or --checkpoint path that does not exist
+        raise UsageError(str(err)) from err
 
 
 def _output_stems(files: list[Path], inputs: Sequence[str]) -> list[Path]:
@@ -86,14 +211,49 @@ def _output_stems(files: list[Path], inputs: Sequence[str]) -> list[Path]:
     for file in files:
         parent = next((folder for folder in folders if file.is_relative_to(folder)), None)
         stems.append(file.relative_to(parent).with_suffix("") if parent is not None else Path(file.stem))
-    seen: dict[Path, Path] = {}
-    for file, stem in zip(files, stems):
-        if stem in seen:
-            raise ValueError(
-                f"{seen[stem]} and {file} would both be written as {stem}.png; rename one or predict them separately"
-            )
-        seen[stem] = file
     return stems
+
+
+def plan_outputs(
+    files: list[Path], inputs: Sequence[str], out: Path, overlay: bool = True
+) -> list[tuple[Path, Path | None]]:
+    """(label map, overlay or ``None``) paths for each input file under ``out``.
+
+    Never writes over an input: raises :class:`UsageError` (saying what to change) when ``out`` is an input folder
+    or lies inside one (a later run would read the predictions as photos), when an output path is an input image,
+    or when two outputs share a path.
+    """
+    out_abs = out.expanduser().resolve()
+    if out_abs.exists() and not out_abs.is_dir():
+        raise UsageError(f"--out {out} is a file: give a folder for the label maps and overlays")
+    for folder in (Path(p).resolve() for p in inputs if Path(p).is_dir()):
+        if out_abs == folder or out_abs.is_relative_to(folder):
+            where = "is the input folder" if out_abs == folder else f"lies inside the input folder {folder}"
+            raise UsageError(
+                f"--out {out} {where}: the predictions would replace or mix with the images; give a folder outside "
+                f"it, e.g. --out {folder.parent / (folder.name + '-pred')}"
+            )
+    inputs_abs = {file.resolve(): file for file in files}
+    written: dict[Path, Path] = {}
+    plan = []
+    for file, stem in zip(files, _output_stems(files, inputs)):
+        target = out / stem
+        paths = (target.with_name(target.name + ".png"), target.with_name(target.name + "_overlay.png") if overlay else None)
+        for path in filter(None, paths):
+            key = path.expanduser().resolve()
+            if key in inputs_abs:
+                raise UsageError(
+                    f"the prediction of {file} would be written to {path}, which is the input image "
+                    f"{inputs_abs[key]}: give another --out folder"
+                )
+            if key in written:
+                raise UsageError(
+                    f"{written[key]} and {file} would both be written as {path.relative_to(out)} (in {out}); "
+                    "rename one or predict them separately"
+                )
+            written[key] = file
+        plan.append(paths)
+    return plan
 
 
 def save_label_map(labels: np.ndarray, path: Path, palette: Sequence[Sequence[int]], num_classes: int) -> None:
@@ -114,32 +274,68 @@ def run_predict(args: argparse.Namespace) -> None:
     from segzoo.inference import list_images, load_image, predict
     from segzoo.visualize import default_palette, overlay_with_legend
 
-    files = list_images(args.inputs)
-    stems = _output_stems(files, args.inputs)
+    try:
+        files = list_images(args.inputs)
+    except (FileNotFoundError, ValueError) as err:  # a missing input, or a folder without images
+        raise UsageError(str(err)) from err
+    plan = plan_outputs(files, args.inputs, args.out, overlay=not args.no_overlay)
     model = load_model(args).to(args.device)
     cfg = getattr(model, "pretrained_cfg", None) or {}
     num_classes = getattr(model, "num_classes", None) or len(cfg.get("class_names") or []) or 256
     palette = cfg.get("palette") or default_palette(num_classes)
     class_names = cfg.get("class_names")
+    if (args.mode or cfg.get("eval_mode")) == "slide":
+        _check_slide_options(args, cfg)
 
     console = Console(stderr=True)
-    for file, stem in track(list(zip(files, stems)), description="Predicting", console=console):
-        image = load_image(file)
+    for file, (label_path, overlay_path) in track(list(zip(files, plan)), description="Predicting", console=console):
+        try:
+            image = load_image(file)
+        except (OSError, ValueError) as err:  # an unreadable image: the message names the file
+            raise UsageError(str(err)) from err
         labels = predict(model, image, mode=args.mode, tta=args.tta, crop_size=args.crop_size, stride=args.stride)
-        target = args.out / stem
-        target.parent.mkdir(parents=True, exist_ok=True)
-        save_label_map(labels, target.with_name(target.name + ".png"), palette, num_classes)
-        if not args.no_overlay:
+        label_path.parent.mkdir(parents=True, exist_ok=True)
+        save_label_map(labels, label_path, palette, num_classes)
+        if overlay_path is not None:
             rgb = image.convert("RGB")
-            overlay_with_legend(rgb, labels, class_names, palette, alpha=args.alpha).save(
-                target.with_name(target.name + "_overlay.png")
-            )
+            overlay_with_legend(rgb, labels, class_names, palette, alpha=args.alpha).save(overlay_path)
     console.print(f"wrote {len(files)} prediction(s) to {args.out}")
+
+
+def _pair(value) -> tuple[int, int] | None:
+    return None if value is None else (int(value), int(value)) if isinstance(value, int) else tuple(value)
+
+
+def _check_slide_options(args: argparse.Namespace, cfg: dict) -> None:
+    """Slide mode has a window size and a stride that covers every pixel (stride at most the window)."""
+    crop = _pair(args.crop_size or cfg.get("crop_size"))
+    stride = _pair(args.stride or cfg.get("stride"))
+    if crop is None or stride is None:
+        raise UsageError("--mode slide needs --crop-size and --stride for this model (it has no published window), "
+                         "e.g. --crop-size 512 --stride 341")
+    if stride[0] > crop[0] or stride[1] > crop[1]:
+        raise UsageError(
+            f"the window stride {stride[0]}×{stride[1]} is larger than the window {crop[0]}×{crop[1]}, which leaves "
+            "pixels no window covers: give a --stride of at most --crop-size"
+        )
+
+
+def _local_sources(args: argparse.Namespace) -> list[Path]:
+    """Local files the model is read from (--checkpoint, or --model as a path)."""
+    sources = [Path(p).expanduser() for p in (args.checkpoint, args.model) if p]
+    return [p.resolve() for p in sources if p.exists()]
 
 
 def run_export(args: argparse.Namespace) -> None:
     from segzoo.export import export_onnx
 
+    if args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder: give a file name, e.g. --out {args.out / 'model.onnx'}")
+    out = args.out.expanduser().resolve()
+    for source in _local_sources(args):
+        if out == source or (source.is_dir() and out.parent == source and out.name in _WEIGHT_FILES):
+            raise UsageError(f"--out {args.out} is the checkpoint being exported: give another file, e.g. --out "
+                             f"{args.out.with_suffix('.onnx') if args.out.suffix != '.onnx' else 'model.onnx'}")
     model = load_model(args)
     diff = export_onnx(
         model,
@@ -156,6 +352,9 @@ def run_export(args: argparse.Namespace) -> None:
     print(message)
 
 
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "config.json")
+
+
 def run_list(args: argparse.Namespace) -> None:
     import segzoo
 
@@ -168,15 +367,15 @@ def run_list(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``segzoo`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``segzoo`` console script; returns the exit status (2 for a user error, as argparse)."""
+    args = build_parser().parse_args(argv)  # option errors: usage and one line, exit status 2
     commands = {"predict": run_predict, "export": run_export, "list": run_list}
     try:
         commands[args.command](args)
-    except (ValueError, KeyError, OSError) as err:  # bad names, paths, images, downloads: a message, no traceback
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+    except _segzoo_errors() as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"segzoo {args.command}: error: {message}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

@@ -1,8 +1,23 @@
-"""ONNX export with dynamic batch, height and width, verified against onnxruntime."""
+"""ONNX export with dynamic batch, height and width, verified against onnxruntime.
+
+The file is written under a temporary name beside ``path`` and moved into place only once it passed every check:
+the opset written is the one asked for, onnxruntime runs it at sizes other than the example's, and its outputs
+match PyTorch. A failed check raises :class:`ExportError` saying what to change, and leaves no file behind (an
+existing file at ``path`` is kept).
+
+Supported ways to get a graph of a segzoo model: :func:`export_onnx` (``segzoo export``), ``torch.export.export``,
+``torch.jit.trace`` and ``torch.compile``. ``torch.jit.script`` is not supported: the models use Python features
+TorchScript's compiler does not know (timm's ViT, keyword-only arguments, dataclass configs); trace the model
+instead (``torch.jit.trace(model.eval(), torch.randn(1, 3, 512, 512))``, valid for any input size) or use
+``torch.export``.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -10,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["export_onnx", "verify_onnx"]
+__all__ = ["ExportError", "export_onnx", "verify_onnx"]
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +34,10 @@ logger = logging.getLogger(__name__)
 _VERIFY_SIZES = ((1, 67, 93), (2, 97, 75))
 # Protobuf files cannot exceed 2 GB; bigger models keep their weights in a side file ``<name>.onnx.data``.
 _SINGLE_FILE_LIMIT = 1_800_000_000
+
+
+class ExportError(RuntimeError):
+    """The exported graph failed a check (opset, onnxruntime, agreement with PyTorch); nothing was written."""
 
 
 def _parameter_bytes(model: nn.Module) -> int:
@@ -82,7 +101,10 @@ def verify_onnx(
     """
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types for an invalid graph
+        raise ExportError(f"onnxruntime cannot load {path}: {_first_line(err)}") from err
     input_name = session.get_inputs()[0].name
     generator = torch.Generator().manual_seed(seed)
     max_diff = 0.0
@@ -90,14 +112,36 @@ def verify_onnx(
         x = torch.randn(batch, 3, height, width, generator=generator)
         with torch.inference_mode():
             expected = model(x).float().numpy()
-        actual = session.run(None, {input_name: x.numpy()})[0]
+        try:
+            actual = session.run(None, {input_name: x.numpy()})[0]
+        except Exception as err:  # onnxruntime's Fail, InvalidArgument...: the graph is wrong at this size
+            raise ExportError(
+                f"onnxruntime cannot run the exported graph on a {batch}×3×{height}×{width} input "
+                f"({_first_line(err)})"
+            ) from err
         if actual.shape != expected.shape:
-            raise RuntimeError(
+            raise ExportError(
                 f"ONNX output shape {actual.shape} differs from PyTorch's {expected.shape} for a {batch}×3×{height}×"
                 f"{width} input; the exported graph has a fixed size where the model computes one from the input"
             )
         max_diff = max(max_diff, float(np.abs(actual - expected).max()))
     return max_diff
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    for marker in ("Status Message:", "] :"):  # onnxruntime prefixes its messages with node and code details
+        if marker in text:
+            text = text.split(marker, 1)[1].strip()
+    return (text.splitlines() or [type(err).__name__])[0][:300]
+
+
+def written_opset(path: str | Path) -> int | None:
+    """The version of the default (``ai.onnx``) operator set an ONNX file imports."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def export_onnx(
@@ -131,29 +175,69 @@ def export_onnx(
         The largest absolute difference found by the verification, or ``None`` without it.
 
     Raises:
-        RuntimeError: The exported graph gives other output shapes than PyTorch, or differs by more than ``atol``.
+        ExportError: The file has another opset than ``opset``, onnxruntime cannot run it at other sizes, or it
+            gives other output shapes than PyTorch or differs by more than ``atol``; no file is left at ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
+    # Written into a temporary folder beside the target (same file system: the final move is a rename), under the
+    # final name so that an external-data file keeps the name the graph refers to.
+    workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        draft = workdir / path.name
+        max_diff = _export_and_check(model, draft, height, width, opset, dynamic, verify, atol)
+        for file in sorted(workdir.iterdir()):
+            os.replace(file, path.parent / file.name)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return max_diff
+
+
+def _export_and_check(
+    model: nn.Module, path: Path, height: int, width: int, opset: int | None, dynamic: bool, verify: bool, atol: float
+) -> float | None:
     example = torch.randn(2, 3, height, width)  # batch 2: exporters specialise dimensions of size 1
     try:
         _export_dynamo(model, example, path, opset, dynamic)
     except Exception as err:  # noqa: BLE001 -- the dynamo exporter rejects some ops/shape logic the legacy one handles
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
         logger.warning(
             "torch.export could not capture the model (%s: %s); using the TorchScript-based ONNX exporter",
             type(err).__name__,
-            first_line,
+            _first_line(err),
         )
         _export_legacy(model, example, path, opset, dynamic)
+    written = written_opset(path)
+    if opset is not None and written != opset:
+        raise ExportError(
+            f"asked for ONNX opset {opset}, but torch.onnx could only write opset {written} for this model (it "
+            f"converts below opset 18 only where every operator has an older version): use --opset {written} "
+            "or higher (opset= in export_onnx), or leave it out"
+        )
     if not verify:
         return None
     sizes = _VERIFY_SIZES if dynamic else ((2, height, width),)
-    max_diff = verify_onnx(model, path, sizes)
+    try:
+        max_diff = verify_onnx(model, path, sizes)
+    except ExportError as err:
+        raise ExportError(f"{err}. {_size_hint(height, width, dynamic)}") from err
     if max_diff > atol:
-        raise RuntimeError(
-            f"the ONNX model in {path} differs from PyTorch by up to {max_diff:.3g} (> atol={atol}) on inputs of sizes "
-            f"{sizes}; the graph may have fixed a shape-dependent branch at tracing time"
+        raise ExportError(
+            f"the exported ONNX model differs from PyTorch by up to {max_diff:.3g} (> atol={atol}) on inputs of "
+            f"sizes {sizes}; the graph may have fixed a shape-dependent branch at tracing time. "
+            f"{_size_hint(height, width, dynamic)}"
         )
     return max_diff
+
+
+def _size_hint(height: int, width: int, dynamic: bool) -> str:
+    if dynamic and min(height, width) < 256:
+        return (
+            f"Exporters fix every size that is 1 at the example input, and at {height}×{width} the model's smallest "
+            "feature maps are a pixel or two: export at a larger size, e.g. --height 512 --width 512 (height=, "
+            "width= of export_onnx), or use --static for this size only"
+        )
+    return (
+        "Export with --static for a graph of this one input size, or check the model's forward for size-dependent "
+        "Python branches"
+    )

@@ -60,13 +60,13 @@ def test_predict_slide_and_tta_options(images, tmp_path):
 def test_predict_reports_bad_input(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     status = main(["predict", "--arch", "segformer-test", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
-    assert status == 1
+    assert status == 2
     assert "holds no images" in capsys.readouterr().err
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    assert main(["predict", "--arch", "segformer-test", str(broken), "--out", str(tmp_path / "out")]) == 1
+    assert main(["predict", "--arch", "segformer-test", str(broken), "--out", str(tmp_path / "out")]) == 2
     assert "broken.jpg" in capsys.readouterr().err
-    assert main(["predict", str(broken), "--out", str(tmp_path / "out")]) == 1
+    assert main(["predict", str(broken), "--out", str(tmp_path / "out")]) == 2
     assert "--model" in capsys.readouterr().err
 
 
@@ -117,7 +117,7 @@ def test_predict_refuses_two_inputs_with_the_same_output_name(images, tmp_path, 
     other.mkdir()
     (other / "street.png").write_bytes((folder / "street.png").read_bytes())
     args = ["predict", "--arch", "segformer-test", str(folder / "street.png"), str(other / "street.png")]
-    assert main([*args, "--out", str(tmp_path / "out")]) == 1
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
     assert "would both be written as street.png" in capsys.readouterr().err
 
 
