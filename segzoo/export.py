@@ -5,11 +5,12 @@ the opset written is the one asked for, onnxruntime runs it at sizes other than 
 match PyTorch. A failed check raises :class:`ExportError` saying what to change, and leaves no file behind (an
 existing file at ``path`` is kept).
 
-Supported ways to get a graph of a segzoo model: :func:`export_onnx` (``segzoo export``), ``torch.export.export``,
-``torch.jit.trace`` and ``torch.compile``. ``torch.jit.script`` is not supported: the models use Python features
-TorchScript's compiler does not know (timm's ViT, keyword-only arguments, dataclass configs); trace the model
-instead (``torch.jit.trace(model.eval(), torch.randn(1, 3, 512, 512))``, valid for any input size) or use
-``torch.export``.
+Supported ways to get a graph of a segzoo model: :func:`export_onnx` (``segzoo export``; any batch, height and
+width), ``torch.export.export`` (with ``dynamic_shapes`` for any size), ``torch.compile``, and ``torch.jit.trace``
+(at the traced input size only: SETR and Segmenter then fail at other sizes, whose position-embedding resampling
+the trace froze). ``torch.jit.script`` is not supported: the models use Python that TorchScript's compiler does not
+know (imports inside methods, timm's ViT, keyword-only arguments) and fails deep inside every family; use one of
+the ways above instead.
 """
 
 from __future__ import annotations
