@@ -29,7 +29,7 @@ from . import hub
 from .convert import CONVERTERS, ConversionError, adapt_to_model, detect_format, unwrap_checkpoint
 from .models.encoder_decoder import EncoderDecoder
 from .pretrained import PretrainedCfg, UnknownCheckpointError, get_encoder_cfg, get_pretrained_cfg, list_pretrained
-from .registry import ARCHS, create_model
+from .registry import ARCHS, check_num_classes, create_model
 
 log = logging.getLogger("segzoo")
 
@@ -73,6 +73,8 @@ def load(
         **model_args: Extra ``create_model`` overrides (``drop_path_rate``, ``aux_heads``, ...).
     """
     name = str(name)
+    if num_classes is not None:
+        check_num_classes(num_classes)  # before any download
     repo = hub.parse_hf_hub_id(name)
     if repo is not None:
         folder = hub.snapshot(*repo, cache_dir=cache_dir, allow_patterns=["*.json", "*.safetensors", "*.bin"])

@@ -12,9 +12,18 @@ from segzoo.inference import slide_inference
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "3", True, None])
-def test_num_classes_is_validated_in_one_place(bad):
+def test_num_classes_is_validated_in_one_place(bad, tmp_path):
     with pytest.raises(ValueError, match=r"num_classes must be a positive integer \(e\.g\. 19\), got"):
         segzoo.create_model("segformer-test", num_classes=bad)
+    if bad is not None:  # load's num_classes=None means "the checkpoint's"
+        segzoo.create_model("segformer-test", num_classes=3).save_pretrained(tmp_path)
+        with pytest.raises(ValueError, match=r"num_classes must be a positive integer"):
+            segzoo.load(str(tmp_path), num_classes=bad)
+
+
+def test_torch_jit_script_says_which_exports_work():
+    with pytest.raises(RuntimeError, match="torch.jit.script does not support segzoo models: use torch.export"):
+        torch.jit.script(segzoo.create_model("segformer-test", num_classes=3))
 
 
 @pytest.mark.parametrize("name", ["segformer-b0", "segformer-b0-mmseg", "segmenter-t16-mask", "setr-mla-l16"])

@@ -157,6 +157,13 @@ class EncoderDecoder(nn.Module):
 
         return export_onnx(self, path, **kwargs)
 
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this first: say what works instead of failing deep inside timm or torch
+        raise RuntimeError(
+            "torch.jit.script does not support segzoo models: use torch.export.export or model.export_onnx(...) "
+            "(any input size), or torch.jit.trace(model, example) (valid at the traced size only)"
+        )
+
     def drop_auxiliary_heads(self) -> None:
         """Remove the auxiliary heads (they only serve training losses)."""
         self.auxiliary_head = nn.ModuleList()
