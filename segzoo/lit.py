@@ -302,8 +302,13 @@ class SegmentationModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val", self.val_confusion)
-        if not self.trainer.sanity_checking:
-            self._write_overlays()
+        if not self.trainer.sanity_checking and self.num_log_images > 0:
+            # ``trainer.log_dir`` is a broadcast from rank 0 under DDP: every rank reads it here, outside the rank-0
+            # branch, or rank 0 waits in it while the others wait in the next collective (a hang, issue 13).
+            folder = self._overlay_folder()
+            if self.trainer.is_global_zero:
+                self._write_overlays(folder)
+            self._overlay_samples = []
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test", self.test_confusion)
@@ -322,7 +327,8 @@ class SegmentationModule(L.LightningModule):
             self._report_table(stage, names, metrics)
 
     def _report_table(self, stage: str, names: list[str], metrics: dict[str, Tensor]) -> None:
-        """Prints the per-class table and hands it to loggers that take tables (W&B)."""
+        """Prints the per-class table and hands it to loggers that take tables (W&B). Runs on rank 0 only: nothing
+        in here may be a collective (``trainer.log_dir``, ``self.log(..., sync_dist=True)``, ``compute()``)."""
         from rich.console import Console
         from rich.table import Table
 
@@ -389,7 +395,14 @@ class SegmentationModule(L.LightningModule):
             mean, std = [m * 255 for m in mean], [s * 255 for s in std]
         return mean, std
 
-    def _write_overlays(self) -> None:
+    def _overlay_folder(self) -> Path:
+        """``<log_dir>/val_overlays/epoch=E``. A collective (``trainer.log_dir`` broadcasts): call it on every rank."""
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        return Path(log_dir) / "val_overlays" / f"epoch={self.current_epoch}"
+
+    def _write_overlays(self, folder: Path) -> None:
+        """Saves the collected panels into ``folder`` and hands them to the loggers (rank 0 only: no collectives
+        in here; the folder comes from :meth:`_overlay_folder`, called on every rank)."""
         if not self._overlay_samples:
             return
         palette = self.palette()
@@ -398,9 +411,6 @@ class SegmentationModule(L.LightningModule):
             for img, gt, pred, _ in self._overlay_samples
         ]
         captions = [name for *_, name in self._overlay_samples]
-        folder = (
-            Path(self.trainer.log_dir or self.trainer.default_root_dir) / "val_overlays" / f"epoch={self.current_epoch}"
-        )
         folder.mkdir(parents=True, exist_ok=True)
         for i, (panel, caption) in enumerate(zip(panels, captions)):
             panel.save(folder / f"{i:02d}_{Path(caption).stem}.png")

@@ -1,4 +1,5 @@
 """Validates one fixed model on the synthetic validation set with N CPU processes (gloo) and writes the metrics.
+The module keeps its defaults (4 overlay panels, the per-class table), as in the recipes.
 
 Run as a script (``python tests/ddp_worker.py --devices 2 --out metrics.json``), never inside pytest: Lightning's
 DDP launcher re-runs this command line for each extra rank.
@@ -26,12 +27,13 @@ def build() -> tuple[SegmentationModule, SyntheticDataModule]:
     """The same weights in every process; 6 validation images so that 2 ranks split them without padding."""
     torch.manual_seed(0)
     net = segzoo.create_model("segformer-test", num_classes=NUM_CLASSES)
-    module = SegmentationModule(net, num_classes=NUM_CLASSES, num_log_images=0)
+    module = SegmentationModule(net, num_classes=NUM_CLASSES)
     data = SyntheticDataModule(num_classes=NUM_CLASSES, image_size=32, num_train=4, num_val=6, batch_size=2)
     return module, data
 
 
-def validate(devices: int) -> dict[str, float]:
+def validate(devices: int, root_dir: str | os.PathLike | None = None) -> dict[str, float]:
+    """The validation metrics; overlays go to ``root_dir/val_overlays`` (the working directory when None)."""
     module, data = build()
     trainer = L.Trainer(
         accelerator="cpu",
@@ -41,6 +43,7 @@ def validate(devices: int) -> dict[str, float]:
         enable_progress_bar=False,
         enable_model_summary=False,
         enable_checkpointing=False,
+        default_root_dir=root_dir,
     )
     trainer.validate(module, data, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -114,3 +118,31 @@ class KillAtStep(Callback):
 
 class SimulatedKill(RuntimeError):
     pass
+
+
+class RankReport(Callback):
+    """For the multi-process tests (``--trainer.callbacks+=lit_helpers.RankReport``): each rank writes
+    ``<out_dir>/pid-rank<R>.txt`` at setup and, when its run ends normally, ``<out_dir>/done-rank<R>.json`` with its
+    world size, global step and the number of validations it completed (sanity check excluded)."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = Path(out_dir)
+        self.validations = 0
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / f"pid-rank{trainer.global_rank}.txt").write_text(str(os.getpid()))
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.validations += 1
+
+    def teardown(self, trainer, pl_module, stage) -> None:
+        report = {
+            "pid": os.getpid(),
+            "global_rank": trainer.global_rank,
+            "world_size": trainer.world_size,
+            "global_step": trainer.global_step,
+            "validations": self.validations,
+        }
+        (self.out_dir / f"done-rank{trainer.global_rank}.json").write_text(json.dumps(report))

@@ -1,37 +1,168 @@
-"""Validation metrics under 2-process DDP (CPU, gloo) equal those of a single process on the same data."""
+"""Multi-process training on CPU (gloo), run as the recipes run it: ``python train.py fit`` with overlays, the
+per-class table and W&B (offline), on 2 processes of one "node" and on 2 "nodes" (two launched processes that find
+each other through Lightning's environment variables, as on a cluster). Every rank must finish.
+
+Every run here is a subprocess in its own session, killed as a whole (SIGKILL to the process group) when it overruns
+its time limit, so a hang fails the test instead of hanging it (see ../shared/ENVIRONMENT.md, "Lightning on CPU").
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+TRAIN = str(REPO / "train.py")
+TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 # Variables a parent DDP job (or an earlier in-process launch) may have left; the child must start clean.
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GLOBAL_RANK", "RANK")
+RUN_TIMEOUT = 150  # seconds; a run takes ~15 s on 2 cores
+
+# The recipes' loggers: CSV (metrics.csv, log_dir for the overlays) and W&B, which gets the overlays and the table.
+LOGGERS_YAML = """\
+trainer:
+  logger:
+    - class_path: lightning.pytorch.loggers.CSVLogger
+      init_args: {save_dir: runs, name: tiny}
+    - class_path: lightning.pytorch.loggers.WandbLogger
+      init_args: {save_dir: ., project: segzoo-test, offline: true}
+"""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in DDP_ENV}
+    env |= {
+        "OMP_NUM_THREADS": "1",
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "COLUMNS": "200",  # the per-class table and its summary line unwrapped
+        "PYTHONPATH": os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
+    return env | extra
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_command(out: Path, *args: str) -> list[str]:
+    """``python train.py fit`` on the tiny config with the recipes' loggers, reporting each rank's end into ``out``."""
+    loggers = out / "loggers.yaml"
+    loggers.parent.mkdir(parents=True, exist_ok=True)
+    loggers.write_text(LOGGERS_YAML)
+    return [
+        sys.executable, TRAIN, "fit", "--config", TINY, "--config", str(loggers),
+        "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
+        "--trainer.callbacks+=lit_helpers.RankReport", f"--trainer.callbacks.out_dir={out}",
+        *args,
+    ]  # fmt: skip
+
+
+def start(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def finish(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int | None, str, str]]:
+    """Waits for every process (all share one deadline); on overrun kills every process group and fails."""
+    deadline = time.monotonic() + timeout
+    results = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            results.append((proc.returncode, out, err))
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            kill_group(proc)
+        outputs = [proc.communicate() for proc in procs]
+        tails = "\n".join(f"--- process {i}:\n{err[-2500:]}" for i, (_, err) in enumerate(outputs))
+        pytest.fail(f"the run did not finish within {timeout} s (hung?); killed. stderr tails:\n{tails}")
+    finally:
+        for proc in procs:
+            kill_group(proc)  # ranks the launcher left behind
+    return results
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(path: Path, timeout: float, procs: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            for proc in procs:
+                kill_group(proc)
+            errs = [proc.communicate()[1][-2500:] for proc in procs]
+            pytest.fail(f"{path.name} never appeared; stderr tails:\n" + "\n---\n".join(errs))
+        time.sleep(0.2)
+
+
+def assert_every_rank_finished(out: Path, world_size: int, validations: int) -> None:
+    for rank in range(world_size):
+        done = out / f"done-rank{rank}.json"
+        assert done.exists(), f"rank {rank} did not finish its run"
+        report = json.loads(done.read_text())
+        assert report["world_size"] == world_size
+        assert report["global_step"] == 4
+        assert report["validations"] == validations, report
+
+
+def assert_logs_overlays_and_wandb(run_dir: Path, stdout: str) -> None:
+    """What rank 0 writes at each validation: metrics.csv rows, overlay panels, the per-class table (printed and in
+    W&B) and the overlays in W&B."""
+    log_dir = run_dir / "runs" / "tiny" / "version_0"
+    with open(log_dir / "metrics.csv") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("val/miou")]
+    assert [int(row["step"]) for row in rows] == [1, 3]  # after steps 2 and 4 (the CSV's step is 0-based)
+    for epoch in (0, 1):
+        panels = sorted((log_dir / "val_overlays" / f"epoch={epoch}").glob("*.png"))
+        assert len(panels) == 2, panels  # the default 4, but rank 0 holds 2 of the 4 validation images
+    assert "val (epoch 0, step 2): mIoU" in stdout and "val (epoch 1, step 4): mIoU" in stdout
+    assert (log_dir / "checkpoints" / "last.ckpt").exists()
+    (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
+    media = wandb_run / "files" / "media"
+    assert len(list(media.rglob("*.png"))) >= 4, "the overlays of both validations were not logged to W&B"
+    assert len(list(media.rglob("*.table.json"))) >= 2, "the per-class table was not logged to W&B"
 
 
 def test_two_process_ddp_gives_single_process_metrics(tmp_path):
     from ddp_worker import validate
 
-    single = validate(devices=1)
-    env = {k: v for k, v in os.environ.items() if k not in DDP_ENV}
-    env |= {"OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    single = validate(devices=1, root_dir=tmp_path / "single")
     out = tmp_path / "ddp.json"
-    result = subprocess.run(
-        [sys.executable, str(HERE / "ddp_worker.py"), "--devices", "2", "--out", str(out)],
-        check=False,
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=240,
+    proc = start(
+        [sys.executable, str(HERE / "ddp_worker.py"), "--devices", "2", "--out", str(out)], tmp_path, clean_env()
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    ((returncode, _, stderr),) = finish([proc], RUN_TIMEOUT)
+    assert returncode == 0, stderr[-3000:]
     ddp = json.loads(out.read_text())
     assert ddp["world_size"] == 2
     assert set(ddp) == set(single)
@@ -40,3 +171,33 @@ def test_two_process_ddp_gives_single_process_metrics(tmp_path):
     per_class = [k for k in single if k.startswith("val/iou/")]
     assert per_class and all(ddp[k] == pytest.approx(single[k], abs=1e-6) for k in per_class)
     assert 0.0 < single["val/miou"] < 1.0
+    assert list((tmp_path / "val_overlays" / "epoch=0").glob("*.png")), "overlays on (the default) in the DDP run"
+
+
+def test_two_devices_ddp_fit_with_recipe_defaults_finishes_on_every_rank(tmp_path):
+    out = tmp_path / "report"
+    proc = start(train_command(out, "--trainer.devices", "2"), tmp_path / "run", clean_env())
+    ((returncode, stdout, stderr),) = finish([proc], RUN_TIMEOUT)
+    assert returncode == 0, stderr[-3000:]
+    assert_every_rank_finished(out, world_size=2, validations=2)
+    assert_logs_overlays_and_wandb(tmp_path / "run", stdout)
+
+
+def test_two_nodes_ddp_fit_with_recipe_defaults_finishes_on_every_node(tmp_path):
+    """Two processes standing in for two nodes, each launched by hand with the cluster's variables, each in its own
+    directory (no shared file system): node 0 writes every log."""
+    out = tmp_path / "report"
+    port = str(free_port())
+    procs = [
+        start(
+            train_command(out, "--trainer.num_nodes", "2", "--trainer.devices", "1"),
+            tmp_path / f"node{node}",
+            clean_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, NODE_RANK=str(node), WORLD_SIZE="2"),
+        )
+        for node in (0, 1)
+    ]
+    results = finish(procs, RUN_TIMEOUT)
+    for node, (returncode, _, stderr) in enumerate(results):
+        assert returncode == 0, f"node {node}: {stderr[-3000:]}"
+    assert_every_rank_finished(out, world_size=2, validations=2)
+    assert_logs_overlays_and_wandb(tmp_path / "node0", results[0][1])

@@ -102,7 +102,7 @@ def test_fit_writes_logs_checkpoints_and_overlays(tmp_path, monkeypatch):
     assert any(row.get("lr-AdamW/pg1") for row in rows)  # LearningRateMonitor is always on
     assert (log_dir / "checkpoints" / "last.ckpt").exists()
     assert len(list((log_dir / "checkpoints").glob("step=4-miou=*.ckpt"))) == 1  # best by val/miou
-    assert len(list((log_dir / "val_overlays" / "epoch=0").glob("*.png"))) == 2
+    assert len(list((log_dir / "val_overlays" / "epoch=0").glob("*.png"))) == 4  # num_log_images default
     assert (log_dir / "config.yaml").exists()
 
 
