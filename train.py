@@ -10,20 +10,27 @@ The model is :class:`segzoo.lit.SegmentationModule`; ``--data`` takes any Lightn
 ``SyntheticDataModule``, or your own class path). ``num_classes`` and ``ignore_index`` are linked from the data to
 the model. Scaling out is Lightning's: ``--trainer.devices 8 --trainer.strategy ddp``, ``--trainer.num_nodes``,
 ``--trainer.sync_batchnorm true``, ``--trainer.precision bf16-mixed``, ``--trainer.accumulate_grad_batches``.
+
+SIGTERM (a job scheduler's) stops a run at the next batch on every rank and exits with status 143; a run stuck
+outside Python (e.g. a rank waiting in a collective) is ended ``--sigterm.grace_period`` seconds (default 20) after the
+signal, its stacks printed (:class:`segzoo.lit.SigtermWatchdog`).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import segzoo.data  # noqa: F401  (registers the DataModules so --data takes their short names)
-from segzoo.lit import SegmentationModule
+from segzoo.lit import SegmentationModule, SigtermWatchdog
 
 
 def trainer_defaults() -> dict:
@@ -38,7 +45,8 @@ def trainer_defaults() -> dict:
 
 
 class SegzooCLI(LightningCLI):
-    """LightningCLI with the data→model links and a best-mIoU checkpoint callback (``--checkpoint.*``)."""
+    """LightningCLI with the data→model links, a best-mIoU checkpoint callback (``--checkpoint.*``) and the SIGTERM
+    watchdog (``--sigterm.grace_period``)."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -53,6 +61,7 @@ class SegzooCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        parser.add_lightning_class_args(SigtermWatchdog, "sigterm")
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         """The trainer, with a rich progress bar unless ``trainer.enable_progress_bar`` is false."""
@@ -78,5 +87,14 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> SegzooCLI:
     )
 
 
+def main() -> None:
+    """``python train.py``: Lightning ends a run stopped by SIGTERM with ``SIGTERMException``, a ``SystemExit`` whose
+    status is 0 (success); exit with 143 (128 + SIGTERM) instead, so schedulers and shells see the run did not finish."""
+    try:
+        cli_main()
+    except SIGTERMException:
+        sys.exit(128 + signal.SIGTERM)
+
+
 if __name__ == "__main__":
-    cli_main()
+    main()

@@ -10,7 +10,15 @@ torchmetrics sums over processes, so DDP gives the numbers of a single process.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import inspect
+import os
+import signal
+import socket
+import sys
+import threading
+import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -20,7 +28,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor, nn
@@ -31,7 +39,7 @@ from segzoo.inference import TTA_SCALES, eval_settings, inference
 from segzoo.optim import PolyLR, apply_multipliers, param_groups
 from segzoo.visualize import default_palette, denormalize, side_by_side
 
-__all__ = ["MaskWriter", "SegmentationModule", "segmentation_metrics"]
+__all__ = ["MaskWriter", "SegmentationModule", "SigtermWatchdog", "segmentation_metrics"]
 
 
 def segmentation_metrics(confusion: Tensor) -> dict[str, Tensor]:
@@ -453,6 +461,132 @@ class MaskWriter(BasePredictionWriter):
             image = Image.fromarray(labels.cpu().numpy().astype(np.uint8), mode="P")
             image.putpalette(palette)
             image.save(self.output_dir / f"{name}.png")
+
+
+class SigtermWatchdog(Callback):
+    """Makes SIGTERM (a job scheduler's) end a run on every rank, stuck or not, within ``grace_period`` seconds.
+
+    Lightning replaces SIGTERM's default action with a Python handler that sets a flag and forwards the signal to the
+    ranks it launched; its loops check the flag between batches and stop with ``SIGTERMException``. Two things defeat
+    that under DDP, and this callback fixes both:
+
+    - CPython runs a Python handler only when the main thread returns to the interpreter, so a process blocked in C++
+      (a rank waiting in a collective a peer never enters, up to the process group's 30-minute timeout) never sees
+      the signal. CPython's C-level handler also writes the signal number to the wakeup file descriptor
+      (``signal.set_wakeup_fd``), which a thread here reads: Lightning's orderly stop gets ``grace_period`` seconds;
+      then the thread prints every thread's stack to stderr (where the process was stuck), forwards SIGTERM to the
+      ranks this process launched and exits with status 143 (128 + SIGTERM), like a process the signal killed.
+    - Lightning 2.6's handler itself runs a collective (``dist.broadcast``) wherever the signal interrupts the rank,
+      while the other ranks are in some other collective: gloo then aborts ("Received data size doesn't match
+      expected size. Is there a distributed collective mismatch?") or the ranks pair the wrong operations. The
+      handler installed here only sets Lightning's flag and forwards the signal; Lightning's loops already share
+      rank 0's flag with every rank at the start of each training step, a point every rank reaches.
+
+    ``train.py`` always adds it (``--sigterm.grace_period``); add it to your own ``Trainer`` the same way. Keep the
+    grace period below the scheduler's SIGTERM-to-SIGKILL delay (SLURM and Kubernetes: 30 s by default).
+
+    Args:
+        grace_period: Seconds from the SIGTERM to the forced exit.
+    """
+
+    def __init__(self, grace_period: float = 20.0):
+        super().__init__()
+        if not grace_period > 0:
+            raise ValueError(f"grace_period must be a positive number of seconds, got {grace_period!r}")
+        self.grace_period = float(grace_period)
+        self._reader: socket.socket | None = None
+        self._writer: socket.socket | None = None
+        self._previous_fd: int | None = None
+        self._thread: threading.Thread | None = None
+        self._launcher: Any = None
+        self._connector: Any = None
+        self.received = threading.Event()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self._thread is not None or threading.current_thread() is not threading.main_thread():
+            return  # armed already, or not on the main thread (signals are only delivered there)
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)  # CPython requires a non-blocking wakeup fd
+        try:
+            self._previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            reader.close()
+            writer.close()
+            return
+        self._reader, self._writer = reader, writer
+        self._launcher = trainer.strategy.launcher
+        connector = getattr(trainer, "_signal_connector", None)
+        if connector is not None and hasattr(connector, "_sigterm_notifier_fn"):
+            # Lightning registers ``connector._sigterm_notifier_fn`` as its SIGTERM handler once setup is done; this
+            # instance attribute takes the method's place for this trainer (removed again in _disarm).
+            connector._sigterm_notifier_fn = partial(_flag_sigterm, trainer, connector)
+            self._connector = connector
+        self._thread = threading.Thread(target=self._watch, name="segzoo-sigterm-watchdog", daemon=True)
+        self._thread.start()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._disarm()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._disarm()
+
+    def _disarm(self) -> None:
+        """Restores the previous wakeup fd and stops the thread, unless a SIGTERM is counting down (the process
+        still has to end then, whatever it does next)."""
+        if self._thread is None or self.received.is_set():
+            return
+        if self._connector is not None:
+            with contextlib.suppress(AttributeError):
+                del self._connector._sigterm_notifier_fn  # Lightning's own method again
+            self._connector = None
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, OSError):
+                signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
+        self._reader.shutdown(socket.SHUT_RDWR)  # ends the thread's recv
+        self._thread.join(timeout=5)
+        self._reader.close()
+        self._writer.close()
+        self._thread = self._reader = self._writer = None
+
+    def _watch(self) -> None:
+        while True:
+            try:
+                data = self._reader.recv(64)
+            except OSError:
+                return
+            if not data:
+                return
+            if self._previous_fd not in (None, -1):  # keep feeding whoever had the wakeup fd before
+                with contextlib.suppress(OSError):
+                    os.write(self._previous_fd, data)
+            if signal.SIGTERM in data:
+                break
+        self.received.set()
+        time.sleep(self.grace_period)
+        sys.stderr.write(
+            f"\nsegzoo: SIGTERM received {self.grace_period:g} s ago and the run has not stopped (blocked outside "
+            f"Python, e.g. in a collective another rank never entered); every thread's stack follows, then exit 143.\n"
+        )
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        kill = getattr(self._launcher, "kill", None)
+        if kill is not None:  # the ranks this process launched (Lightning's subprocess launcher)
+            with contextlib.suppress(Exception):
+                kill(signal.SIGTERM)
+        os._exit(128 + signal.SIGTERM)
+
+
+def _flag_sigterm(trainer: L.Trainer, connector: Any, signum: int, frame: Any) -> None:
+    """Lightning's SIGTERM handler without its collective: sets the flag its loops check and forwards the signal to
+    the ranks this process launched (once)."""
+    print(f"[rank: {trainer.global_rank}] Received SIGTERM: {signum}", file=sys.stderr, flush=True)
+    if not connector.received_sigterm:
+        launcher = trainer.strategy.launcher
+        if launcher is not None:
+            launcher.kill(signum)
+    connector.received_sigterm = True
 
 
 def _factory_class(factory: Any) -> Any:

@@ -146,3 +146,19 @@ class RankReport(Callback):
             "validations": self.validations,
         }
         (self.out_dir / f"done-rank{trainer.global_rank}.json").write_text(json.dumps(report))
+
+
+class BlockRankZeroInCollective(Callback):
+    """Reproduces the shape of issue 13's hang on purpose: at the end of the first real validation, rank 0 alone
+    waits in a collective (a receive from rank 1 that never comes) while rank 1 goes on to the metrics' reduction and
+    waits there for rank 0. Both block in C++ (gloo), where Python signal handlers cannot run. Writes
+    ``<out_dir>/blocked`` just before blocking."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir = Path(out_dir)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        (self.out_dir / "blocked").write_text(str(os.getpid()))
+        torch.distributed.recv(torch.zeros(1), src=1)

@@ -1,6 +1,7 @@
 """Multi-process training on CPU (gloo), run as the recipes run it: ``python train.py fit`` with overlays, the
 per-class table and W&B (offline), on 2 processes of one "node" and on 2 "nodes" (two launched processes that find
-each other through Lightning's environment variables, as on a cluster). Every rank must finish.
+each other through Lightning's environment variables, as on a cluster). Every rank must finish; SIGTERM must end a
+run, stuck or not.
 
 Every run here is a subprocess in its own session, killed as a whole (SIGKILL to the process group) when it overruns
 its time limit, so a hang fails the test instead of hanging it (see ../shared/ENVIRONMENT.md, "Lightning on CPU").
@@ -201,3 +202,65 @@ def test_two_nodes_ddp_fit_with_recipe_defaults_finishes_on_every_node(tmp_path)
         assert returncode == 0, f"node {node}: {stderr[-3000:]}"
     assert_every_rank_finished(out, world_size=2, validations=2)
     assert_logs_overlays_and_wandb(tmp_path / "node0", results[0][1])
+
+
+def assert_all_gone_after_sigterm(launcher: subprocess.Popen, pids: list[int], bound: float) -> tuple[float, str]:
+    """SIGTERM to the launcher (rank 0), then every process of the run must be gone within ``bound`` seconds."""
+    sent = time.monotonic()
+    launcher.send_signal(signal.SIGTERM)
+    while any(alive(pid) for pid in pids) and time.monotonic() - sent < bound:
+        time.sleep(0.1)
+    elapsed = time.monotonic() - sent
+    survivors = [pid for pid in pids if alive(pid)]
+    kill_group(launcher)
+    _, stderr = launcher.communicate()
+    assert not survivors, f"processes {survivors} still alive {bound} s after SIGTERM; stderr tail:\n{stderr[-3000:]}"
+    return elapsed, stderr
+
+
+def test_sigterm_ends_a_ddp_run_stuck_in_a_collective_on_every_rank(tmp_path):
+    out = tmp_path / "report"
+    grace = 3
+    launcher = start(
+        train_command(
+            out, "--trainer.devices", "2", f"--sigterm.grace_period={grace}",
+            "--trainer.callbacks+=lit_helpers.BlockRankZeroInCollective", f"--trainer.callbacks.out_dir={out}",
+        ),
+        tmp_path / "run",
+        clean_env(),
+    )  # fmt: skip
+    try:
+        wait_for(out / "blocked", RUN_TIMEOUT, [launcher])
+        time.sleep(1.0)  # rank 1 reaches its reduction and blocks there too
+        pids = [launcher.pid, int((out / "pid-rank1.txt").read_text())]
+        assert all(alive(pid) for pid in pids)
+        elapsed, stderr = assert_all_gone_after_sigterm(launcher, pids, bound=2 * grace + 12)
+    finally:
+        kill_group(launcher)
+    assert launcher.returncode == 128 + signal.SIGTERM
+    assert "SIGTERM received" in stderr and "in recv" in stderr  # the watchdog's stack dump shows where it hung
+    assert not list(out.glob("done-rank*.json"))
+    print(f"stuck run gone {elapsed:.1f} s after SIGTERM (grace {grace} s)")
+
+
+def test_sigterm_stops_a_running_ddp_fit_on_every_rank_without_a_collective_mismatch(tmp_path):
+    """The orderly stop (no watchdog): Lightning 2.6's own handler broadcast from inside the signal handler, which
+    met the other rank's DDP buffer broadcast and aborted gloo ("collective mismatch", exit status 1)."""
+    out = tmp_path / "report"
+    launcher = start(
+        train_command(out, "--trainer.devices", "2", "--trainer.max_steps", "100000"),  # default grace period (20 s)
+        tmp_path / "run",
+        clean_env(),
+    )
+    try:
+        wait_for(tmp_path / "run" / "runs" / "tiny" / "version_0" / "val_overlays" / "epoch=0", RUN_TIMEOUT, [launcher])
+        pids = [launcher.pid, int((out / "pid-rank1.txt").read_text())]
+        elapsed, stderr = assert_all_gone_after_sigterm(launcher, pids, bound=30)
+    finally:
+        kill_group(launcher)
+    assert launcher.returncode == 128 + signal.SIGTERM, stderr[-3000:]  # not 0: the run did not finish
+    assert "has not stopped" not in stderr  # Lightning's orderly stop did it, not the watchdog
+    assert "mismatch" not in stderr and "Connection reset" not in stderr, stderr[-3000:]
+    assert stderr.count("Received SIGTERM") == 2  # both ranks: the launcher forwarded it
+    assert not list(out.glob("done-rank*.json"))  # stopped, not finished
+    print(f"running fit gone {elapsed:.1f} s after SIGTERM")
