@@ -1,7 +1,7 @@
 """Memory and speed of ``predict`` on photos of every size: labels strip by strip vs full-resolution logits.
 
-``predict`` turns the decode head's low-resolution logits into full-resolution labels a strip of rows at a time, so
-its memory is bounded by the strip (``segzoo.inference.STRIP_BYTES``), not by the photo. The ``full logits`` rows
+``predict`` turns the decode head's low-resolution logits into full-resolution labels a tile of pixels at a time, so
+its memory is bounded by the tile (``segzoo.inference.TILE_BYTES``), not by the photo. The ``full logits`` rows
 measure the computation predict replaced: the logits of all classes resized to the photo's size, then the argmax.
 Each row runs in a fresh process; "added" is the peak RSS of the process minus its RSS just before the predict step
 (model built, photo decoded).

@@ -476,8 +476,10 @@ def _model_placement(model: nn.Module) -> dict[str, Any]:
 # Full-resolution labels, strip by strip
 # ---------------------------------------------------------------------------------------------------------------------
 
-# Bytes of float32 logits one strip of output rows may hold: a 4032×3024 photo's 150-class logits would take 7 GB.
-STRIP_BYTES = 32 * 2**20
+# Bytes of float32 logits one tile of output pixels may hold (a 4032×3024 photo's 150-class logits would take
+# 7 GB), and the widest tile: each tile only reads the band of input columns its output columns interpolate from.
+TILE_BYTES = 32 * 2**20
+TILE_WIDTH = 128
 
 
 @dataclass
@@ -491,32 +493,26 @@ class LogitsField:
     cols: list[tuple[str, int]]
     flip: bool = False
 
-    def row_matrix(self) -> Tensor:
-        """The whole row chain as one (output rows)×h matrix: composed resizes stay banded."""
-        h = self.logits.shape[1]
-        matrix = torch.eye(h, dtype=torch.float64, device=self.logits.device)
-        for op, n in self.rows:
+    def _axis_matrix(self, size: int, chain: list[tuple[str, int]]) -> Tensor:
+        """A chain of resizes and crops as one (output)×``size`` matrix; composed bilinear resizes stay banded."""
+        matrix = torch.eye(size, dtype=torch.float64, device=self.logits.device)
+        for op, n in chain:
             if op == "resize":  # uncached: one matrix per photo size would pile up in the cache
                 matrix = interpolation_matrix.__wrapped__(matrix.shape[0], n, torch.float64, matrix.device) @ matrix
             else:
                 matrix = matrix[:n]
         return matrix.float()
 
-    def strip(self, rows: Tensor) -> Tensor:
-        """Output rows given as a slice of :meth:`row_matrix`: K×r×W float32 logits, computed from only the input
-        rows they read."""
-        used = rows.abs().sum(0).nonzero()
-        first, last = int(used.min()), int(used.max()) + 1
-        out = torch.matmul(rows[:, first:last], self.logits[:, first:last].float())  # K×r×w, a GEMM per class
-        K, r, w = out.shape
-        for op, n in self.cols:
-            if op == "resize":
-                out = F.interpolate(out.reshape(K * r, 1, w), size=n, mode="linear", align_corners=False)
-                out = out.reshape(K, r, n)
-            else:
-                out = out[..., :n]
-            w = out.shape[-1]
-        return out.flip(-1) if self.flip else out
+    def matrices(self) -> tuple[Tensor, Tensor]:
+        """(output rows)×h and (output columns)×w interpolation matrices: logits[k] maps to rows @ logits[k] @ colsᵀ."""
+        cols = self._axis_matrix(self.logits.shape[2], self.cols)
+        return self._axis_matrix(self.logits.shape[1], self.rows), cols.flip(0) if self.flip else cols
+
+
+def _band(matrix: Tensor) -> tuple[int, int]:
+    """The range of input indices a slice of an interpolation matrix reads."""
+    used = matrix.abs().sum(0).nonzero()
+    return int(used.min()), int(used.max()) + 1
 
 
 def fields_for_input(model: nn.Module, images: Tensor, settings: dict[str, Any], output: tuple[int, int],
@@ -542,21 +538,34 @@ def fields_for_input(model: nn.Module, images: Tensor, settings: dict[str, Any],
 
 def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -> np.ndarray:
     """The argmax over classes of the fields' logits (one field) or of their averaged softmax (several: the
-    multi-scale + flip ensemble, as mmseg merges it), computed strip by strip so memory stays bounded."""
+    multi-scale + flip ensemble, as mmseg merges it), tile by tile so memory stays bounded.
+
+    Each tile is two small matrix products on class-last logits (rows, then the band of columns the tile reads),
+    so the class axis is contiguous for the softmax and the argmax."""
     height, width = output
     num_classes = fields[0].logits.shape[0]
-    matrices = [field.row_matrix() for field in fields]
-    rows_per_strip = max(1, STRIP_BYTES // (4 * num_classes * width * (2 if len(fields) > 1 else 1)))
+    prepared = [(field.logits.permute(1, 2, 0).float().contiguous(), *field.matrices()) for field in fields]  # h×w×K
+    tile_width = min(width, TILE_WIDTH)
+    column_tiles = [(left, min(width, left + tile_width)) for left in range(0, width, tile_width)]
+    column_bands = [[_band(cols[left:right]) for left, right in column_tiles] for _, _, cols in prepared]
+    rows_per_tile = max(1, TILE_BYTES // (4 * num_classes * tile_width))
     labels = np.empty((height, width), dtype=np.int64)
-    for top in range(0, height, rows_per_strip):
-        bottom = min(height, top + rows_per_strip)
-        total = None
-        for field, matrix in zip(fields, matrices):
-            strip = field.strip(matrix[top:bottom])
-            if len(fields) > 1:
-                strip = strip.softmax(dim=0)
-            total = strip if total is None else total.add_(strip)
-        labels[top:bottom] = total.max(dim=0).indices.cpu().numpy()  # max's indices: twice argmax's speed here
+    for top in range(0, height, rows_per_tile):
+        bottom = min(height, top + rows_per_tile)
+        row_strips = []  # each field's logits interpolated to these output rows: r×w×K
+        for logits, rows, _ in prepared:
+            first, last = _band(rows[top:bottom])
+            h, w, k = logits[first:last].shape
+            row_strips.append((rows[top:bottom, first:last] @ logits[first:last].reshape(h, w * k)).view(-1, w, k))
+        for tile, (left, right) in enumerate(column_tiles):
+            total = None
+            for (_, _, cols), bands, strip in zip(prepared, column_bands, row_strips):
+                a, b = bands[tile]
+                logits = torch.matmul(cols[left:right, a:b], strip[:, a:b])  # r×c×K
+                if len(fields) > 1:
+                    logits = logits.softmax(dim=-1)
+                total = logits if total is None else total.add_(logits)
+            labels[top:bottom, left:right] = total.argmax(dim=-1).cpu().numpy()
     return labels
 
 
