@@ -227,7 +227,7 @@ def dataset_meta() -> dict:
 
 
 def save_mmseg_checkpoint(model: nn.Module, cfg_text: str, path: Path, seed: int) -> None:
-    """As ``mmengine.runner.Runner.save_checkpoint`` (without optimizer and message hub, as published files are):
+    """As ``mmengine.runner.Runner.save_checkpoint``, less the training state (optimizer, message hub, schedulers):
     ``{"meta", "state_dict"}`` through mmengine's ``save_checkpoint``."""
     meta = {
         "mmseg_version": mmseg.__version__,
