@@ -21,7 +21,7 @@ MODELS = {
 }
 SETR_MODELS = [k for k in MODELS if k.startswith("setr-")]
 TTA_MODELS = ["segmenter-t16-mask"]
-SIZES = ["512x512", "512x640", "380x500"]
+SIZES = ["512x512", "320x416", "250x330"]  # the crop; non-square whole patches (resampled); not whole patches
 
 
 @dataclass
