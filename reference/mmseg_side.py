@@ -6,7 +6,7 @@ mmengine 0.10.7, CPU torch) and never imports segzoo. For each model it builds m
 file shipped in the mmseg wheel, fills it with seeded random weights, saves the checkpoint with mmengine's own
 ``save_checkpoint`` as mmseg's Runner does, and records what mmseg's own code computes from it:
 
-- ``encode_decode`` logits on fixed seeded normalised inputs at 512×512, 512×640 and 380×500;
+- ``encode_decode`` logits on fixed seeded normalised inputs at 512×512, 320×416 and 250×330;
 - the auxiliary heads' logits (SETR), through each head's own ``predict`` (``predict_by_feat`` resize);
 - ``mmseg.apis.inference_model`` labels on a real photo (skimage's ``rocket.jpg``, 427×640);
 - for Segmenter-T: an mmseg-0.x-style multi-scale + flip run and mmseg 1.x's own ``--tta`` (``SegTTAModel``).
