@@ -6,24 +6,44 @@ scenes, no files). Each exposes ``num_classes``, ``ignore_index`` (255), ``class
 ``mean``/``std`` on the 0-255 scale, so ``model.pretrained_cfg["mean"]`` / ``["std"]`` can be passed in.
 """
 
-from segzoo.data.ade20k import ADE20KDataModule
-from segzoo.data.base import SegmentationDataModule, generate_palette
-from segzoo.data.cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, CityscapesDataModule
-from segzoo.data.coco_stuff import COCOStuffDataModule
-from segzoo.data.dataset import SegmentationDataset, read_image, read_mask
-from segzoo.data.folder import FolderDataModule
-from segzoo.data.pascal_context import PascalContextDataModule
-from segzoo.data.synthetic import SyntheticDataModule, SyntheticSegmentationDataset
-from segzoo.data.transforms import (
-    IGNORE_INDEX,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    CatMaxRatioRandomCrop,
-    KeepRatioRescale,
-    PhotoMetricDistortion,
-    build_eval_transform,
-    build_train_transform,
-)
+import importlib
+
+# Imported on first use (PEP 562): ``segzoo.data.classes`` serves loading and predicting, which must not pay for
+# Lightning and albumentations; ``from segzoo.data import X`` and LightningCLI's ``segzoo.data.X`` work as before.
+_EXPORTS = {
+    "ADE20KDataModule": "ade20k",
+    "SegmentationDataModule": "base",
+    "generate_palette": "base",
+    "CITYSCAPES_LABEL_TO_TRAIN_ID": "cityscapes",
+    "CityscapesDataModule": "cityscapes",
+    "COCOStuffDataModule": "coco_stuff",
+    "SegmentationDataset": "dataset",
+    "read_image": "dataset",
+    "read_mask": "dataset",
+    "FolderDataModule": "folder",
+    "PascalContextDataModule": "pascal_context",
+    "SyntheticDataModule": "synthetic",
+    "SyntheticSegmentationDataset": "synthetic",
+    "IGNORE_INDEX": "transforms",
+    "IMAGENET_MEAN": "transforms",
+    "IMAGENET_STD": "transforms",
+    "CatMaxRatioRandomCrop": "transforms",
+    "KeepRatioRescale": "transforms",
+    "PhotoMetricDistortion": "transforms",
+    "build_eval_transform": "transforms",
+    "build_train_transform": "transforms",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"segzoo.data.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'segzoo.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "CITYSCAPES_LABEL_TO_TRAIN_ID",

@@ -1,0 +1,26 @@
+"""Loading and predicting import no training stack: ``import segzoo`` stays light (Lightning and albumentations load
+only when a DataModule or the training module is used)."""
+
+import subprocess
+import sys
+
+CHECK = """
+import sys, numpy as np, segzoo
+model = segzoo.create_model("segformer-test", num_classes=3)
+model.pretrained_cfg = segzoo.get_pretrained_cfg("segformer-b0-ade").to_dict()
+model.predict(np.zeros((40, 50, 3), np.uint8))
+print(sorted({m.split(".")[0] for m in sys.modules} & {"lightning", "albumentations", "torchmetrics"}))
+"""
+
+
+def test_predicting_imports_no_lightning_or_albumentations():
+    out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_datamodules_still_import_from_segzoo_data():
+    from segzoo.data import ADE20KDataModule, FolderDataModule
+    import segzoo.data
+
+    assert segzoo.data.ADE20KDataModule is ADE20KDataModule and FolderDataModule.__module__ == "segzoo.data.folder"
