@@ -20,7 +20,7 @@ def test_predicting_imports_no_lightning_or_albumentations():
 
 
 def test_datamodules_still_import_from_segzoo_data():
-    from segzoo.data import ADE20KDataModule, FolderDataModule
     import segzoo.data
+    from segzoo.data import ADE20KDataModule, FolderDataModule
 
     assert segzoo.data.ADE20KDataModule is ADE20KDataModule and FolderDataModule.__module__ == "segzoo.data.folder"
