@@ -164,7 +164,10 @@ def test_slide_and_tta_evaluation_settings():
     net = TinySegNet()
     net.pretrained_cfg = {"eval_mode": "slide", "crop_size": 8, "stride": 6}
     module = SegmentationModule(net, num_classes=3, test_tta=True, tta_scales=(0.5, 1.0))
-    assert module.eval_settings() == {"mode": "slide", "batch_size": 4, "scales": (0.5, 1.0), "crop": 8, "stride": 6}
+    # crop and stride as (height, width) pairs (segzoo.preprocessing.EvalProtocol normalises them)
+    assert module.eval_settings() == {
+        "mode": "slide", "batch_size": 4, "scales": (0.5, 1.0), "crop": (8, 8), "stride": (6, 6),
+    }  # fmt: skip
     module.eval()
     images = torch.rand(2, 3, 16, 12)
     with torch.no_grad():
