@@ -14,11 +14,13 @@ import contextlib
 import faulthandler
 import inspect
 import os
+import pickle
 import signal
 import socket
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -28,9 +30,11 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
@@ -39,7 +43,16 @@ from segzoo.inference import TTA_SCALES, eval_settings, inference
 from segzoo.optim import PolyLR, apply_multipliers, param_groups
 from segzoo.visualize import default_palette, denormalize, side_by_side
 
-__all__ = ["MaskWriter", "SegmentationModule", "SigtermWatchdog", "segmentation_metrics"]
+__all__ = [
+    "CheckpointReadError",
+    "LastCheckpoint",
+    "MaskWriter",
+    "SegmentationModule",
+    "SigtermWatchdog",
+    "StopOnEveryRank",
+    "read_checkpoint",
+    "segmentation_metrics",
+]
 
 
 def segmentation_metrics(confusion: Tensor) -> dict[str, Tensor]:
@@ -115,7 +128,9 @@ def _load_lightning_checkpoint(net: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"init_from checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]  # never unpickle code
+    state = read_checkpoint(path, "init_from").get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointReadError(f"init_from checkpoint {path} has no state_dict: not a Lightning checkpoint")
     state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     own = net.state_dict()
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
@@ -127,6 +142,45 @@ def _load_lightning_checkpoint(net: nn.Module, path: str | Path) -> None:
             f"checkpoint {path} does not match the model: missing {sorted(set(missing) - set(mismatched))[:5]}, "
             f"unexpected {sorted(unexpected)[:5]}; was it trained with the same `model`?"
         )
+
+
+class CheckpointReadError(ValueError):
+    """A checkpoint file that cannot be read (truncated, corrupt, not a checkpoint); the message names the file."""
+
+
+def read_checkpoint(path: str | Path, role: str = "checkpoint") -> dict[str, Any]:
+    """Loads a Lightning ``.ckpt`` (tensors and plain Python values only: never unpickles code) onto the CPU.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointReadError: the file is truncated or corrupt (an interrupted copy or download), or not a checkpoint;
+            the message names ``role`` (``--ckpt_path``, ``init_from``) and the file. torch alone says
+            ``OSError: [Errno 22] Invalid argument`` without a file name for a truncated one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{role} {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():
+            raise CheckpointReadError(
+                f"{role} {path} holds Python objects other than tensors and plain values; segzoo does not unpickle "
+                f"them (they can run code). Is it a checkpoint written by train.py? ({str(error).splitlines()[0]})"
+            ) from error
+        raise CheckpointReadError(f"{role} {path} is corrupt or not a checkpoint ({error})") from error
+    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        size = path.stat().st_size
+        raise CheckpointReadError(
+            f"{role} {path} ({size} bytes) is truncated or corrupt and cannot be read ({type(error).__name__}: "
+            f"{error}); was it copied or downloaded completely? Use another checkpoint, e.g. the run's previous "
+            "last.ckpt or a best-mIoU one"
+        ) from error
+    if not isinstance(checkpoint, dict):
+        raise CheckpointReadError(f"{role} {path} is not a Lightning checkpoint (holds a {type(checkpoint).__name__})")
+    return checkpoint
 
 
 class SegmentationModule(L.LightningModule):
@@ -463,6 +517,85 @@ class MaskWriter(BasePredictionWriter):
             image.save(self.output_dir / f"{name}.png")
 
 
+class StopOnEveryRank(SIGTERMException):
+    """A stop that every rank of a multi-process run raises at the same point (the start of the same training step,
+    after agreeing on it; see :class:`SigtermWatchdog`), so collectives after it (saving a checkpoint) still pair up.
+    A ``SIGTERMException``: Lightning and ``train.py`` treat it as a SIGTERM stop (exit status 143)."""
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Keeps ``<checkpoints>/last.ckpt`` current, so that a killed or interrupted run resumes with little lost
+    (``--ckpt_path .../last.ckpt``).
+
+    ``last.ckpt`` (weights, optimizer, schedule, loop state) is rewritten:
+
+    - every ``every_n_train_steps`` optimizer steps (the recipes set a few minutes of work; 0 or None: never on a step
+      count), after each validation and at the end of training;
+    - when the run is interrupted, if that can be done safely:
+
+      * one process: on Ctrl-C (``KeyboardInterrupt``) and on SIGTERM (Lightning stops at the next batch);
+      * several processes (DDP): on SIGTERM, which :class:`SigtermWatchdog` turns into a stop every rank takes at the
+        start of the same training step (:class:`StopOnEveryRank`), where all ranks can enter the save's collectives.
+        A Ctrl-C, a SIGTERM during validation and a SIGTERM that the watchdog's grace period cuts short interrupt each
+        rank wherever it is: saving then would pair one rank's save with another's gradient reduction (a hang or a
+        gloo/NCCL abort), so nothing is written and the previous ``last.ckpt`` (at most ``every_n_train_steps`` old)
+        stays the resume point. Stop a multi-GPU run with SIGTERM (``kill <pid of rank 0>``, or the scheduler's)
+        rather than Ctrl-C to keep the current step.
+
+    Other exceptions (a crash in the middle of a step) save nothing: the weights may be half-updated. Writes are
+    atomic (Lightning writes to a temporary file, then renames it), so a process killed while saving keeps the
+    previous ``last.ckpt``. ``train.py`` always adds it (``--last_checkpoint.every_n_train_steps``).
+
+    Args:
+        every_n_train_steps: Optimizer steps between two saves of ``last.ckpt``.
+        dirpath: Folder of ``last.ckpt``; defaults to ``<log_dir>/checkpoints`` (beside the best-mIoU checkpoints).
+    """
+
+    def __init__(self, every_n_train_steps: int | None = 1000, dirpath: str | Path | None = None):
+        if every_n_train_steps is not None and (isinstance(every_n_train_steps, bool) or every_n_train_steps < 0):
+            raise ValueError(f"every_n_train_steps must be a number of steps >= 0, got {every_n_train_steps!r}")
+        super().__init__(
+            dirpath=dirpath,
+            monitor=None,
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=every_n_train_steps or 0,
+            enable_version_counter=False,  # always last.ckpt, never last-v1.ckpt
+        )
+
+    @property
+    def state_key(self) -> str:
+        return "segzoo.LastCheckpoint"  # the same whatever the interval: resuming with another one is fine
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return
+        what = "Ctrl-C" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
+        if self._should_skip_saving_checkpoint(trainer) or trainer.global_step == 0:
+            return  # not fitting, sanity check, nothing trained yet, or last.ckpt is already of this step
+        if trainer.world_size > 1 and not isinstance(exception, StopOnEveryRank):
+            previous = self.last_model_path or "none yet"
+            rank_zero_warn(
+                f"{what} stopped the ranks of this {trainer.world_size}-process run at different points, where saving "
+                f"a checkpoint could hang or abort; last.ckpt not updated (step {trainer.global_step}). Resume from "
+                f"the previous one: {previous}. Stop a multi-process run with SIGTERM to save its current step."
+            )
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        rank_zero_info(
+            f"{what}: saved {self.last_model_path} at step {trainer.global_step}; resume with "
+            f"--ckpt_path {self.last_model_path}"
+        )
+
+
 class SigtermWatchdog(Callback):
     """Makes SIGTERM (a job scheduler's) end a run on every rank, stuck or not, within ``grace_period`` seconds.
 
@@ -479,8 +612,16 @@ class SigtermWatchdog(Callback):
     - Lightning 2.6's handler itself runs a collective (``dist.broadcast``) wherever the signal interrupts the rank,
       while the other ranks are in some other collective: gloo then aborts ("Received data size doesn't match
       expected size. Is there a distributed collective mismatch?") or the ranks pair the wrong operations. The
-      handler installed here only sets Lightning's flag and forwards the signal; Lightning's loops already share
-      rank 0's flag with every rank at the start of each training step, a point every rank reaches.
+      handler installed here runs no collective: it notes the signal and forwards it to the ranks this process
+      launched.
+
+    Where the run stops: one process stops at the next batch (Lightning's flag). Several processes in a training
+    step stop together: at the start of each training step Lightning shares rank 0's flag with every rank; here that
+    exchange takes the maximum over the ranks of "a SIGTERM arrived" instead (the same one collective per step, so a
+    SIGTERM to any rank stops them all), and every rank raises :class:`StopOnEveryRank` at that same point, where
+    :class:`LastCheckpoint` can save ``last.ckpt`` (its collectives pair up). A SIGTERM during validation stops each
+    rank after its current validation batch, as Lightning does, without a checkpoint. The save has to finish within
+    the grace period.
 
     ``train.py`` always adds it (``--sigterm.grace_period``); add it to your own ``Trainer`` the same way. Keep the
     grace period below the scheduler's SIGTERM-to-SIGKILL delay (SLURM and Kubernetes: 30 s by default).
@@ -500,7 +641,9 @@ class SigtermWatchdog(Callback):
         self._thread: threading.Thread | None = None
         self._launcher: Any = None
         self._connector: Any = None
+        self._epoch_loop: Any = None
         self.received = threading.Event()
+        self.stop_requested = False  # a SIGTERM reached this process's handler
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self._thread is not None or threading.current_thread() is not threading.main_thread():
@@ -519,8 +662,14 @@ class SigtermWatchdog(Callback):
         if connector is not None and hasattr(connector, "_sigterm_notifier_fn"):
             # Lightning registers ``connector._sigterm_notifier_fn`` as its SIGTERM handler once setup is done; this
             # instance attribute takes the method's place for this trainer (removed again in _disarm).
-            connector._sigterm_notifier_fn = partial(_flag_sigterm, trainer, connector)
+            connector._sigterm_notifier_fn = partial(_flag_sigterm, trainer, connector, self)
             self._connector = connector
+            epoch_loop = trainer.fit_loop.epoch_loop
+            if hasattr(epoch_loop, "_broadcast_sigterm_tensor"):
+                # Lightning calls it at the start of every training step of a multi-process run; this instance
+                # attribute takes the method's place (removed again in _disarm).
+                epoch_loop._broadcast_sigterm_tensor = partial(_agree_on_stop, trainer, connector, self)
+                self._epoch_loop = epoch_loop
         self._thread = threading.Thread(target=self._watch, name="segzoo-sigterm-watchdog", daemon=True)
         self._thread.start()
 
@@ -529,6 +678,12 @@ class SigtermWatchdog(Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._disarm()
+
+    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        """A SIGTERM noted during training but not yet acted on (multi-process runs act at the next training step):
+        stop validation at the next batch, as Lightning would."""
+        if self.stop_requested and self._connector is not None:
+            self._connector.received_sigterm = True
 
     def _disarm(self) -> None:
         """Restores the previous wakeup fd and stops the thread, unless a SIGTERM is counting down (the process
@@ -539,6 +694,10 @@ class SigtermWatchdog(Callback):
             with contextlib.suppress(AttributeError):
                 del self._connector._sigterm_notifier_fn  # Lightning's own method again
             self._connector = None
+        if self._epoch_loop is not None:
+            with contextlib.suppress(AttributeError):
+                del self._epoch_loop._broadcast_sigterm_tensor
+            self._epoch_loop = None
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError, OSError):
                 signal.set_wakeup_fd(self._previous_fd if self._previous_fd is not None else -1)
@@ -578,15 +737,32 @@ class SigtermWatchdog(Callback):
         os._exit(128 + signal.SIGTERM)
 
 
-def _flag_sigterm(trainer: L.Trainer, connector: Any, signum: int, frame: Any) -> None:
-    """Lightning's SIGTERM handler without its collective: sets the flag its loops check and forwards the signal to
-    the ranks this process launched (once)."""
+def _flag_sigterm(trainer: L.Trainer, connector: Any, watchdog: SigtermWatchdog, signum: int, frame: Any) -> None:
+    """Lightning's SIGTERM handler without its collective: forwards the signal to the ranks this process launched
+    (once) and notes it. One process, or several outside a training step: sets the flag Lightning's loops check after
+    each batch. Several in a training step: :func:`_agree_on_stop` acts on it at the start of the next step, on every
+    rank at once (Lightning's own checks of the flag at the end of a step are per rank, at different points)."""
     print(f"[rank: {trainer.global_rank}] Received SIGTERM: {signum}", file=sys.stderr, flush=True)
-    if not connector.received_sigterm:
+    if not watchdog.stop_requested and not connector.received_sigterm:
         launcher = trainer.strategy.launcher
         if launcher is not None:
             launcher.kill(signum)
-    connector.received_sigterm = True
+    watchdog.stop_requested = True
+    if trainer.world_size == 1 or not trainer.training:
+        connector.received_sigterm = True
+
+
+def _agree_on_stop(trainer: L.Trainer, connector: Any, watchdog: SigtermWatchdog) -> None:
+    """Replaces Lightning's per-step broadcast of rank 0's SIGTERM flag: the maximum over every rank (the same one
+    collective), and every rank raises :class:`StopOnEveryRank` here when any rank got the signal."""
+    import torch.distributed as dist
+
+    noted = watchdog.stop_requested or connector.received_sigterm
+    flag = torch.tensor([1 if noted else 0], device=trainer.strategy.root_device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if flag.item():
+        connector.received_sigterm = True
+        raise StopOnEveryRank()
 
 
 def _factory_class(factory: Any) -> Any:

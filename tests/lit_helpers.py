@@ -162,3 +162,39 @@ class BlockRankZeroInCollective(Callback):
             return
         (self.out_dir / "blocked").write_text(str(os.getpid()))
         torch.distributed.recv(torch.zeros(1), src=1)
+
+
+class MarkStep(Callback):
+    """For the interrupt tests (``--trainer.callbacks+=lit_helpers.MarkStep``): rank 0 writes ``<out_dir>/step-<S>``
+    once ``step`` optimizer steps are done; ``first_step`` is the global step training started (or resumed) at."""
+
+    def __init__(self, out_dir: str, step: int = 2):
+        self.out_dir = Path(out_dir)
+        self.step = step
+        self.first_step: int | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.first_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step and trainer.is_global_zero:
+            marker = self.out_dir / f"step-{self.step}"
+            if not marker.exists():
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                marker.write_text(str(trainer.global_step))
+
+
+class LastCheckpointSteps(Callback):
+    """Records, at the start of each training batch, the global step of the ``last.ckpt`` that
+    :class:`segzoo.lit.LastCheckpoint` has written so far (None while there is none): ``seen[step]``."""
+
+    def __init__(self):
+        self.seen: dict[int, int | None] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        from segzoo.lit import LastCheckpoint
+
+        (callback,) = [c for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
+        path = Path(callback.dirpath) / "last.ckpt"
+        step = torch.load(path, map_location="cpu", weights_only=True)["global_step"] if path.exists() else None
+        self.seen[trainer.global_step] = step

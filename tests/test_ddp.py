@@ -264,3 +264,35 @@ def test_sigterm_stops_a_running_ddp_fit_on_every_rank_without_a_collective_mism
     assert stderr.count("Received SIGTERM") == 2  # both ranks: the launcher forwarded it
     assert not list(out.glob("done-rank*.json"))  # stopped, not finished
     print(f"running fit gone {elapsed:.1f} s after SIGTERM")
+
+
+def test_sigterm_during_ddp_training_saves_last_checkpoint_on_every_rank_agreement(tmp_path):
+    """SIGTERM in a training step: every rank stops at the start of the same next step and the run saves last.ckpt
+    there (issue 13, item 6); no validation and no rolling save, so last.ckpt can only come from the stop."""
+    out = tmp_path / "report"
+    launcher = start(
+        train_command(
+            out, "--trainer.devices", "2", "--trainer.max_steps", "100000", "--trainer.limit_val_batches", "0",
+            "--trainer.num_sanity_val_steps", "0", "--last_checkpoint.every_n_train_steps", "100000",
+            "--trainer.callbacks+=lit_helpers.MarkStep", f"--trainer.callbacks.out_dir={out}",
+            "--trainer.callbacks.step=3",
+        ),
+        tmp_path / "run",
+        clean_env(),
+    )  # fmt: skip
+    try:
+        wait_for(out / "step-3", RUN_TIMEOUT, [launcher])
+        pids = [launcher.pid, int((out / "pid-rank1.txt").read_text())]
+        elapsed, stderr = assert_all_gone_after_sigterm(launcher, pids, bound=30)
+    finally:
+        kill_group(launcher)
+    assert launcher.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "has not stopped" not in stderr and "mismatch" not in stderr, stderr[-3000:]
+    last = tmp_path / "run" / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    assert last.exists(), f"no last.ckpt after SIGTERM; stderr tail:\n{stderr[-3000:]}"
+    import torch
+
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] >= 3
+    assert f"SIGTERM: saved runs/tiny/version_0/checkpoints/last.ckpt at step {checkpoint['global_step']}" in stderr
+    print(f"DDP run saved step {checkpoint['global_step']} and was gone {elapsed:.1f} s after SIGTERM")

@@ -20,10 +20,11 @@ from train import cli_main
 
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 # 8 steps (2 epochs of 4 batches), a warm-up and poly decay, the learning rate logged every step, validation and
-# checkpoints (best and last) every 3 steps, as a long recipe validates every 16k iterations.
+# checkpoints (best and last) every 3 steps, as a long recipe validates every 16k iterations; last.ckpt only at
+# validation here (no rolling save every N steps: tests/test_interrupt.py checks that one).
 COMMON = [
     "--config", TINY, "--trainer.max_steps=8", "--model.lr_scheduler.init_args.warmup_iters=4",
-    "--trainer.val_check_interval=3", "--trainer.check_val_every_n_epoch=null",
+    "--trainer.val_check_interval=3", "--trainer.check_val_every_n_epoch=null", "--last_checkpoint.every_n_train_steps=0",
     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
 ]  # fmt: skip
 

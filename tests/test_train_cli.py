@@ -33,9 +33,16 @@ def read_metrics(log_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_every_published_checkpoint_has_a_recipe():
-    names = {Path(p).stem for p in CONFIGS if p.split("/")[1] in ("segformer", "segmenter", "setr")}
-    expected = (
+def test_every_published_checkpoint_has_exactly_one_recipe():
+    recipes = [Path(p).stem for p in CONFIGS if p.split("/")[1] in ("segformer", "segmenter", "setr")]
+    table = yaml.safe_load((REPO / "checkpoints.yaml").read_text())["checkpoints"]
+    segmentation_checkpoints = [entry["name"] for entry in table if "arch" in entry]
+    assert len(set(segmentation_checkpoints)) == len(segmentation_checkpoints)  # names are unique in the table
+    for name in segmentation_checkpoints:
+        assert recipes.count(name) == 1, f"{name}: {recipes.count(name)} recipes"
+    assert sorted(recipes) == sorted(segmentation_checkpoints)  # and no recipe without its checkpoint
+    # the table has the papers' checkpoints and their mmsegmentation-implementation counterparts
+    papers = (
         {f"segformer-b{i}-ade" for i in range(5)}
         | {"segformer-b5-ade-640"}
         | {f"segformer-b{i}-cityscapes" for i in range(6)}
@@ -44,10 +51,19 @@ def test_every_published_checkpoint_has_a_recipe():
         | {f"setr-{h}-{d}" for h in ("naive", "pup", "mla") for d in ("ade", "cityscapes")}
         | {"setr-mla-ade-bs8"}
     )
-    assert names == expected
-    table = yaml.safe_load((REPO / "checkpoints.yaml").read_text())["checkpoints"]
-    segmentation_checkpoints = {entry["name"] for entry in table if "arch" in entry}
-    assert segmentation_checkpoints == expected  # one recipe per checkpoint of the table
+    mmseg = {f"segformer-b{i}-ade-mmseg" for i in range(6)} | {"segformer-b5-ade-640-mmseg"}
+    mmseg |= {f"segformer-b{i}-cityscapes-mmseg" for i in range(6)}
+    assert set(segmentation_checkpoints) == papers | mmseg
+
+
+def test_every_recipe_keeps_a_rolling_last_checkpoint():
+    """A killed run resumes from last.ckpt with at most a few minutes lost, not from the last validation."""
+    for config in CONFIGS:
+        recipe = yaml.safe_load((REPO / config).read_text())
+        if config.split("/")[1] not in ("segformer", "segmenter", "setr"):
+            continue
+        steps = recipe["last_checkpoint"]["every_n_train_steps"]
+        assert 0 < steps <= 2000 < recipe["trainer"]["max_steps"], config
 
 
 @pytest.mark.parametrize("config", CONFIGS)

@@ -1,0 +1,174 @@
+"""Nothing lost when a run is stopped (issue 13, item 6): Ctrl-C and SIGTERM save ``last.ckpt`` and ``--ckpt_path``
+resumes from its step; ``last.ckpt`` is also rewritten every N steps; a checkpoint of another architecture than the
+one asked for is refused, and a truncated one is named.
+
+The signals go to ``python train.py`` subprocesses in their own session, killed as a whole (SIGKILL to the process
+group) if they overrun, so a hang fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import pytest
+import torch
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from segzoo.lit import CheckpointReadError
+from train import CheckpointMismatchError, cli_main, main
+
+TRAIN = str(REPO / "train.py")
+TINY = str(REPO / "configs" / "test" / "tiny.yaml")
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GLOBAL_RANK", "RANK")
+RUN_TIMEOUT = 90  # seconds; the interrupted run takes ~8 s on 2 cores
+
+
+@pytest.fixture(autouse=True)
+def plain_argv(monkeypatch):
+    """LightningCLI warns when pytest's own arguments are in sys.argv next to ``args``."""
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_until_step_then_signal(run_dir: Path, signum: int, step: int = 3) -> tuple[int, str]:
+    """Starts an endless tiny fit (no validation, rolling checkpoint far away) in ``run_dir``, sends ``signum`` once
+    ``step`` steps are done, and returns its exit status and stderr."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    marks = run_dir / "marks"
+    env = {k: v for k, v in os.environ.items() if k not in DDP_ENV}
+    env |= {"OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(HERE)}
+    command = [
+        sys.executable, TRAIN, "fit", "--config", TINY, *QUIET, "--trainer.max_steps=100000",
+        "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
+        "--last_checkpoint.every_n_train_steps=100000",
+        "--trainer.callbacks+=lit_helpers.MarkStep", f"--trainer.callbacks.out_dir={marks}",
+        f"--trainer.callbacks.step={step}",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not (marks / f"step-{step}").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                kill_group(proc)
+                pytest.fail(f"the run never reached step {step}:\n{proc.communicate()[1][-3000:]}")
+            time.sleep(0.1)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        pytest.fail(f"the run did not end within {RUN_TIMEOUT} s of the signal:\n{proc.communicate()[1][-3000:]}")
+    finally:
+        kill_group(proc)
+    return proc.returncode, stderr
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 1), (signal.SIGTERM, 128 + signal.SIGTERM)])
+def test_ctrl_c_and_sigterm_save_a_last_checkpoint_that_resumes_at_its_step(signum, status, tmp_path, monkeypatch):
+    returncode, stderr = run_until_step_then_signal(tmp_path, signum)
+    assert returncode == status, stderr[-3000:]
+    last = tmp_path / "runs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    assert last.exists(), f"no last.ckpt after {signal.Signals(signum).name}; stderr:\n{stderr[-3000:]}"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    saved_step = checkpoint["global_step"]
+    assert saved_step >= 3  # the steps done before the signal, not the start
+    assert {"state_dict", "optimizer_states", "lr_schedulers", "loops"} <= set(checkpoint)
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert f"{name}: saved {last.relative_to(tmp_path)} at step {saved_step}; resume with --ckpt_path" in stderr
+
+    # --ckpt_path last finds it (in version_0, while this run logs to version_1) and continues from its step.
+    monkeypatch.chdir(tmp_path)
+    resumed = cli_main(
+        ["fit", "--config", TINY, *QUIET, f"--trainer.max_steps={saved_step + 2}", "--trainer.limit_val_batches=0",
+         "--trainer.callbacks+=lit_helpers.MarkStep", f"--trainer.callbacks.out_dir={tmp_path / 'resumed'}",
+         "--ckpt_path", "last"]
+    )  # fmt: skip
+    (mark,) = [c for c in resumed.trainer.callbacks if type(c).__name__ == "MarkStep"]
+    assert mark.first_step == saved_step
+    assert resumed.trainer.global_step == saved_step + 2
+    assert Path(resumed.trainer.ckpt_path).resolve() == last.resolve()
+
+
+def test_last_checkpoint_is_rewritten_every_n_steps(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(
+        ["fit", "--config", TINY, *QUIET, "--trainer.max_steps=7", "--trainer.limit_val_batches=0",
+         "--last_checkpoint.every_n_train_steps=3", "--trainer.callbacks+=lit_helpers.LastCheckpointSteps"]
+    )  # fmt: skip
+    (recorder,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "LastCheckpointSteps"]
+    # global step at the start of a batch -> step of the last.ckpt on disk then
+    assert recorder.seen == {0: None, 1: None, 2: None, 3: 3, 4: 3, 5: 3, 6: 6}
+    last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 7  # and at the end
+
+
+@pytest.fixture(scope="module")
+def segformer_checkpoint(tmp_path_factory) -> Path:
+    """A one-step checkpoint of the tiny config's ``segformer-test``."""
+    folder = tmp_path_factory.mktemp("segformer-run")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        cli = cli_main(["fit", "--config", TINY, *QUIET, "--trainer.max_steps=1", "--trainer.limit_val_batches=0"])
+        path = (Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").resolve()
+    finally:
+        os.chdir(cwd)
+    assert torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"]["model"] == "segformer-test"
+    return path
+
+
+def test_resume_with_a_checkpoint_of_another_architecture_is_refused(segformer_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointMismatchError) as error:
+        cli_main(["fit", "--config", TINY, *QUIET, "--model.model", "setr-test-pup", "--ckpt_path",
+                  str(segformer_checkpoint)])  # fmt: skip
+    message = str(error.value)
+    assert "'segformer-test'" in message and "'setr-test-pup'" in message and str(segformer_checkpoint) in message
+    assert not (tmp_path / "runs").exists()  # refused before anything ran
+
+
+def test_resume_refusal_is_one_line_with_status_2(segformer_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(
+        sys, "argv", ["train.py", "validate", "--config", TINY, "--model.model", "segmenter-test-mask",
+                      "--ckpt_path", str(segformer_checkpoint)]
+    )  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("train.py: error: --ckpt_path") and "'segmenter-test-mask'" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_truncated_ckpt_path_is_named_as_truncated(segformer_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    truncated = tmp_path / "half.ckpt"
+    data = segformer_checkpoint.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointReadError, match="truncated or corrupt") as error:
+        cli_main(["fit", "--config", TINY, *QUIET, "--ckpt_path", str(truncated)])
+    assert f"--ckpt_path {truncated}" in str(error.value)
+    # the same file as the weights to start from
+    with pytest.raises(CheckpointReadError, match="truncated or corrupt") as error:
+        cli_main(["fit", "--config", TINY, *QUIET, "--trainer.max_steps=1", "--model.init_from", str(truncated)])
+    assert f"init_from {truncated}" in str(error.value)
