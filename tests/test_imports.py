@@ -1,5 +1,5 @@
-"""Loading and predicting import no training stack: ``import segzoo`` stays light (Lightning and albumentations load
-only when a DataModule or the training module is used)."""
+"""Loading and predicting import no training stack: ``import segzoo`` stays light (Lightning, albumentations and wandb
+load only when a DataModule, the training module or a W&B logger is used)."""
 
 import subprocess
 import sys
@@ -9,14 +9,16 @@ import sys, numpy as np, segzoo
 model = segzoo.create_model("segformer-test", num_classes=3)
 model.pretrained_cfg = segzoo.get_pretrained_cfg("segformer-b0-ade").to_dict()
 model.predict(np.zeros((40, 50, 3), np.uint8))
-print(sorted({m.split(".")[0] for m in sys.modules} & {"lightning", "albumentations", "torchmetrics"}))
+print(sorted({m.split(".")[0] for m in sys.modules} & {"lightning", "albumentations", "torchmetrics", "wandb"}))
+import wandb  # still importable afterwards (the W&B logger)
+print(wandb.__name__)
 """
 
 
-def test_predicting_imports_no_lightning_or_albumentations():
+def test_predicting_imports_no_lightning_albumentations_or_wandb():
     out = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert out.stdout.strip().splitlines()[-2:] == ["[]", "wandb"]
 
 
 def test_datamodules_still_import_from_segzoo_data():
