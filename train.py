@@ -1,169 +1,19 @@
-"""Train, validate, test and predict segzoo models with LightningCLI.
+"""Train, validate, test and predict segzoo models with LightningCLI (the same as the ``segzoo train`` command).
 
     python train.py fit --config configs/quickstart.yaml
     python train.py fit --config configs/segformer/segformer-b0-ade.yaml --data.data_root data/ade
     python train.py validate --config configs/segformer/segformer-b0-ade.yaml --ckpt_path runs/.../last.ckpt
-    python train.py fit --config configs/segformer/segformer-b0-ade.yaml --ckpt_path runs/.../last.ckpt  # resume
+    python train.py fit --config configs/segformer/segformer-b0-ade.yaml --ckpt_path last  # resume
 
-The model is :class:`segzoo.lit.SegmentationModule`; ``--data`` takes any LightningDataModule (``ADE20KDataModule``,
-``CityscapesDataModule``, ``PascalContextDataModule``, ``COCOStuffDataModule``, ``FolderDataModule``,
-``SyntheticDataModule``, or your own class path). ``num_classes`` and ``ignore_index`` are linked from the data to
-the model. Scaling out is Lightning's: ``--trainer.devices 8 --trainer.strategy ddp``, ``--trainer.num_nodes``,
-``--trainer.sync_batchnorm true``, ``--trainer.precision bf16-mixed``, ``--trainer.accumulate_grad_batches``.
-
-SIGTERM (a job scheduler's) stops a run at the next batch on every rank and exits with status 143; a run stuck
-outside Python (e.g. a rank waiting in a collective) is ended ``--sigterm.grace_period`` seconds (default 20) after the
-signal, its stacks printed (:class:`segzoo.lit.SigtermWatchdog`).
-
-``last.ckpt`` (``<log_dir>/checkpoints/``) is rewritten every ``--last_checkpoint.every_n_train_steps`` steps (set in
-each recipe), after each validation, at the end, and on Ctrl-C or SIGTERM where every rank can save
-(:class:`segzoo.lit.LastCheckpoint`); ``--ckpt_path last`` resumes from the newest ``last.ckpt`` of the run's logger
-folder (any version). A checkpoint of another architecture than ``--model.model`` is refused, as is an unreadable
-(truncated) one, naming the file.
+Everything is in :mod:`segzoo.training` (``SegzooCLI``): data→model links, the best-mIoU checkpoint, the rolling
+``last.ckpt``, the SIGTERM watchdog (exit status 143) and the refusal of a checkpoint of another architecture.
 """
 
-from __future__ import annotations
-
 import os
-import signal
-import sys
-from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-import segzoo.data  # noqa: F401  (registers the DataModules so --data takes their short names)
-from segzoo.lit import CheckpointReadError, LastCheckpoint, SegmentationModule, SigtermWatchdog, read_checkpoint
-
-
-class CheckpointMismatchError(ValueError):
-    """``--ckpt_path`` holds a checkpoint of another architecture than the one the config asks for."""
-
-
-def trainer_defaults() -> dict:
-    """CSV logging into ``runs/`` (no network) and the lr of every step in the log.
-
-    Callbacks given here are always present (configs add theirs with ``trainer.callbacks``).
-    """
-    return {
-        "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
-        "callbacks": [LearningRateMonitor(logging_interval="step")],
-    }
-
-
-class SegzooCLI(LightningCLI):
-    """LightningCLI with the data→model links, a best-mIoU checkpoint callback (``--checkpoint.*``), the rolling
-    ``last.ckpt`` (``--last_checkpoint.every_n_train_steps``) and the SIGTERM watchdog (``--sigterm.grace_period``)."""
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.ignore_index", "model.ignore_index", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/miou",
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": False,  # last.ckpt is LastCheckpoint's
-                "checkpoint.filename": "step={step}-miou={val/miou:.4f}",
-                "checkpoint.auto_insert_metric_name": False,
-            }
-        )
-        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
-        parser.add_lightning_class_args(SigtermWatchdog, "sigterm")
-
-    def _parse_ckpt_path(self) -> None:
-        """LightningCLI replaces the model's config with the hyperparameters stored in ``--ckpt_path``, so a
-        checkpoint of another architecture would silently train that one: refuse it. A file torch cannot read
-        (truncated) is named."""
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and Path(ckpt_path).is_file():
-            _check_architecture(read_checkpoint(ckpt_path, "--ckpt_path"), ckpt_path, self.config[subcommand].model)
-        super()._parse_ckpt_path()
-
-    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
-        """``--ckpt_path last``: Lightning looks only in this run's new ``version_N`` folder, finds nothing and starts
-        from scratch; take the newest ``last.ckpt`` of the logger's folder (every version) instead, checked as any
-        ``--ckpt_path``."""
-        kwargs = super()._prepare_subcommand_kwargs(subcommand)
-        if kwargs.get("ckpt_path") == "last":
-            found = _newest_last_checkpoint(self.trainer)
-            if found is not None:
-                _check_architecture(read_checkpoint(found, "--ckpt_path last"), found, self.model.hparams)
-                print(f"--ckpt_path last: resuming from {found}", file=sys.stderr)
-                kwargs["ckpt_path"] = str(found)
-        return kwargs
-
-    def instantiate_trainer(self, **kwargs) -> L.Trainer:
-        """The trainer, with a rich progress bar unless ``trainer.enable_progress_bar`` is false."""
-        trainer_config = self._get(self.config_init, "trainer", default={})
-        if trainer_config.get("enable_progress_bar") is not False:
-            callbacks = kwargs.get("callbacks", trainer_config.get("callbacks")) or []
-            if not any(isinstance(c, ProgressBar) for c in callbacks):
-                kwargs["callbacks"] = list(callbacks) + [RichProgressBar()]
-        return super().instantiate_trainer(**kwargs)
-
-
-def _check_architecture(checkpoint: dict, path: str | os.PathLike, model_config) -> None:
-    """Raises :class:`CheckpointMismatchError` when the checkpoint was trained as another registry architecture than
-    ``model_config["model"]`` (a name; module objects given in the config are not compared)."""
-    saved = (checkpoint.get("hyper_parameters") or {}).get("model")
-    asked = model_config.get("model") if hasattr(model_config, "get") else None
-    if isinstance(saved, str) and isinstance(asked, str) and saved != asked:
-        raise CheckpointMismatchError(
-            f"--ckpt_path {path} is a checkpoint of {saved!r} but the config asks for model {asked!r}: resuming would "
-            f"train {saved!r}. Give --model.model {saved} (and its recipe) to resume it, or leave out --ckpt_path "
-            f"(--model.init_from {path} starts a new {asked!r} run from its weights where the shapes match)"
-        )
-
-
-def _newest_last_checkpoint(trainer: L.Trainer) -> Path | None:
-    """The most recently written ``last.ckpt`` under the logger's folder (``<save_dir>/<name>/version_*/checkpoints``)
-    or the LastCheckpoint's own folder; None when there is none."""
-    candidates: set[Path] = set()
-    for callback in trainer.checkpoint_callbacks:
-        if isinstance(callback, LastCheckpoint) and callback.dirpath:
-            candidates.add(Path(callback.dirpath) / "last.ckpt")
-    logger = trainer.logger
-    root = getattr(logger, "root_dir", None) if logger is not None else None
-    if root is not None:
-        candidates.update(Path(root).glob("version_*/checkpoints/last.ckpt"))
-    else:
-        candidates.add(Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt")
-    existing = [path for path in candidates if path.is_file()]
-    return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
-
-
-def cli_main(args: list[str] | None = None, run: bool = True) -> SegzooCLI:
-    """Runs the CLI on ``args`` (``sys.argv`` when None); tests call it in-process."""
-    return SegzooCLI(
-        SegmentationModule,
-        L.LightningDataModule,
-        subclass_mode_data=True,
-        auto_configure_optimizers=False,  # the module's own optimizer/lr_scheduler arguments configure them
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults=trainer_defaults(),
-        args=args,
-        run=run,
-    )
-
-
-def main() -> None:
-    """``python train.py``: Lightning ends a run stopped by SIGTERM with ``SIGTERMException``, a ``SystemExit`` whose
-    status is 0 (success); exit with 143 (128 + SIGTERM) instead, so schedulers and shells see the run did not finish.
-    An unusable ``--ckpt_path`` ends in one line and status 2."""
-    try:
-        cli_main()
-    except SIGTERMException:
-        sys.exit(128 + signal.SIGTERM)
-    except (CheckpointMismatchError, CheckpointReadError) as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        sys.exit(2)
-
+from segzoo.training import main  # noqa: E402  (after the environment variable above)
 
 if __name__ == "__main__":
     main()

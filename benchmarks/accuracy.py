@@ -30,7 +30,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix  # noqa: E402
 import segzoo  # noqa: E402
 from segzoo import data as datamodules  # noqa: E402
 from segzoo.data import read_mask  # noqa: E402
-from segzoo.lit import segmentation_metrics  # noqa: E402
+from segzoo.training._module import segmentation_metrics  # noqa: E402
 
 DATAMODULES = {  # checkpoints.yaml dataset key -> (DataModule class, extra arguments)
     "ade20k": (datamodules.ADE20KDataModule, {}),

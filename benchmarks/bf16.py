@@ -115,7 +115,7 @@ def load_trained(source: str):
     ``segzoo.load`` reads."""
     if not source.endswith(".ckpt"):
         return segzoo.load(source).eval(), None
-    from segzoo.lit import _load_lightning_checkpoint
+    from segzoo.training._module import _load_lightning_checkpoint
 
     ckpt = torch.load(source, map_location="cpu", weights_only=True)
     hparams = ckpt["hyper_parameters"]
@@ -129,7 +129,7 @@ def load_trained(source: str):
 def trained_batches(model, data_hparams: dict | None, images: Path | None, count: int):
     """Preprocessed image batches: files from ``images``, or synthetic validation scenes like the training ones."""
     if images is not None:
-        from segzoo.inference import preprocess
+        from segzoo.inference._predict import preprocess
 
         files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
         if not files:
@@ -137,7 +137,7 @@ def trained_batches(model, data_hparams: dict | None, images: Path | None, count
         return [preprocess(str(f), model.pretrained_cfg)[0] for f in files]
     if not data_hparams or "SyntheticDataModule" not in str(data_hparams.get("_class_path")):
         raise SystemExit("give --images DIR: only the synthetic quickstart data can be regenerated here")
-    from segzoo.data.synthetic import SyntheticSegmentationDataset
+    from segzoo.data._synthetic import SyntheticSegmentationDataset
 
     scenes = SyntheticSegmentationDataset(count, data_hparams["num_classes"], data_hparams["image_size"],
                                           seed=data_hparams.get("seed", 0) + 1)  # validation-like, unseen scenes

@@ -30,8 +30,8 @@ import torch  # noqa: E402
 from speed import _peak_rss_mb, _reset_peak_rss, machine, markdown, median_latency  # noqa: E402
 
 import segzoo  # noqa: E402
-from segzoo.inference import _resize, fields_for_input, labels_from_fields  # noqa: E402
-from segzoo.pretrained import get_pretrained_cfg  # noqa: E402
+from segzoo.checkpoints._table import get_pretrained_cfg  # noqa: E402
+from segzoo.inference._predict import _resize, fields_for_input, labels_from_fields  # noqa: E402
 
 TARGETS_MB = {(3024, 4032): 600}
 

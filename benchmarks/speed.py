@@ -34,7 +34,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import segzoo  # noqa: E402
-from segzoo.registry import ARCHS, VIT_SIZES  # noqa: E402
+from segzoo.models._registry import ARCHS, VIT_SIZES  # noqa: E402
 
 VIT_ENCODERS = {"vit-s16": ("s", 16), "vit-b16": ("b", 16), "vit-l16": ("l", 16), "vit-t16": ("t", 16)}
 
@@ -80,7 +80,7 @@ def transformers_segformer(ours: torch.nn.Module):
 
     from safetensors.torch import load_file
 
-    from segzoo.convert import convert_transformers_segformer
+    from segzoo.checkpoints._convert import convert_transformers_segformer
 
     with tempfile.TemporaryDirectory() as tmp:  # the saved (Hub) layout is what our converter reads
         reference.save_pretrained(tmp)
@@ -254,10 +254,10 @@ def train_rows(names, size, batch, memory: bool) -> list[dict]:
 
 def checkpoint_rows(dtype: str) -> list[dict]:
     """Every segmentation checkpoint at its crop size, batch 1, fp32: for the speed / mIoU plot."""
-    from segzoo.pretrained import get_pretrained_cfg, list_pretrained
+    from segzoo.checkpoints._table import get_pretrained_cfg, list_pretrained
 
     rows = []
-    for name in list_pretrained(encoders=False):
+    for name in list_pretrained():
         cfg = get_pretrained_cfg(name)
         h, w = cfg.crop_size
         kwargs = {"img_size": h} if "img_size" in ARCHS[cfg.arch].encoder_args else {}

@@ -7,7 +7,7 @@ Usage: python scripts/arch_table.py   (tests/test_readme.py checks the README ho
 import torch
 
 import segzoo
-from segzoo.registry import ARCHS
+from segzoo.models._registry import ARCHS
 
 
 def arch_table() -> str:
@@ -24,13 +24,13 @@ def arch_table() -> str:
 
 
 def checkpoint_table() -> str:
-    from segzoo.pretrained import get_pretrained_cfg, list_pretrained
+    from segzoo.checkpoints._table import get_pretrained_cfg, list_pretrained
 
     rows = [
         "| checkpoint | architecture | dataset | crop | evaluation | mIoU SS / MS (publisher) | source | license |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name in list_pretrained(encoders=False):
+    for name in list_pretrained():
         cfg = get_pretrained_cfg(name)
         ev = cfg.eval
         mode = f"slide {ev.crop[0]}/{ev.stride[0]}" if ev.mode == "slide" else "whole"

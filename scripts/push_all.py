@@ -1,7 +1,7 @@
 """Convert every checkpoint of checkpoints.yaml to segzoo's format and push it to a Hugging Face Hub organisation.
 
 Each checkpoint ``NAME`` is loaded with ``segzoo.load(NAME)`` (download + conversion from its published format),
-checked with one forward pass, and uploaded with ``segzoo.hub.push_to_hub`` to ``ORG/segzoo-NAME`` as
+checked with one forward pass, and uploaded with ``segzoo.push_to_hub`` to ``ORG/segzoo-NAME`` as
 ``model.safetensors`` + ``config.json`` + a model card.
 
 Examples:
@@ -18,8 +18,8 @@ import sys
 import torch
 
 import segzoo
-from segzoo.hub import push_to_hub
-from segzoo.pretrained import get_pretrained_cfg, list_pretrained
+from segzoo import push_to_hub
+from segzoo.checkpoints._table import get_pretrained_cfg, list_pretrained
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,9 +59,9 @@ def push_one(name: str, repo_id: str, args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Encoder-only entries (ImageNet weights) are not full segmentation models; they stay at their source.
-    names = list_pretrained(args.only, encoders=False)
+    names = list_pretrained(args.only)
     if not names:
-        print(f"No segmentation checkpoint matches {args.only!r}; see segzoo.pretrained.list_pretrained().")
+        print(f"No segmentation checkpoint matches {args.only!r}; see segzoo.list_pretrained().")
         return 1
     failures = []
     for name in names:

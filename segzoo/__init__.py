@@ -1,11 +1,61 @@
-"""segzoo: SETR, Segmenter and SegFormer in one PyTorch Lightning model zoo."""
+"""segzoo: SETR, Segmenter and SegFormer in one PyTorch Lightning model zoo.
 
-from .inference import predict
-from .load import load
-from .pretrained import get_pretrained_cfg, list_pretrained
-from .registry import create_model, get_arch, list_models
+Loading and predicting (``segzoo.load(name).predict(image)``) import torch, timm, OpenCV and huggingface_hub only;
+the training layer (``segzoo.training``, ``segzoo.data``: Lightning, albumentations, torchmetrics, wandb) is imported
+when first used.
+"""
 
-__version__ = "0.1.0"
+from segzoo._api import SegmentationModel, create_model, list_models, load
+from segzoo._errors import (
+    AmbiguousArchitectureError,
+    ArchitectureNotFoundError,
+    CheckpointMismatchError,
+    CheckpointReadError,
+    CheckpointTableError,
+    ConversionError,
+    CorruptedFileError,
+    DownloadError,
+    ExportError,
+    SegzooError,
+    UnknownCheckpointError,
+    UnknownFormatError,
+    UnknownModelError,
+    UnsafeCheckpointError,
+)
+from segzoo._preprocessing import EvalProtocol
+from segzoo._version import __version__
+from segzoo.checkpoints import PretrainedCfg, get_pretrained_cfg, list_pretrained, push_to_hub, save_pretrained
+from segzoo.inference import export_onnx, predict
+from segzoo.models import EncoderDecoder, get_arch
+
 __all__ = [
-    "create_model", "get_arch", "get_pretrained_cfg", "list_models", "list_pretrained", "load", "predict", "__version__",
+    "AmbiguousArchitectureError",
+    "ArchitectureNotFoundError",
+    "CheckpointMismatchError",
+    "CheckpointReadError",
+    "CheckpointTableError",
+    "ConversionError",
+    "CorruptedFileError",
+    "DownloadError",
+    "EncoderDecoder",
+    "EvalProtocol",
+    "ExportError",
+    "PretrainedCfg",
+    "SegmentationModel",
+    "SegzooError",
+    "UnknownCheckpointError",
+    "UnknownFormatError",
+    "UnknownModelError",
+    "UnsafeCheckpointError",
+    "__version__",
+    "create_model",
+    "export_onnx",
+    "get_arch",
+    "get_pretrained_cfg",
+    "list_models",
+    "list_pretrained",
+    "load",
+    "predict",
+    "push_to_hub",
+    "save_pretrained",
 ]

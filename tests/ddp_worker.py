@@ -18,7 +18,7 @@ import torch
 
 import segzoo
 from segzoo.data import SyntheticDataModule
-from segzoo.lit import SegmentationModule
+from segzoo.training._module import SegmentationModule
 
 NUM_CLASSES = 3
 

@@ -186,13 +186,13 @@ class MarkStep(Callback):
 
 class LastCheckpointSteps(Callback):
     """Records, at the start of each training batch, the global step of the ``last.ckpt`` that
-    :class:`segzoo.lit.LastCheckpoint` has written so far (None while there is none): ``seen[step]``."""
+    :class:`segzoo.training.LastCheckpoint` has written so far (None while there is none): ``seen[step]``."""
 
     def __init__(self):
         self.seen: dict[int, int | None] = {}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        from segzoo.lit import LastCheckpoint
+        from segzoo.training._module import LastCheckpoint
 
         (callback,) = [c for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
         path = Path(callback.dirpath) / "last.ckpt"

@@ -11,9 +11,13 @@ import transformers
 from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 
 import segzoo
-from segzoo import registry
-from segzoo.arch_from_weights import AmbiguousArchitectureError, ArchitectureNotFoundError, infer_architecture
-from segzoo.convert import CONVERTERS, ConversionError, detect_format
+import segzoo.models._registry as registry
+from segzoo.checkpoints._arch_from_weights import (
+    AmbiguousArchitectureError,
+    ArchitectureNotFoundError,
+    infer_architecture,
+)
+from segzoo.checkpoints._convert import CONVERTERS, ConversionError, detect_format
 
 REAL_ARCHS = segzoo.list_models()
 

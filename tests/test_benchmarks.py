@@ -6,9 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from fake_datasets import make_ade20k
+from PIL import Image
 
 import segzoo
 

@@ -17,8 +17,8 @@ from huggingface_hub import constants
 from test_load import hf_segformer_b0, serve_hf_model
 
 import segzoo
-from segzoo import hub
-from segzoo.pretrained import get_pretrained_cfg
+import segzoo.checkpoints._download as hub
+from segzoo.checkpoints._table import get_pretrained_cfg
 
 REPO = "nvidia/segformer-b0-finetuned-ade-512-512"  # the source of the table row segformer-b0-ade
 ROOT = Path(__file__).resolve().parents[1]

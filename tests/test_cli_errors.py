@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 import segzoo
-from segzoo import cli
-from segzoo.cli import main
-from segzoo.hub import CorruptedFileError, UnknownFormatError, UnsafeCheckpointError, read_state_dict
+import segzoo._cli as cli
+from segzoo import CorruptedFileError, UnknownFormatError, UnsafeCheckpointError
+from segzoo._cli import main
+from segzoo.checkpoints import read_state_dict
 
 
 @pytest.fixture
@@ -167,7 +168,7 @@ def test_cli_keeps_the_traceback_of_an_error_that_is_not_the_users(photos, tmp_p
     def broken_predict(*args, **kwargs):
         raise ValueError("a bug inside predict")
 
-    monkeypatch.setattr("segzoo.inference.predict", broken_predict)
+    monkeypatch.setattr("segzoo.inference._predict.predict", broken_predict)
     with pytest.raises(ValueError, match="a bug inside predict"):
         main([*PREDICT, str(photos), "--out", str(tmp_path / "out")])
 

@@ -8,9 +8,16 @@ import torch
 from PIL import Image
 
 import segzoo
-from segzoo.cli import main, save_label_map
-from segzoo.inference import predict
-from segzoo.visualize import colorize, default_palette, denormalize, overlay, overlay_with_legend, side_by_side
+from segzoo._cli import main, save_label_map
+from segzoo.inference._predict import predict
+from segzoo.inference._visualize import (
+    colorize,
+    default_palette,
+    denormalize,
+    overlay,
+    overlay_with_legend,
+    side_by_side,
+)
 
 
 @pytest.fixture
@@ -86,7 +93,7 @@ def test_predict_loads_a_local_checkpoint_with_arch(images, tmp_path):
 
 
 def test_predict_with_a_saved_model_folder_uses_its_classes_and_palette(images, tmp_path):
-    from segzoo.hub import save_pretrained
+    from segzoo import save_pretrained
 
     folder, _ = images
     model = segzoo.create_model("segformer-test", num_classes=150)
@@ -127,7 +134,7 @@ def test_list_prints_architectures(capsys):
     assert "segformer-test" in printed and "setr-naive-b16" not in printed
     assert main(["list", "segformer-b0*"]) == 0
     printed = capsys.readouterr().out
-    assert "  segformer-b0\n" in printed and "checkpoints:\n" in printed and "segformer-b0-ade" in printed
+    assert "  segformer-b0\n" in printed and "checkpoints (segzoo.load):\n" in printed and "segformer-b0-ade" in printed
     assert "segmenter" not in printed
 
 

@@ -8,7 +8,7 @@ import torch
 from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 
 import segzoo
-from segzoo.convert import (
+from segzoo.checkpoints._convert import (
     CONVERTERS,
     ConversionError,
     adapt_to_model,

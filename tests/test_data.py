@@ -39,8 +39,8 @@ from segzoo.data import (
     SyntheticDataModule,
     build_train_transform,
 )
-from segzoo.data.base import seed_worker_transform
-from segzoo.data.transforms import keep_ratio_size, seed_transform
+from segzoo.data._base import seed_worker_transform
+from segzoo.data._transforms import keep_ratio_size, seed_transform
 
 SMALL = {"crop_size": 32, "batch_size": 2, "num_workers": 0}
 

@@ -16,8 +16,8 @@ from inference_toys import PixelModel
 from PIL import Image
 
 import segzoo
+from segzoo._preprocessing import EvalProtocol
 from segzoo.data import ADE20KDataModule
-from segzoo.preprocessing import EvalProtocol
 
 
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -163,5 +163,5 @@ def test_mmseg_vit_files_without_patch_bias_load_with_a_zero_bias(tmp_path, capl
     assert sum("no patch embedding bias" in r.message for r in caplog.records) == 1
     state["backbone.something_else.weight"] = torch.zeros(1)  # every other unexpected key stays an error
     torch.save({"state_dict": state}, path)
-    with pytest.raises(segzoo.convert.ConversionError, match="something_else"):
+    with pytest.raises(segzoo.ConversionError, match="something_else"):
         segzoo.load("segmenter-test-linear", checkpoint=path)

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 import segzoo
-from segzoo.cli import main
-from segzoo.export import export_onnx, verify_onnx
+from segzoo._cli import main
+from segzoo.inference._export import export_onnx, verify_onnx
 
 FAMILIES = ["segformer-test", "segmenter-test-mask", "setr-test-pup"]
 
@@ -61,7 +61,7 @@ class _DataDependent(nn.Module):
 
 
 def test_export_falls_back_to_the_torchscript_exporter(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="segzoo.export"):
+    with caplog.at_level(logging.WARNING, logger="segzoo"):
         max_diff = export_onnx(_DataDependent(), tmp_path / "toy.onnx", height=32, width=48)
     assert max_diff < 1e-5
     assert "TorchScript-based ONNX exporter" in caplog.text

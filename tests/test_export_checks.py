@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from segzoo.cli import main
-from segzoo.export import ExportError, export_onnx, written_opset
+from segzoo._cli import main
+from segzoo.inference._export import ExportError, export_onnx, written_opset
 
 
 class _Normed(nn.Module):

@@ -13,20 +13,22 @@ from huggingface_hub import constants
 from safetensors.torch import load_file, save
 
 import segzoo
-from segzoo.hub import (
+from segzoo import (
     CorruptedFileError,
     DownloadError,
     UnknownFormatError,
     UnsafeCheckpointError,
+    push_to_hub,
+    save_pretrained,
+)
+from segzoo.checkpoints._download import (
     download_file,
     parse_hf_hub_id,
-    push_to_hub,
     read_state_dict,
-    save_pretrained,
     snapshot,
     url_cache_path,
 )
-from segzoo.pretrained import Source, get_pretrained_cfg
+from segzoo.checkpoints._table import Source, get_pretrained_cfg
 
 
 def _tensors_bytes() -> tuple[dict[str, torch.Tensor], bytes]:

@@ -25,4 +25,4 @@ def test_datamodules_still_import_from_segzoo_data():
     import segzoo.data
     from segzoo.data import ADE20KDataModule, FolderDataModule
 
-    assert segzoo.data.ADE20KDataModule is ADE20KDataModule and FolderDataModule.__module__ == "segzoo.data.folder"
+    assert segzoo.data.ADE20KDataModule is ADE20KDataModule and FolderDataModule.__module__ == "segzoo.data._folder"

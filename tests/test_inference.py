@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from inference_toys import PixelModel, RampModel, WindowMeanModel
 from PIL import Image
 
-from segzoo.inference import (
+from segzoo.inference._predict import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     inference,

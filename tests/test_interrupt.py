@@ -22,10 +22,10 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))
 
-from segzoo.lit import CheckpointReadError
-from train import CheckpointMismatchError, cli_main, main
+from segzoo.training._module import CheckpointReadError
+from segzoo import CheckpointMismatchError
+from segzoo.training import cli_main, main
 
 TRAIN = str(REPO / "train.py")
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lit_helpers import ColourDataModule, TinySegNet, quiet_trainer
 
-from segzoo.lit import SegmentationModule, segmentation_metrics
-from segzoo.optim import PolyLR, poly_warmup_lr
+from segzoo.training._module import SegmentationModule, segmentation_metrics
+from segzoo.training._optim import PolyLR, poly_warmup_lr
 
 
 class LossRecorder(Callback):
@@ -267,7 +267,7 @@ def test_init_from_weights_file_for_a_registry_architecture(tmp_path):
 def test_mask_writer_and_checkpoint_reload(tmp_path):
     from PIL import Image
 
-    from segzoo.lit import MaskWriter
+    from segzoo.training._module import MaskWriter
 
     torch.manual_seed(0)
     module = SegmentationModule(TinySegNet(), num_classes=3)

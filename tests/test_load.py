@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 
 import segzoo
-from segzoo import pretrained
-from segzoo.convert import ConversionError
-from segzoo.pretrained import Source
+import segzoo.checkpoints._table as pretrained
+from segzoo.checkpoints._convert import ConversionError
+from segzoo.checkpoints._table import Source
 
 
 def torch_bytes(obj) -> bytes:

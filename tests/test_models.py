@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import segzoo
-from segzoo.registry import ARCHS, MIT_SIZES, VIT_SIZES
+from segzoo.models._registry import ARCHS, MIT_SIZES, VIT_SIZES
 
 ALL = segzoo.list_models()
 
@@ -134,7 +134,7 @@ def test_segformer_matches_transformers(size, tmp_path):
     import transformers
     from safetensors.torch import load_file
 
-    from segzoo.convert import convert_transformers_segformer
+    from segzoo.checkpoints._convert import convert_transformers_segformer
 
     dims = MIT_SIZES[size]
     config = transformers.SegformerConfig(

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import segzoo
-from segzoo import inference
-from segzoo.inference import _resize, _run, merge_multiscale_flip
-from segzoo.preprocessing import EvalProtocol
+import segzoo.inference._predict as inference
+from segzoo._preprocessing import EvalProtocol
+from segzoo.inference._predict import _resize, _run, merge_multiscale_flip
 
 
 def full_resolution_logits(model, image, tta):

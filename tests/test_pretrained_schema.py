@@ -1,4 +1,4 @@
-"""The checkpoint table (checkpoints.yaml -> segzoo.pretrained) and the class metadata (segzoo.data.classes)."""
+"""The checkpoint table (checkpoints.yaml -> segzoo.PretrainedCfg) and the class metadata (segzoo.checkpoints._datasets)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 import segzoo
-from segzoo.data.classes import DATASETS
-from segzoo.pretrained import (
+from segzoo.checkpoints._datasets import DATASETS
+from segzoo.checkpoints._table import (
     FORMATS,
     NAME_PATTERN,
     CheckpointTableError,
@@ -24,8 +24,8 @@ from segzoo.pretrained import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = list_pretrained()
-SEGMENTATION = list_pretrained(encoders=False)
+NAMES = list_pretrained() + list_pretrained(kind="encoder")
+SEGMENTATION = list_pretrained()
 ENCODERS = [name for name in NAMES if name not in SEGMENTATION]
 
 # The checkpoints issue 3 asks for, at least.
@@ -147,7 +147,7 @@ def test_list_pretrained_filters():
         "segformer-b0-cityscapes-512",
         "segformer-b0-cityscapes-mmseg",
     ]
-    assert "mit-b0" in list_pretrained("mit-*") and "mit-b0" not in SEGMENTATION
+    assert "mit-b0" in list_pretrained("mit-*", kind="encoder") and "mit-b0" not in SEGMENTATION
 
 
 @pytest.mark.parametrize(

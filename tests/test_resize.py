@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import segzoo
-from segzoo.models import resize as rz
+import segzoo.models._resize as rz
 
 
 def channels_last(*shape, dtype=torch.bfloat16, seed=0):
@@ -85,7 +85,7 @@ def test_segformer_bf16_takes_the_fast_paths_and_matches_fp32(monkeypatch, two_t
     for name in ("resize_and_sum", "_upsample_by_phases"):
         original = getattr(rz, name)
         monkeypatch.setattr(rz, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
-    import segzoo.models.segformer as segformer_module
+    import segzoo.models.heads.segformer as segformer_module
     monkeypatch.setattr(segformer_module, "resize_and_sum", rz.resize_and_sum)
     torch.manual_seed(0)
     model = segzoo.create_model("segformer-test", num_classes=7).eval()

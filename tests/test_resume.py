@@ -14,9 +14,8 @@ import torch
 from lit_helpers import SimulatedKill
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from train import cli_main
+from segzoo.training import cli_main
 
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 # 8 steps (2 epochs of 4 batches), a warm-up and poly decay, the learning rate logged every step, validation and

@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import segzoo
-from segzoo.convert import CONVERTERS, ConversionError, convert_mmseg, detect_format, unwrap_checkpoint
-from segzoo.models.segformer import MmsegSegformerHead
-from segzoo.pretrained import get_encoder_cfg, get_pretrained_cfg
+from segzoo.checkpoints._convert import CONVERTERS, ConversionError, convert_mmseg, detect_format, unwrap_checkpoint
+from segzoo.checkpoints._table import get_encoder_cfg, get_pretrained_cfg
+from segzoo.models.heads.segformer import MmsegSegformerHead
 
 # ------------------------------------------------------------------------------------------------ head fast path
 
@@ -448,8 +448,7 @@ def test_pretrained_encoder_reads_mmsegs_imagenet_file(tmp_path, monkeypatch):
     stand-in with mit2mmseg.py's layout, served instead of the download) fills the whole encoder."""
     from huggingface_hub import constants
 
-    from segzoo import hub
-
+    import segzoo.checkpoints._download as hub
     imagenet = {k[len("backbone."):]: v for k, v in mmseg_b0_state_dict(seed=3).items() if k.startswith("backbone.")}
     path = tmp_path / "mit_b0_20220624-7e0fe6dd.pth"
     torch.save(imagenet, path)

@@ -13,9 +13,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from train import cli_main
+from segzoo.training import cli_main
 
 CONFIGS = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").rglob("*.yaml"))
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")

@@ -1,49 +1,34 @@
-"""Datasets, transforms and LightningDataModules for semantic segmentation.
+"""Layer 4, the data side of training: datasets, albumentations transforms and LightningDataModules.
 
 DataModules: :class:`ADE20KDataModule`, :class:`CityscapesDataModule`, :class:`PascalContextDataModule`,
 :class:`COCOStuffDataModule`, :class:`FolderDataModule` (your own data) and :class:`SyntheticDataModule` (generated
 scenes, no files). Each exposes ``num_classes``, ``ignore_index`` (255), ``class_names`` and ``palette`` and takes
-``mean``/``std`` on the 0-255 scale, so ``model.pretrained_cfg["mean"]`` / ``["std"]`` can be passed in.
+``mean``/``std`` on the 0-255 scale, so ``model.pretrained_cfg["mean"]`` / ``["std"]`` can be passed in. Evaluation
+inputs are made by the checkpoint's :class:`segzoo.EvalProtocol` (``eval_protocol=``).
 """
 
-import importlib
+import os
 
-# Imported on first use (PEP 562): ``segzoo.data.classes`` serves loading and predicting, which must not pay for
-# Lightning and albumentations; ``from segzoo.data import X`` and LightningCLI's ``segzoo.data.X`` work as before.
-_EXPORTS = {
-    "ADE20KDataModule": "ade20k",
-    "SegmentationDataModule": "base",
-    "generate_palette": "base",
-    "CITYSCAPES_LABEL_TO_TRAIN_ID": "cityscapes",
-    "CityscapesDataModule": "cityscapes",
-    "COCOStuffDataModule": "coco_stuff",
-    "SegmentationDataset": "dataset",
-    "read_image": "dataset",
-    "read_mask": "dataset",
-    "FolderDataModule": "folder",
-    "PascalContextDataModule": "pascal_context",
-    "SyntheticDataModule": "synthetic",
-    "SyntheticSegmentationDataset": "synthetic",
-    "IGNORE_INDEX": "transforms",
-    "IMAGENET_MEAN": "transforms",
-    "IMAGENET_STD": "transforms",
-    "CatMaxRatioRandomCrop": "transforms",
-    "KeepRatioRescale": "transforms",
-    "PhotoMetricDistortion": "transforms",
-    "build_eval_transform": "transforms",
-    "build_train_transform": "transforms",
-}
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would otherwise look for updates online
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"segzoo.data.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'segzoo.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+from segzoo.data._ade20k import ADE20KDataModule  # noqa: E402
+from segzoo.data._base import SegmentationDataModule  # noqa: E402
+from segzoo.data._cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, CityscapesDataModule  # noqa: E402
+from segzoo.data._coco_stuff import COCOStuffDataModule  # noqa: E402
+from segzoo.data._dataset import SegmentationDataset, read_image, read_mask  # noqa: E402
+from segzoo.data._folder import FolderDataModule  # noqa: E402
+from segzoo.data._pascal_context import PascalContextDataModule  # noqa: E402
+from segzoo.data._synthetic import SyntheticDataModule, SyntheticSegmentationDataset  # noqa: E402
+from segzoo.data._transforms import (  # noqa: E402
+    IGNORE_INDEX,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CatMaxRatioRandomCrop,
+    KeepRatioRescale,
+    PhotoMetricDistortion,
+    build_eval_transform,
+    build_train_transform,
+)
 
 __all__ = [
     "CITYSCAPES_LABEL_TO_TRAIN_ID",
@@ -64,7 +49,6 @@ __all__ = [
     "SyntheticSegmentationDataset",
     "build_eval_transform",
     "build_train_transform",
-    "generate_palette",
     "read_image",
     "read_mask",
 ]

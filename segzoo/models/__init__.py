@@ -1,4 +1,5 @@
-"""Encoders, necks and heads (torch + timm only)."""
+"""Layer 1, the networks (torch + timm only): encoders, necks and heads, one file per family, and the registry
+that turns an architecture name into an :class:`EncoderDecoder`."""
 
 import sys
 
@@ -17,3 +18,8 @@ def _import_timm_without_wandb() -> None:
 
 
 _import_timm_without_wandb()
+
+from segzoo.models._encoder_decoder import EncoderDecoder  # noqa: E402  (after timm is imported without wandb)
+from segzoo.models._registry import ARCHS, Arch, build_model, get_arch, list_models  # noqa: E402
+
+__all__ = ["ARCHS", "Arch", "EncoderDecoder", "build_model", "get_arch", "list_models"]

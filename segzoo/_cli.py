@@ -1,4 +1,4 @@
-"""The ``segzoo`` console script: ``segzoo predict``, ``segzoo export`` and ``segzoo list``.
+"""The ``segzoo`` console script: ``segzoo predict``, ``segzoo export``, ``segzoo list`` and ``segzoo train``.
 
 Examples::
 
@@ -6,6 +6,7 @@ Examples::
     segzoo predict --arch segformer-b0 --num-classes 150 image.jpg --out out/   # random weights, to try the tool
     segzoo export --model segformer-b0-ade --format onnx --out segformer-b0-ade.onnx
     segzoo list "segformer*"
+    segzoo train fit --config configs/quickstart.yaml     # LightningCLI (segzoo.training), as python train.py
 
 A user error (a bad option, a missing file, an unknown name, a failed download) ends in one line
 ``segzoo <command>: error: <what is wrong and what to change>`` and exit status 2, as argparse does; anything else
@@ -24,10 +25,12 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
+from segzoo._errors import SegzooError
+
 __all__ = ["main"]
 
 
-class UsageError(Exception):
+class UsageError(SegzooError):
     """A user error found after parsing: ``main`` prints it as one line and exits with status 2."""
 
 
@@ -83,19 +86,6 @@ def _opset(text: str) -> int:
     if value > newest:
         raise argparse.ArgumentTypeError(f"the installed onnx knows opsets up to {newest}, got {value}")
     return value
-
-
-def _segzoo_errors() -> tuple[type[BaseException], ...]:
-    """segzoo's own error types for what the user asked (names, files, downloads): one line, no traceback."""
-    from segzoo.convert import ConversionError
-    from segzoo.export import ExportError
-    from segzoo.hub import CorruptedFileError, DownloadError, UnknownFormatError, UnsafeCheckpointError
-    from segzoo.pretrained import UnknownCheckpointError
-
-    return (
-        UsageError, UnknownCheckpointError, DownloadError, CorruptedFileError, UnknownFormatError,
-        UnsafeCheckpointError, ConversionError, ExportError,
-    )
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -156,13 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list architectures and pretrained checkpoints")
     listing.add_argument("pattern", nargs="?", help="wildcard filter, e.g. 'segformer*'")
+
+    # ``segzoo train ...`` hands every argument to the LightningCLI (see main); listed here for --help.
+    commands.add_parser("train", help="train, validate, test or predict with LightningCLI (as python train.py)",
+                        add_help=False)
     return parser
 
 
 def _check_model_args(args: argparse.Namespace) -> None:
     """The model options name something that exists; raises :class:`UsageError` saying what to change."""
-    import segzoo
-    from segzoo.registry import ARCHS
+    from segzoo.checkpoints._download import HF_HUB_PREFIX, parse_hf_hub_id
+    from segzoo.checkpoints._table import list_pretrained
+    from segzoo.models import ARCHS
 
     if not args.arch and not args.model:
         raise UsageError("give a model: --model NAME (checkpoint name, hf-hub:org/repo or local path), or --arch NAME")
@@ -173,9 +168,9 @@ def _check_model_args(args: argparse.Namespace) -> None:
     if args.arch and args.model:
         raise UsageError("give --model or --arch, not both (--arch with --checkpoint loads weights for it)")
     name = args.model
-    if name and name.startswith(segzoo.hub.HF_HUB_PREFIX):
+    if name and name.startswith(HF_HUB_PREFIX):
         try:
-            segzoo.hub.parse_hf_hub_id(name)
+            parse_hf_hub_id(name)
         except ValueError as err:
             raise UsageError(f"--model {err}") from err
     if name and not args.checkpoint and name in ARCHS:
@@ -183,7 +178,7 @@ def _check_model_args(args: argparse.Namespace) -> None:
             f"--model {name} is an architecture, which has no weights of its own: use --arch {name} for random "
             f"weights, add --checkpoint FILE for your weights, or pick a checkpoint: `segzoo list '{name}*'`"
         )
-    if name and name in segzoo.list_pretrained() and segzoo.pretrained.get_pretrained_cfg(name).is_encoder:
+    if name and name in list_pretrained(kind="encoder"):
         raise UsageError(f"--model {name} is an ImageNet encoder, not a segmentation model: pick a checkpoint from "
                          "`segzoo list`")
 
@@ -271,8 +266,8 @@ def run_predict(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.progress import track
 
-    from segzoo.inference import list_images, load_image, predict
-    from segzoo.visualize import default_palette, overlay_with_legend
+    from segzoo.inference._predict import list_images, load_image, predict
+    from segzoo.inference._visualize import default_palette, overlay_with_legend
 
     try:
         files = list_images(args.inputs)
@@ -327,7 +322,7 @@ def _local_sources(args: argparse.Namespace) -> list[Path]:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from segzoo.export import export_onnx
+    from segzoo.inference._export import export_onnx
 
     if args.out.is_dir():
         raise UsageError(f"--out {args.out} is a folder: give a file name, e.g. --out {args.out / 'model.onnx'}")
@@ -361,19 +356,27 @@ def run_list(args: argparse.Namespace) -> None:
     print("architectures:")
     for name in segzoo.list_models(args.pattern):
         print(f"  {name}")
-    print("checkpoints:")
+    print("checkpoints (segzoo.load):")
     for name in segzoo.list_pretrained(args.pattern):
+        print(f"  {name}")
+    print("encoder checkpoints (segzoo.create_model(arch, pretrained_encoder=name)):")
+    for name in segzoo.list_pretrained(args.pattern, kind="encoder"):
         print(f"  {name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``segzoo`` console script; returns the exit status (2 for a user error, as argparse)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from segzoo.training import main as train_main  # the training layer, imported only for this command
+
+        return train_main(argv[1:])
     args = build_parser().parse_args(argv)  # option errors: usage and one line, exit status 2
     commands = {"predict": run_predict, "export": run_export, "list": run_list}
     try:
         commands[args.command](args)
-    except _segzoo_errors() as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    except SegzooError as err:  # what the user asked for is wrong (names, files, downloads): one line
+        message = str(err)
         print(f"segzoo {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0

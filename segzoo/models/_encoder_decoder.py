@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .resize import resize
+from segzoo._preprocessing import EvalProtocol
+from segzoo.models._resize import resize
 
 
 class EncoderDecoder(nn.Module):
@@ -75,8 +76,6 @@ class EncoderDecoder(nn.Module):
         """The checkpoint's test pipeline and inference settings (:class:`segzoo.preprocessing.EvalProtocol`), from
         ``pretrained_cfg``: the one object ``predict``, the DataModules' evaluation and ``accuracy.py`` build inputs
         with."""
-        from ..preprocessing import EvalProtocol
-
         return EvalProtocol.from_pretrained_cfg(self.pretrained_cfg)
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -145,22 +144,12 @@ class EncoderDecoder(nn.Module):
         logits, padded = self.forward_head(x)
         return self._to_input_size(logits, padded, (x.shape[2], x.shape[3]))
 
-    def predict(self, image_or_images, **kwargs):
-        """Label map(s) at the input size, with this checkpoint's preprocessing (:func:`segzoo.inference.predict`)."""
-        from ..inference import predict
 
-        return predict(self, image_or_images, **kwargs)
-
-    def export_onnx(self, path, **kwargs):
-        """ONNX export with dynamic batch, height and width, verified with onnxruntime (:func:`segzoo.export.export_onnx`)."""
-        from ..export import export_onnx
-
-        return export_onnx(self, path, **kwargs)
 
     def __prepare_scriptable__(self):
         # torch.jit.script calls this first: say what works instead of failing deep inside timm or torch
         raise RuntimeError(
-            "torch.jit.script does not support segzoo models: use torch.export.export or model.export_onnx(...) "
+            "torch.jit.script does not support segzoo models: use torch.export.export or segzoo.export_onnx(model, path) "
             "(any input size), or torch.jit.trace(model, example) (valid at the traced size only)"
         )
 
@@ -169,17 +158,7 @@ class EncoderDecoder(nn.Module):
         self.auxiliary_head = nn.ModuleList()
         self.aux_weights = []
 
-    def save_pretrained(self, folder, **kwargs):
-        """Write ``model.safetensors``, ``config.json`` and a model card to ``folder`` (see ``segzoo.hub``)."""
-        from ..hub import save_pretrained
 
-        return save_pretrained(self, folder, **kwargs)
-
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        """Save to a temporary folder and upload it to the Hugging Face Hub repository ``repo_id``."""
-        from ..hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
 
     def class_specific_parameters(self) -> list[str]:
         """Names of the parameters and buffers whose shape depends on the number of classes.

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from segzoo.data.base import FileSegmentationDataModule, load_class_names, masks_for_images, require_dirs
-from segzoo.data.dataset import reduce_zero_label_map
+from segzoo.data._base import FileSegmentationDataModule, load_class_names, masks_for_images, require_dirs
+from segzoo.data._dataset import reduce_zero_label_map
 
 ADE20K_LAYOUT = """
 <data_root>/                      (the folder holding ADEChallengeData2016, or ADEChallengeData2016 itself)
@@ -35,7 +35,7 @@ class ADE20KDataModule(FileSegmentationDataModule):
         crop_size: Training crop; 640 for the largest models.
         scale: Base scale of the training rescale.
         eval_scale: Keep-ratio resize of validation images.
-        **kwargs: Other :class:`~segzoo.data.base.SegmentationDataModule` arguments (``batch_size``, ``num_workers``,
+        **kwargs: Other :class:`~segzoo.data.SegmentationDataModule` arguments (``batch_size``, ``num_workers``,
             ``mean``, ``std``, ``ratio_range``, ``cat_max_ratio``, ...).
     """
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from segzoo.data.transforms import IGNORE_INDEX, build_eval_transform
+from segzoo.data._transforms import IGNORE_INDEX, build_eval_transform
 
 Transform = Callable[..., dict[str, Any]]
 

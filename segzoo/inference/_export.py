@@ -26,19 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from segzoo._errors import ExportError
+
 __all__ = ["ExportError", "export_onnx", "verify_onnx"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("segzoo")
 
 # Sizes for verification: odd, so that no patch size or stride divides them (a graph that took a "no padding needed"
 # branch at tracing time fails here), different heights and widths, batch 1 and 2.
 _VERIFY_SIZES = ((1, 67, 93), (2, 97, 75))
 # Protobuf files cannot exceed 2 GB; bigger models keep their weights in a side file ``<name>.onnx.data``.
 _SINGLE_FILE_LIMIT = 1_800_000_000
-
-
-class ExportError(RuntimeError):
-    """The exported graph failed a check (opset, onnxruntime, agreement with PyTorch); nothing was written."""
 
 
 def _parameter_bytes(model: nn.Module) -> int:

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from segzoo.data.base import FileSegmentationDataModule, load_class_names, masks_for_images, require_dirs
-from segzoo.data.dataset import identity_label_map, label_map_from_dict
+from segzoo.data._base import FileSegmentationDataModule, load_class_names, masks_for_images, require_dirs
+from segzoo.data._dataset import identity_label_map, label_map_from_dict
 
 # labelId -> trainId for the 19 evaluated classes, from cityscapesScripts' labels.py; every other id -> 255.
 CITYSCAPES_LABEL_TO_TRAIN_ID = {
@@ -45,7 +45,7 @@ class CityscapesDataModule(FileSegmentationDataModule):
         crop_size: Training crop.
         scale: Base scale of the training rescale.
         eval_scale: Keep-ratio resize of validation images, ``None`` for full resolution.
-        **kwargs: Other :class:`~segzoo.data.base.SegmentationDataModule` arguments.
+        **kwargs: Other :class:`~segzoo.data.SegmentationDataModule` arguments.
     """
 
     dataset_name = "Cityscapes"

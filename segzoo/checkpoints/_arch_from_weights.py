@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-from .convert import ConversionError
-from .registry import ARCHS, ENCODERS, MIT_SIZES, VIT_SIZES, Arch, create_model
+from segzoo._errors import AmbiguousArchitectureError, ArchitectureNotFoundError
+from segzoo.checkpoints._convert import ConversionError
+from segzoo.models._registry import ARCHS, ENCODERS, MIT_SIZES, VIT_SIZES, Arch, build_model
 
 log = logging.getLogger("segzoo")
 
@@ -44,18 +45,6 @@ _MMSEG_CONFIG_ARGS = [
     ("decode_head", "num_layers", "decoder_args", "depth"),
     ("decode_head", "num_heads", "decoder_args", "num_heads"),
 ]
-
-
-class ArchitectureNotFoundError(ConversionError):
-    """No architecture in the registry has these weights."""
-
-
-class AmbiguousArchitectureError(ConversionError):
-    """Several architectures fit these weights; ``candidates`` names them."""
-
-    def __init__(self, message: str, candidates: list[str]):
-        super().__init__(message)
-        self.candidates = candidates
 
 
 @dataclass(frozen=True)
@@ -230,7 +219,7 @@ def _signature(row: Arch) -> _Signature:
     """The key names and shapes of ``row``'s model (built on the meta device once per process and row)."""
     cached = _SIGNATURES.get(row.name)
     if cached is None or cached[0] is not row:
-        model = create_model(row.name, num_classes=_PROBE_CLASSES, aux_heads=False, device="meta")
+        model = build_model(row.name, num_classes=_PROBE_CLASSES, aux_heads=False, device="meta")
         patch = model.backbone.patch_embed.patch_size[0] if hasattr(model.backbone, "pos_embed") else None
         cached = (row, _Signature({k: tuple(v.shape) for k, v in model.state_dict().items()}, patch))
         _SIGNATURES[row.name] = cached

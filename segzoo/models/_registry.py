@@ -1,6 +1,6 @@
 """The architecture registry: every variant is a row of plain data, and one builder turns a row into a model.
 
-Architecture names (``segformer-b2``, ``segmenter-s16-mask``, ``setr-pup-l16``) are what :func:`create_model` builds
+Architecture names (``segformer-b2``, ``segmenter-s16-mask``, ``setr-pup-l16``) are what :func:`build_model` builds
 with fresh weights; checkpoint names (``segformer-b2-ade``) live in ``checkpoints.yaml`` and each names its
 architecture. The two name spaces are never parsed into each other.
 """
@@ -14,12 +14,13 @@ from typing import Any
 
 from torch import nn
 
-from .models.encoder_decoder import EncoderDecoder
-from .models.mit import MixTransformer
-from .models.segformer import MmsegSegformerHead, SegformerHead
-from .models.segmenter import LinearHead, MaskTransformer
-from .models.setr import MlaNeck, SetrMlaHead, SetrUpHead
-from .models.vit import ViTEncoder, hybrid_vit_encoder
+from segzoo._errors import UnknownModelError
+from segzoo.models._encoder_decoder import EncoderDecoder
+from segzoo.models.encoders.mit import MixTransformer
+from segzoo.models.encoders.vit import ViTEncoder, hybrid_vit_encoder
+from segzoo.models.heads.segformer import MmsegSegformerHead, SegformerHead
+from segzoo.models.heads.segmenter import LinearHead, MaskTransformer
+from segzoo.models.heads.setr import MlaNeck, SetrMlaHead, SetrUpHead
 
 ENCODERS = {"vit": ViTEncoder, "hybrid_vit": hybrid_vit_encoder, "mit": MixTransformer}
 NECKS = {"mla": MlaNeck}
@@ -234,7 +235,7 @@ def get_arch(name: str) -> Arch:
     if name not in ARCHS:
         close = difflib.get_close_matches(name, ARCHS, n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown architecture {name!r}.{hint} See segzoo.list_models() for all names.")
+        raise UnknownModelError(f"unknown architecture {name!r}.{hint} See segzoo.list_models() for all names.")
     return ARCHS[name]
 
 
@@ -245,7 +246,7 @@ def check_num_classes(num_classes: object) -> int:
     return num_classes
 
 
-def create_model(
+def build_model(
     name: str,
     *,
     num_classes: int = 150,
@@ -256,12 +257,12 @@ def create_model(
     encoder_args: dict[str, Any] | None = None,
     decoder_args: dict[str, Any] | None = None,
     neck_args: dict[str, Any] | None = None,
-    pretrained_encoder: bool = False,
     unpad: str | None = None,
     device=None,
     dtype=None,
+    model_cls: type[EncoderDecoder] = EncoderDecoder,
 ) -> EncoderDecoder:
-    """Build architecture ``name`` with fresh weights.
+    """Build architecture ``name`` with fresh weights (``segzoo.create_model`` adds pretrained encoder weights).
 
     Args:
         name: An architecture name from :func:`list_models`.
@@ -272,11 +273,10 @@ def create_model(
         in_chans: Input channels.
         encoder_args, decoder_args, neck_args: Overrides merged into the registry row (e.g. a narrower
             ``embed_dim`` for tests).
-        pretrained_encoder: Initialise the encoder from the ImageNet checkpoint ``checkpoints.yaml`` lists for this
-            architecture (downloaded once; position embeddings resampled to ``img_size``).
         unpad: ``"resize"`` or ``"crop"``: how logits of an input padded to whole patches return to the input size
             (default: the registry row's, mmsegmentation's ``"resize"``; the official Segmenter code crops).
         device: Build on this device (``"meta"`` builds without allocating memory).
+        model_cls: The class to build: :class:`EncoderDecoder` or a subclass (``segzoo.SegmentationModel``).
 
     Returns:
         An :class:`~segzoo.models.encoder_decoder.EncoderDecoder`; ``model(x)`` gives B×K×H×W logits.
@@ -305,7 +305,7 @@ def create_model(
 
     decode_head = build_head(arch.decoder, dict(arch.decoder_args, **(decoder_args or {})))
     aux = [build_head(kind, args) for kind, args in arch.aux_heads] if aux_heads else []
-    model = EncoderDecoder(
+    model = model_cls(
         backbone, decode_head, neck=neck, auxiliary_heads=aux, aux_weights=[arch.aux_weight] * len(aux),
         pad_to_multiple=arch.pad_to_multiple, unpad=unpad or arch.unpad, in_chans=in_chans,
     )
@@ -313,8 +313,4 @@ def create_model(
     overrides = dict(img_size=img_size, drop_path_rate=drop_path_rate, encoder_args=encoder_args,
                      decoder_args=decoder_args, neck_args=neck_args, unpad=unpad)
     model.build_args = {k: v for k, v in overrides.items() if v is not None} | ({"in_chans": in_chans} if in_chans != 3 else {})
-    if pretrained_encoder:
-        from .load import load_encoder_weights
-
-        load_encoder_weights(model)
     return model

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from segzoo.data.base import FileSegmentationDataModule, generate_palette, missing_layout_error
-from segzoo.data.dataset import reduce_zero_label_map
+from segzoo.data._base import FileSegmentationDataModule, generate_palette, missing_layout_error
+from segzoo.data._dataset import reduce_zero_label_map
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -67,7 +67,7 @@ class FolderDataModule(FileSegmentationDataModule):
         crop_size: Training crop.
         scale: Base scale of the training rescale, e.g. ``(2048, 512)`` (short side 512 at ratio 1).
         eval_scale: Keep-ratio resize of validation images, ``None`` for full resolution.
-        **kwargs: Other :class:`~segzoo.data.base.SegmentationDataModule` arguments.
+        **kwargs: Other :class:`~segzoo.data.SegmentationDataModule` arguments.
     """
 
     dataset_name = "Folder dataset"

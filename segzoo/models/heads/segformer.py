@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvBNReLU
-from .resize import resize, resize_and_sum, use_matrix_resize
+from segzoo.models._layers import ConvBNReLU
+from segzoo.models._resize import resize, resize_and_sum, use_matrix_resize
 
 
 class MLP(nn.Module):

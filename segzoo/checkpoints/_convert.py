@@ -12,13 +12,11 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from segzoo._errors import ConversionError
+
 log = logging.getLogger("segzoo")
 
 StateDict = dict[str, torch.Tensor]
-
-
-class ConversionError(ValueError):
-    """A checkpoint's keys do not match the format it was read as."""
 
 
 def rename_keys(state_dict: Mapping[str, torch.Tensor], rules: list[tuple[str, str | Callable]], fmt: str) -> StateDict:

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor, nn
 
-from .models.resize import interpolation_matrix
-from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol, keep_ratio_size
+from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol, keep_ratio_size
+from segzoo.models._resize import interpolation_matrix
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -606,7 +606,7 @@ def predict(
             tensor / B×H×W×C array.
         mode: ``"whole"`` or ``"slide"``; defaults to ``pretrained_cfg["eval_mode"]``, else whole.
         tta: Multi-scale + flip test-time augmentation as the checkpoint's published multi-scale score was computed
-            (``pretrained_cfg["tta"]``: mmseg 0.x or 1.x, see :mod:`segzoo.preprocessing`).
+            (``pretrained_cfg["tta"]``: mmseg 0.x or 1.x, see :mod:`segzoo._preprocessing`).
         crop_size: Window size for slide mode; defaults to ``pretrained_cfg["crop_size"]``.
         stride: Window stride for slide mode; defaults to ``pretrained_cfg["stride"]``.
         batch_size: Images (whole mode) or windows (slide mode) per forward pass.

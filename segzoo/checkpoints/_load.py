@@ -25,11 +25,16 @@ from urllib.request import url2pathname
 import torch
 from huggingface_hub import constants
 
-from . import hub
-from .convert import CONVERTERS, ConversionError, adapt_to_model, detect_format, unwrap_checkpoint
-from .models.encoder_decoder import EncoderDecoder
-from .pretrained import PretrainedCfg, UnknownCheckpointError, get_encoder_cfg, get_pretrained_cfg, list_pretrained
-from .registry import ARCHS, check_num_classes, create_model
+import segzoo.checkpoints._download as hub
+from segzoo.checkpoints._convert import CONVERTERS, ConversionError, adapt_to_model, detect_format, unwrap_checkpoint
+from segzoo.checkpoints._table import (
+    PretrainedCfg,
+    get_encoder_cfg,
+    get_pretrained_cfg,
+    list_pretrained,
+)
+from segzoo.models._encoder_decoder import EncoderDecoder
+from segzoo.models._registry import ARCHS, MIT_SIZES, build_model, check_num_classes
 
 log = logging.getLogger("segzoo")
 
@@ -40,14 +45,8 @@ FORMAT_MODEL_ARGS = {
     "segmenter-official": {"encoder_args": {"pos_embed_interp": "bilinear", "norm_eps": 1e-5}, "unpad": "crop"},
 }
 
-MIT_BY_WIDTHS = {  # transformers SegFormer config (hidden_sizes, depths) -> our architecture
-    ((32, 64, 160, 256), (2, 2, 2, 2)): "segformer-b0",
-    ((64, 128, 320, 512), (2, 2, 2, 2)): "segformer-b1",
-    ((64, 128, 320, 512), (3, 4, 6, 3)): "segformer-b2",
-    ((64, 128, 320, 512), (3, 4, 18, 3)): "segformer-b3",
-    ((64, 128, 320, 512), (3, 8, 27, 3)): "segformer-b4",
-    ((64, 128, 320, 512), (3, 6, 40, 3)): "segformer-b5",
-}
+# transformers SegFormer config (hidden_sizes, depths) -> our architecture, derived from the registry's MiT sizes
+MIT_BY_WIDTHS = {(size["embed_dims"], size["depths"]): f"segformer-{name}" for name, size in MIT_SIZES.items()}
 
 
 def load(
@@ -57,6 +56,7 @@ def load(
     num_classes: int | None = None,
     map_location: str | torch.device = "cpu",
     cache_dir: str | Path | None = None,
+    model_cls: type[EncoderDecoder] = EncoderDecoder,
     **model_args: Any,
 ) -> EncoderDecoder:
     """A pretrained model in eval mode, with ``model.pretrained_cfg`` holding its preprocessing and evaluation.
@@ -70,7 +70,8 @@ def load(
             (fine-tuning on a new dataset).
         map_location: Device for the weights and the model.
         cache_dir: Hugging Face hub cache folder (default ``HF_HUB_CACHE``).
-        **model_args: Extra ``create_model`` overrides (``drop_path_rate``, ``aux_heads``, ...).
+        model_cls: The class to build (``segzoo.load`` gives ``segzoo.SegmentationModel``).
+        **model_args: Extra ``build_model`` overrides (``drop_path_rate``, ``aux_heads``, ...).
     """
     name = str(name)
     if num_classes is not None:
@@ -78,11 +79,12 @@ def load(
     repo = hub.parse_hf_hub_id(name)
     if repo is not None:
         folder = hub.snapshot(*repo, cache_dir=cache_dir, allow_patterns=["*.json", "*.safetensors", "*.bin"])
-        return _finish(_load_folder(folder, model_args), num_classes, map_location)
+        return _finish(_load_folder(folder, model_args, model_cls), num_classes, map_location)
     if checkpoint is None:
         path = Path(name).expanduser()
         if path.exists():
-            loaded = _load_folder(path, model_args) if path.is_dir() else _load_self_described_file(path, model_args)
+            loaded = (_load_folder(path, model_args, model_cls) if path.is_dir()
+                      else _load_self_described_file(path, model_args, model_cls))
             return _finish(loaded, num_classes, map_location)
         _refuse_unloadable_name(name)
 
@@ -100,10 +102,11 @@ def load(
     else:
         path = _local_or_downloaded(checkpoint, cache_dir)
         if path.is_dir():
-            return _finish(_load_folder(path, args, expected_arch=arch, cfg=cfg), num_classes, map_location)
+            return _finish(_load_folder(path, args, model_cls, expected_arch=arch, cfg=cfg), num_classes, map_location)
         state, fmt = _read_converted(path)
     args = _with_format_numerics(args, fmt)
-    model = create_model(arch, num_classes=cfg.num_classes if cfg else _head_classes(state, arch), **args)
+    num_classes_saved = cfg.num_classes if cfg else _head_classes(state, arch)
+    model = build_model(arch, num_classes=num_classes_saved, model_cls=model_cls, **args)
     _load_weights(model, state, fmt, source=str(path))
     if cfg is not None:
         model.pretrained_cfg = cfg.to_dict()
@@ -132,7 +135,7 @@ def _refuse_unloadable_name(name: str) -> None:
             "folder): check the path"
         )
     if name in ARCHS:
-        ckpts = [n for n in list_pretrained(encoders=False) if get_pretrained_cfg(n).arch == name]
+        ckpts = [n for n in list_pretrained() if get_pretrained_cfg(n).arch == name]
         known = f"; its published checkpoints: {', '.join(ckpts)}" if ckpts else ""
         raise ValueError(
             f"{name!r} is an architecture, which has no weights of its own: segzoo.create_model({name!r}, "
@@ -258,7 +261,8 @@ def _write_atomically(state: dict[str, torch.Tensor], target: Path) -> bool:
 
 
 def _load_folder(
-    folder: Path, model_args: dict, expected_arch: str | None = None, cfg: PretrainedCfg | None = None
+    folder: Path, model_args: dict, model_cls: type[EncoderDecoder], expected_arch: str | None = None,
+    cfg: PretrainedCfg | None = None,
 ) -> EncoderDecoder:
     """A segzoo folder (``config.json`` with ``architecture``) or a transformers SegFormer folder."""
     config_path = folder / "config.json"
@@ -285,7 +289,7 @@ def _load_folder(
         raise ConversionError(f"{config_path} describes neither a segzoo model nor a transformers SegFormer")
     if expected_arch and arch != expected_arch:
         raise ConversionError(f"{folder} holds a {arch}, not a {expected_arch}")
-    model = create_model(arch, num_classes=num_classes, **args)
+    model = build_model(arch, num_classes=num_classes, model_cls=model_cls, **args)
     state, fmt = _read_converted(weights)
     _load_weights(model, state, fmt, source=str(weights))
     model.pretrained_cfg = pretrained_cfg or (cfg.to_dict() if cfg is not None else {})
@@ -294,19 +298,19 @@ def _load_folder(
     return model
 
 
-def _load_self_described_file(path: Path, model_args: dict) -> EncoderDecoder:
+def _load_self_described_file(path: Path, model_args: dict, model_cls: type[EncoderDecoder]) -> EncoderDecoder:
     """A file beside its ``config.json``, or a bare weights file whose architecture its keys and shapes tell
-    (``segzoo.arch_from_weights``), loaded as ``load(<architecture>, checkpoint=path)`` loads it."""
+    (``segzoo.checkpoints._arch_from_weights``), loaded as ``load(<architecture>, checkpoint=path)`` loads it."""
     if path.suffix == ".safetensors" and (path.parent / "config.json").exists():
-        return _load_folder(path.parent, model_args)
-    from .arch_from_weights import infer_architecture
+        return _load_folder(path.parent, model_args, model_cls)
+    from segzoo.checkpoints._arch_from_weights import infer_architecture
 
     header = _read_without_weights(path)
     state = unwrap_checkpoint(header)
     if isinstance(header.get("hyper_parameters"), dict) and all(k.startswith("model.") for k in state):
         raise ValueError(
             f"{path} is a Lightning checkpoint of segzoo's SegmentationModule: load it with "
-            f"segzoo.lit.SegmentationModule.load_from_checkpoint({str(path)!r}).model"
+            f"segzoo.training.SegmentationModule.load_from_checkpoint({str(path)!r}).model"
         )
     try:
         fmt = detect_format(state)
@@ -314,7 +318,7 @@ def _load_self_described_file(path: Path, model_args: dict) -> EncoderDecoder:
         raise ConversionError(f"{path} does not say which architecture it is for, and {err}") from None
     match = infer_architecture(CONVERTERS[fmt](state), meta=header.get("meta"), source=str(path))
     args = ({"img_size": match.img_size} if match.img_size else {}) | model_args
-    model = load(match.arch, checkpoint=path, **args)
+    model = load(match.arch, checkpoint=path, model_cls=model_cls, **args)
     if match.class_names and not model.pretrained_cfg.get("class_names"):
         model.pretrained_cfg["class_names"] = list(match.class_names)
     log.info("%s: inferred architecture %s", path.name, match.describe())
@@ -399,22 +403,21 @@ def replace_classes(model: EncoderDecoder, num_classes: int) -> EncoderDecoder:
     """A copy of ``model`` for ``num_classes`` classes: every weight kept but the class-specific ones, which are
     freshly initialised."""
     old = model.num_classes
-    fresh = create_model(model.arch_name, num_classes=num_classes, aux_heads=len(model.auxiliary_head) > 0,
-                         **model.build_args)
+    fresh = build_model(model.arch_name, num_classes=num_classes, aux_heads=len(model.auxiliary_head) > 0,
+                        model_cls=type(model), **model.build_args)
     class_specific = set(fresh.class_specific_parameters())
     kept = {k: v for k, v in model.state_dict().items() if k not in class_specific}
-    missing, unexpected = fresh.load_state_dict(kept, strict=False)
-    assert set(missing) == class_specific and not unexpected, (missing, unexpected)
+    fresh.load_state_dict(kept, strict=False)  # the missing keys are exactly the class-specific ones
     fresh.pretrained_cfg = dict(model.pretrained_cfg, num_classes=num_classes, class_names=None, palette=None)
     log.warning("%s: re-initialised the %d-class layers (%s) for %d classes; all other weights kept",
                 model.arch_name, old, ", ".join(sorted({k.rsplit(".", 1)[0] for k in class_specific})), num_classes)
     return fresh
 
 
-def load_encoder_weights(model: EncoderDecoder, cache_dir=None) -> EncoderDecoder:
-    """Initialise ``model``'s encoder from the ImageNet checkpoint ``checkpoints.yaml`` lists for its architecture,
-    resampling position embeddings to the model's crop."""
-    cfg = get_encoder_cfg(model.arch_name)
+def load_encoder_weights(model: EncoderDecoder, name: str | None = None, cache_dir=None) -> EncoderDecoder:
+    """Initialise ``model``'s encoder from an ImageNet checkpoint (``name``, or the one ``checkpoints.yaml`` lists
+    first for its architecture), resampling position embeddings to the model's crop."""
+    cfg = get_encoder_cfg(model.arch_name, name)
     path = hub.download_file(cfg, cache_dir=cache_dir)
     state, _ = _converted_cached(path, cfg.format, f"{model.arch_name}-encoder", cache_dir)
     state = {k: v for k, v in state.items() if k.startswith("backbone.")}
@@ -432,4 +435,4 @@ def load_encoder_weights(model: EncoderDecoder, cache_dir=None) -> EncoderDecode
     return model
 
 
-__all__ = ["load", "list_pretrained", "replace_classes", "load_encoder_weights", "UnknownCheckpointError"]
+__all__ = ["load", "load_encoder_weights", "replace_classes"]

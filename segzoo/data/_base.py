@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from segzoo.data.dataset import SegmentationDataset
-from segzoo.data.transforms import (
+from segzoo._preprocessing import EvalProtocol
+from segzoo.data._dataset import SegmentationDataset
+from segzoo.data._transforms import (
     IGNORE_INDEX,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -22,7 +23,6 @@ from segzoo.data.transforms import (
     build_train_transform,
     seed_transform,
 )
-from segzoo.preprocessing import EvalProtocol
 
 SPLITS = ("train", "val", "test")
 
@@ -61,7 +61,7 @@ def generate_palette(num_classes: int) -> list[tuple[int, int, int]]:
 
 def load_class_names(dataset: str) -> tuple[list[str], list[tuple[int, int, int]]]:
     """Class names and palette of a dataset key of ``segzoo.data.classes.DATASETS`` (e.g. ``"ade20k"``)."""
-    classes = importlib.import_module("segzoo.data.classes")  # imported lazily: a large table
+    classes = importlib.import_module("segzoo.checkpoints._datasets")  # imported lazily: a large table
     names, palette = classes.get_dataset_classes(dataset)
     return list(names), [tuple(colour) for colour in palette]
 

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from segzoo.data.base import FileSegmentationDataModule, load_class_names, masks_for_images, require_dirs
-from segzoo.data.dataset import identity_label_map, label_map_from_dict
+from segzoo.data._base import FileSegmentationDataModule, load_class_names, masks_for_images, require_dirs
+from segzoo.data._dataset import identity_label_map, label_map_from_dict
 
 # The raw stuffthingmaps PNGs store COCO category id - 1 (0..181); these 11 ids have no category.
 _UNUSED_RAW_IDS = {11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90}
@@ -44,7 +44,7 @@ class COCOStuffDataModule(FileSegmentationDataModule):
         crop_size: Training crop.
         scale: Base scale of the training rescale.
         eval_scale: Keep-ratio resize of validation images.
-        **kwargs: Other :class:`~segzoo.data.base.SegmentationDataModule` arguments.
+        **kwargs: Other :class:`~segzoo.data.SegmentationDataModule` arguments.
     """
 
     dataset_name = "COCO-Stuff 164k"

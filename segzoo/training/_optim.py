@@ -124,7 +124,7 @@ class PolyLR(LambdaLR):
     Args:
         optimizer: Wrapped optimizer; each group decays from its own lr to ``min_lr``.
         total_steps: Iterations the decay spans (the recipe's ``max_steps``). None means "take it from the trainer";
-            :class:`segzoo.lit.SegmentationModule` fills it in.
+            :class:`segzoo.training.SegmentationModule` fills it in.
         power: Poly exponent (SegFormer 1.0, SETR/Segmenter 0.9).
         min_lr: Learning rate reached at ``total_steps`` (absolute, the same for every group as in mmseg).
         warmup_iters: Length of the linear warm-up; 0 disables it.

@@ -7,8 +7,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from segzoo.data.base import FileSegmentationDataModule, load_class_names, masks_for_images, require_dirs
-from segzoo.data.dataset import identity_label_map, reduce_zero_label_map
+from segzoo.data._base import FileSegmentationDataModule, load_class_names, masks_for_images, require_dirs
+from segzoo.data._dataset import identity_label_map, reduce_zero_label_map
 
 PASCAL_CONTEXT_LAYOUT = """
 <data_root>/                      (the folder holding VOCdevkit, VOCdevkit itself, or VOC2010)
@@ -42,7 +42,7 @@ class PascalContextDataModule(FileSegmentationDataModule):
         crop_size: Training crop.
         scale: Base scale of the training rescale.
         eval_scale: Keep-ratio resize of validation images.
-        **kwargs: Other :class:`~segzoo.data.base.SegmentationDataModule` arguments.
+        **kwargs: Other :class:`~segzoo.data.SegmentationDataModule` arguments.
     """
 
     dataset_name = "PASCAL Context"

@@ -13,7 +13,7 @@ Two kinds of rows:
   initialise (``create_model(name, pretrained_encoder=True)``, see :func:`get_encoder_cfg`).
 
 Example:
-    >>> from segzoo.pretrained import get_pretrained_cfg, list_pretrained
+    >>> from segzoo import get_pretrained_cfg, list_pretrained
     >>> list_pretrained("segformer-b0-*")[:2]
     ['segformer-b0-ade', 'segformer-b0-cityscapes']
     >>> get_pretrained_cfg("segformer-b0-ade").to_dict()["eval_mode"]
@@ -33,8 +33,9 @@ from typing import Any
 
 import yaml
 
-from .data.classes import DATASETS
-from .preprocessing import TTA_STYLES, EvalProtocol
+from segzoo._errors import CheckpointTableError, UnknownCheckpointError
+from segzoo._preprocessing import TTA_STYLES, EvalProtocol
+from segzoo.checkpoints._datasets import DATASETS
 
 FORMATS = ("transformers", "mmseg", "segmenter-official", "segformer-official", "timm", "segzoo")
 EVAL_MODES = ("whole", "slide")
@@ -55,17 +56,6 @@ _OPTIONAL = (
 )
 _SOURCE_KEYS = ("hf_hub_id", "filename", "revision", "url")
 _EVAL_KEYS = ("mode", "crop", "stride", "scale", "size_divisor", "tta")
-
-
-class CheckpointTableError(ValueError):
-    """A row of ``checkpoints.yaml`` is malformed."""
-
-
-class UnknownCheckpointError(KeyError, ValueError):
-    """A checkpoint name that is not in the table (a ``KeyError`` and a ``ValueError``)."""
-
-    def __str__(self) -> str:  # KeyError would print the message with quotes around it
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -115,7 +105,7 @@ class EvalCfg:
         size_divisor: Round the resized image to a multiple of this (NVlabs ``AlignedResize``).
         tta: The multi-scale + flip protocol of the published multi-scale score: ``"mmseg-0.x"`` (each ratio
             resizes the original image to ratio × ``scale``) or ``"mmseg-1.x"`` (to ratio × the image size); see
-            :mod:`segzoo.preprocessing`.
+            :mod:`segzoo._preprocessing`.
     """
 
     mode: str
@@ -134,7 +124,7 @@ class PretrainedCfg:
         name: Checkpoint name for ``segzoo.load``.
         source: Where the file lives.
         format: File format (one of :data:`FORMATS`).
-        dataset: Dataset key (``segzoo.data.classes.DATASETS``) or ``imagenet-1k`` for encoders.
+        dataset: Dataset key (``segzoo.checkpoints._datasets.DATASETS``) or ``imagenet-1k`` for encoders.
         num_classes: Classes of the published head.
         crop_size: Training crop ``(height, width)`` (encoders: pretraining input size).
         mean: RGB normalisation mean on the 0-255 scale.
@@ -199,7 +189,7 @@ class PretrainedCfg:
 
         Besides the table fields it holds the flat keys inference code reads: ``eval_mode``, ``crop_size`` (the
         sliding window in slide mode, else the training crop), ``stride``, ``test_scale``, ``size_divisor``, and
-        ``class_names`` / ``palette`` resolved from ``segzoo.data.classes``.
+        ``class_names`` / ``palette`` resolved from ``segzoo.checkpoints._datasets``.
         """
         ev = self.eval
         slide = ev is not None and ev.mode == "slide"
@@ -436,20 +426,28 @@ def _default_table() -> dict[str, PretrainedCfg]:
 # Public lookup functions
 
 
-def list_pretrained(pattern: str | None = None, *, encoders: bool = True) -> list[str]:
+KINDS = ("segmentation", "encoder")
+
+
+def list_pretrained(pattern: str | None = None, *, kind: str = "segmentation") -> list[str]:
     """Names of the known checkpoints, in table order.
+
+    Every name is accepted by the function next to it: segmentation checkpoints by ``segzoo.load(name)``, encoder
+    checkpoints (ImageNet weights) by ``segzoo.create_model(arch, pretrained_encoder=name)``.
 
     Args:
         pattern: fnmatch pattern, e.g. ``"segformer-*-ade*"``.
-        encoders: Include encoder-only (ImageNet) checkpoints.
+        kind: ``"segmentation"`` (default) or ``"encoder"``.
 
     Returns:
         Matching checkpoint names.
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}, got {kind!r}")
     return [
         name
         for name, cfg in _default_table().items()
-        if (pattern is None or fnmatch.fnmatchcase(name, pattern)) and (encoders or not cfg.is_encoder)
+        if (pattern is None or fnmatch.fnmatchcase(name, pattern)) and cfg.is_encoder == (kind == "encoder")
     ]
 
 
@@ -481,18 +479,32 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
     return table[name]
 
 
-def get_encoder_cfg(arch: str) -> PretrainedCfg:
-    """The default ImageNet encoder checkpoint for an architecture: the first row whose ``encoder_of`` matches it.
+def get_encoder_cfg(arch: str, name: str | None = None) -> PretrainedCfg:
+    """The ImageNet encoder checkpoint for an architecture: ``name`` if given (it must fit), else the first row whose
+    ``encoder_of`` matches it.
 
     Args:
         arch: Architecture name, e.g. ``"segmenter-b16-mask"``.
+        name: An encoder checkpoint from ``list_pretrained(kind="encoder")``.
 
     Returns:
         The encoder's :class:`PretrainedCfg`.
 
     Raises:
-        UnknownCheckpointError: No encoder checkpoint fits this architecture.
+        UnknownCheckpointError: No encoder checkpoint fits this architecture, or ``name`` is not one that does.
     """
+    if name is not None:
+        cfg = get_pretrained_cfg(name)
+        if not cfg.is_encoder:
+            raise UnknownCheckpointError(
+                f"{name!r} is a segmentation checkpoint, not an encoder: segzoo.load({name!r}) loads it; "
+                f"encoder checkpoints: {', '.join(list_pretrained(kind='encoder'))}"
+            )
+        if not any(fnmatch.fnmatchcase(arch, pattern) for pattern in cfg.encoder_of):
+            raise UnknownCheckpointError(
+                f"encoder checkpoint {name!r} does not fit {arch!r}: it initialises {', '.join(cfg.encoder_of)}"
+            )
+        return cfg
     for cfg in _default_table().values():
         if any(fnmatch.fnmatchcase(arch, pattern) for pattern in cfg.encoder_of):
             return cfg

@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from segzoo.data.base import SegmentationDataModule
-from segzoo.data.dataset import apply_transform
-from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform
+from segzoo.data._base import SegmentationDataModule
+from segzoo.data._dataset import apply_transform
+from segzoo.data._transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform
 
 SHAPES = ("rectangle", "ellipse", "triangle")
 _PATTERNS = ("plain", "horizontal", "vertical", "diagonal", "checks", "dots")

@@ -1,0 +1,84 @@
+"""Every error segzoo raises on purpose derives from :class:`SegzooError`, and also from the builtin type it
+replaces, so ``except SegzooError`` catches all of them and ``except ValueError`` (or ``KeyError``, ``OSError``...)
+keeps working. The messages say what is wrong and how to fix it."""
+
+
+class SegzooError(Exception):
+    """Base class of segzoo's errors."""
+
+
+class UnknownModelError(SegzooError, KeyError, ValueError):
+    """A name that is neither an architecture (``list_models()``) nor a checkpoint (``list_pretrained()``)."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownCheckpointError(UnknownModelError):
+    """A checkpoint name that is not in ``checkpoints.yaml``."""
+
+
+class CheckpointTableError(SegzooError, ValueError):
+    """A row of ``checkpoints.yaml`` is malformed."""
+
+
+class DownloadError(SegzooError, ConnectionError):
+    """A checkpoint could not be downloaded (no network, offline mode, missing repository or file)."""
+
+
+class CorruptedFileError(SegzooError, OSError):
+    """A checkpoint file is truncated, corrupted, or does not match its published sha256."""
+
+
+class UnknownFormatError(SegzooError, ValueError):
+    """A file that segzoo does not know how to read."""
+
+
+class UnsafeCheckpointError(SegzooError, ValueError):
+    """A ``.pth`` file that needs arbitrary Python objects to unpickle; segzoo refuses to run that code."""
+
+
+class ConversionError(SegzooError, ValueError):
+    """A checkpoint's keys or shapes do not match the format or architecture it was read as."""
+
+
+class ArchitectureNotFoundError(ConversionError):
+    """No architecture in the registry has these weights."""
+
+
+class AmbiguousArchitectureError(ConversionError):
+    """Several architectures fit these weights; ``candidates`` names them."""
+
+    def __init__(self, message: str, candidates: list[str]):
+        super().__init__(message)
+        self.candidates = candidates
+
+
+class ExportError(SegzooError, RuntimeError):
+    """The exported graph failed a check (opset, onnxruntime, agreement with PyTorch); nothing was written."""
+
+
+class CheckpointReadError(SegzooError, ValueError):
+    """A training checkpoint that cannot be read (truncated, corrupt, not a checkpoint); the message names the file."""
+
+
+class CheckpointMismatchError(SegzooError, ValueError):
+    """``--ckpt_path`` holds a checkpoint of another architecture than the one the config asks for."""
+
+
+__all__ = [
+    "AmbiguousArchitectureError",
+    "ArchitectureNotFoundError",
+    "CheckpointMismatchError",
+    "CheckpointReadError",
+    "CheckpointTableError",
+    "ConversionError",
+    "CorruptedFileError",
+    "DownloadError",
+    "ExportError",
+    "SegzooError",
+    "UnknownCheckpointError",
+    "UnknownFormatError",
+    "UnknownModelError",
+    "UnsafeCheckpointError",
+]

@@ -1,0 +1,203 @@
+"""Publishing: :func:`save_pretrained` writes ``model.safetensors`` + ``config.json`` + a model card, and
+:func:`push_to_hub` uploads that folder to the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import HfApi, ModelCard, ModelCardData
+
+from segzoo._version import __version__
+from segzoo.checkpoints._table import PretrainedCfg
+
+# Licence ids the Hub knows; anything else is published as license "other" with license_name.
+_HUB_LICENSES = {"apache-2.0", "mit", "bsd-3-clause", "cc-by-4.0", "cc-by-nc-4.0", "cc-by-sa-4.0", "gpl-3.0", "other"}
+_LICENSE_LINKS = {"nvidia-source-code-license-nc": "https://github.com/NVlabs/SegFormer/blob/master/LICENSE"}
+
+
+
+
+def _cfg_dict(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | None) -> dict[str, Any]:
+    if isinstance(pretrained_cfg, PretrainedCfg):
+        return pretrained_cfg.to_dict()
+    if pretrained_cfg is not None:
+        return dict(pretrained_cfg)
+    return dict(getattr(model, "pretrained_cfg", None) or {})
+
+
+def model_config(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | None = None) -> dict[str, Any]:
+    """The ``config.json`` content for a model.
+
+    Args:
+        model: A segzoo model (``arch_name``, ``num_classes``; optional ``build_args`` and ``pretrained_cfg``).
+        pretrained_cfg: Overrides ``model.pretrained_cfg``.
+
+    Returns:
+        ``{"architecture", "num_classes", "model_args", "pretrained_cfg", "segzoo_version"}``.
+
+    Raises:
+        ValueError: The model has no ``arch_name`` (it was not built by ``segzoo.create_model``).
+    """
+    arch = getattr(model, "arch_name", None)
+    if not arch:
+        raise ValueError(
+            "The model has no arch_name, so segzoo could not rebuild it from config.json: build it with "
+            "segzoo.create_model(name, ...) or set model.arch_name to a name from segzoo.list_models()."
+        )
+    return {
+        "architecture": arch,
+        "num_classes": int(model.num_classes),
+        "model_args": dict(getattr(model, "build_args", None) or {}),
+        "pretrained_cfg": _cfg_dict(model, pretrained_cfg),
+        "segzoo_version": __version__,
+    }
+
+
+def _model_card(config: dict[str, Any], repo_id: str | None) -> ModelCard:
+    cfg = config["pretrained_cfg"]
+    arch = config["architecture"]
+    name = cfg.get("name") or (repo_id.split("/")[-1] if repo_id else arch)
+    dataset = cfg.get("dataset")
+    license_id = cfg.get("license")
+    extra: dict[str, Any] = {}
+    if license_id and license_id not in _HUB_LICENSES:
+        extra = {"license_name": license_id, "license_link": _LICENSE_LINKS.get(license_id)}
+        license_id = "other"
+    metrics = cfg.get("metrics") or {}
+    scores = metrics.get("publisher") or metrics.get("paper") or {}
+    eval_results = None
+    if dataset and "miou_ss" in scores:
+        from huggingface_hub import EvalResult
+
+        eval_results = [
+            EvalResult(
+                task_type="image-segmentation",
+                dataset_type=dataset,
+                dataset_name=dataset,
+                metric_type="mean_iou",
+                metric_name="mIoU (single scale)",
+                metric_value=scores["miou_ss"],
+            )
+        ]
+    data = ModelCardData(
+        license=license_id,
+        library_name="segzoo",
+        pipeline_tag="image-segmentation",
+        tags=["semantic-segmentation", "segzoo", arch.split("-")[0]],
+        datasets=[dataset] if dataset else None,
+        model_name=name,
+        eval_results=eval_results,
+        **{key: value for key, value in extra.items() if value},
+    )
+    load_id = f"hf-hub:{repo_id}" if repo_id else "/path/to/this/folder"
+    lines = [
+        f"# {name}",
+        "",
+        f"`{arch}` semantic segmentation model ({config['num_classes']} classes"
+        + (f", trained on {dataset}" if dataset else "")
+        + ") for [segzoo](https://github.com/segzoo/segzoo).",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import segzoo",
+        "from segzoo.inference import predict",
+        "",
+        f'model = segzoo.load("{load_id}")',
+        'labels = predict(model, "image.jpg")  # H x W class ids, with the preprocessing below',
+        "```",
+        "",
+    ]
+    if metrics:
+        lines += ["## Evaluation", "", "| source | mIoU (single scale) | mIoU (multi-scale + flip) |", "|---|---|---|"]
+        for source, values in metrics.items():
+            lines.append(f"| {source} | {values.get('miou_ss', '-')} | {values.get('miou_ms', '-')} |")
+        lines.append("")
+    if cfg.get("mean"):
+        lines += [
+            "## Preprocessing and evaluation",
+            "",
+            f"- RGB mean {cfg['mean']}, std {cfg.get('std')} (0-255 scale)",
+            (
+                f"- evaluation: {cfg.get('eval_mode') or 'whole'}, window {cfg.get('crop_size')}, "
+                f"stride {cfg.get('stride')}, keep-ratio test scale {cfg.get('test_scale')}"
+            ),
+            "",
+        ]
+    provenance = []
+    if cfg.get("paper"):
+        provenance.append(f"- paper: {cfg['paper']}")
+    source = cfg.get("source") or {}
+    if source:
+        where = source.get("url") or f"https://huggingface.co/{source.get('hf_hub_id')}"
+        provenance.append(f"- original weights: {where} ({cfg.get('format')} format), converted to segzoo")
+    if cfg.get("license"):
+        provenance.append(f"- license: {cfg['license']}")
+    if provenance:
+        lines += ["## Provenance", ""] + provenance + [""]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def save_pretrained(
+    model: torch.nn.Module,
+    folder: str | Path,
+    pretrained_cfg: PretrainedCfg | dict | None = None,
+    *,
+    repo_id: str | None = None,
+) -> Path:
+    """Writes ``model.safetensors``, ``config.json`` and a model card ``README.md`` into a folder.
+
+    Args:
+        model: A segzoo model (``arch_name``, ``num_classes``; optional ``build_args`` and ``pretrained_cfg``).
+        folder: Output folder (created if needed).
+        pretrained_cfg: Overrides ``model.pretrained_cfg`` in ``config.json`` and the card.
+        repo_id: Hub repository the folder is meant for; used in the card's usage snippet.
+
+    Returns:
+        The folder.
+    """
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model_config(model, pretrained_cfg)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    _model_card(config, repo_id).save(folder / "README.md")
+    return folder
+
+
+def push_to_hub(
+    model: torch.nn.Module,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload segzoo model",
+    pretrained_cfg: PretrainedCfg | dict | None = None,
+    revision: str | None = None,
+) -> str:
+    """Saves a model with :func:`save_pretrained` and uploads it to a Hub repository (created if missing).
+
+    Args:
+        model: A segzoo model.
+        repo_id: ``org/name``.
+        private: Create the repository as private.
+        token: Hub token; default the logged-in one or ``HF_TOKEN``.
+        commit_message: Commit message.
+        pretrained_cfg: Overrides ``model.pretrained_cfg``.
+        revision: Branch to commit to; default ``main``.
+
+    Returns:
+        The commit URL.
+    """
+    api = HfApi(token=token, library_name="segzoo", library_version=__version__)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="segzoo-push-") as tmp:
+        save_pretrained(model, tmp, pretrained_cfg, repo_id=repo_id)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision)
+    return str(getattr(commit, "commit_url", commit))

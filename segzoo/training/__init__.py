@@ -1,0 +1,30 @@
+"""Layer 4, training (Lightning, torchmetrics, wandb): the LightningModule every architecture trains with, its
+callbacks, the papers' optimiser rules and schedule, and the LightningCLI behind ``segzoo train``. The DataModules
+are in :mod:`segzoo.data`."""
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would otherwise look for updates online
+
+from segzoo.training._callbacks import LastCheckpoint, MaskWriter, SigtermWatchdog, StopOnEveryRank  # noqa: E402
+from segzoo.training._cli import SegzooCLI, cli_main, main, trainer_defaults  # noqa: E402
+from segzoo.training._module import SegmentationModule, read_checkpoint, segmentation_metrics  # noqa: E402
+from segzoo.training._optim import PolyLR, apply_multipliers, param_groups, poly_warmup_lr  # noqa: E402
+
+__all__ = [
+    "LastCheckpoint",
+    "MaskWriter",
+    "PolyLR",
+    "SegmentationModule",
+    "SegzooCLI",
+    "SigtermWatchdog",
+    "StopOnEveryRank",
+    "apply_multipliers",
+    "cli_main",
+    "main",
+    "param_groups",
+    "poly_warmup_lr",
+    "read_checkpoint",
+    "segmentation_metrics",
+    "trainer_defaults",
+]
