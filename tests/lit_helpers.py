@@ -192,7 +192,7 @@ class LastCheckpointSteps(Callback):
         self.seen: dict[int, int | None] = {}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        from segzoo.training._module import LastCheckpoint
+        from segzoo.training import LastCheckpoint
 
         (callback,) = [c for c in trainer.callbacks if isinstance(c, LastCheckpoint)]
         path = Path(callback.dirpath) / "last.ckpt"

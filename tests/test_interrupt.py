@@ -23,7 +23,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-from segzoo.training._module import CheckpointReadError
+from segzoo import CheckpointReadError
 from segzoo import CheckpointMismatchError
 from segzoo.training import cli_main, main
 

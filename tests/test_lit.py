@@ -267,7 +267,7 @@ def test_init_from_weights_file_for_a_registry_architecture(tmp_path):
 def test_mask_writer_and_checkpoint_reload(tmp_path):
     from PIL import Image
 
-    from segzoo.training._module import MaskWriter
+    from segzoo.training import MaskWriter
 
     torch.manual_seed(0)
     module = SegmentationModule(TinySegNet(), num_classes=3)

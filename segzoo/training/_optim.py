@@ -123,8 +123,8 @@ class PolyLR(LambdaLR):
 
     Args:
         optimizer: Wrapped optimizer; each group decays from its own lr to ``min_lr``.
-        total_steps: Iterations the decay spans (the recipe's ``max_steps``). None means "take it from the trainer";
-            :class:`segzoo.training.SegmentationModule` fills it in.
+        total_steps: Iterations the decay spans (the recipe's ``max_steps``). None means "the whole run":
+            :class:`segzoo.training.SegmentationModule` sets ``total_steps`` from the trainer before the first step.
         power: Poly exponent (SegFormer 1.0, SETR/Segmenter 0.9).
         min_lr: Learning rate reached at ``total_steps`` (absolute, the same for every group as in mmseg).
         warmup_iters: Length of the linear warm-up; 0 disables it.
@@ -142,11 +142,8 @@ class PolyLR(LambdaLR):
         warmup_ratio: float = 1e-6,
         last_epoch: int = -1,
     ):
-        if total_steps is None or total_steps <= 0:
-            raise ValueError(
-                f"PolyLR needs total_steps > 0, got {total_steps}; set trainer.max_steps (or the scheduler's "
-                "total_steps) in the config"
-            )
+        if total_steps is not None and total_steps <= 0:
+            raise ValueError(f"PolyLR needs total_steps > 0, got {total_steps}: set trainer.max_steps in the config")
         self.total_steps = total_steps
         self.power = power
         self.min_lr = min_lr
@@ -158,6 +155,13 @@ class PolyLR(LambdaLR):
 
     def _factor_fn(self, base_lr: float):
         def factor(step: int) -> float:
+            if self.total_steps is None:
+                if step > 0:
+                    raise ValueError(
+                        "PolyLR has no total_steps: give it in the config, or train through SegmentationModule, which "
+                        "sets it from trainer.max_steps (or epochs × batches)"
+                    )
+                return self.warmup_ratio if self.warmup_iters else 1.0  # step 0, before any decay
             return poly_warmup_lr(
                 step, base_lr, self.total_steps, self.power, self.min_lr, self.warmup_iters, self.warmup_ratio
             ) / max(base_lr, 1e-30)
