@@ -79,8 +79,19 @@ def test_bf16_agreement_of_a_trained_lightning_checkpoint(tmp_path, capsys):
     script("bf16").main(["--trained", str(ckpt), "--count", "4"])
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {ckpt} |")][0].split("|")
     assert int(row[2]) == 4 * 32 * 32
-    agree, ceiling = (float(cell.strip().rstrip("%")) for cell in row[3:5])
-    assert 50.0 <= agree <= 100.0 and 50.0 <= ceiling <= 100.0
+    assert row[3].strip().endswith("%") and row[4].strip().endswith("%")
+
+
+def test_bf16_agreement_counts_pixels_whose_argmax_changes():
+    """A 1×1 identity convolution: bf16 rounds 1.001 to 1.0, so the first pixel's two logits tie and its argmax
+    moves to class 0; the other three keep theirs. Agreement and ceiling are 3 of 4 pixels, the gaps exact."""
+    conv = torch.nn.Conv2d(2, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+    x = torch.tensor([[1.0, 1.0, 2.0, 0.0], [1.001, 0.5, 0.0, 3.0]]).view(1, 2, 1, 4)
+    row = script("bf16").agreement_row("identity", conv, [x])
+    assert row["pixels"] == 4 and row["argmax_agree"] == "75.00%" and row["ceiling_fp32_rounded_to_bf16"] == "75.00%"
+    assert row["median_top2_gap"] == pytest.approx(0.5, abs=1e-3)  # gaps 0.001, 0.5, 2, 3: median of torch = 0.5
 
 
 def test_bf16_trained_on_an_image_folder(tmp_path, capsys):

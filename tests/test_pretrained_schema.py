@@ -60,9 +60,13 @@ def _row(**changes) -> dict:
     return raw
 
 
-def test_packaged_table_is_the_top_level_table():
-    packaged = (Path(segzoo.__file__).parent / "checkpoints.yaml").read_text()
-    assert packaged == (ROOT / "checkpoints.yaml").read_text()
+def test_runtime_table_has_every_row_of_the_repository_table_in_order():
+    """segzoo reads its table from the package (importlib.resources); every row of the top-level checkpoints.yaml
+    must be there, segmentation rows listed for load() and encoder rows under kind="encoder"."""
+    rows = yaml.safe_load((ROOT / "checkpoints.yaml").read_text())["checkpoints"]
+    segmentation = [row["name"] for row in rows if "encoder_of" not in row]
+    encoders = [row["name"] for row in rows if "encoder_of" in row]
+    assert list_pretrained() == segmentation and list_pretrained(kind="encoder") == encoders
 
 
 def test_required_checkpoints_are_listed():
