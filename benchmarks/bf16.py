@@ -121,7 +121,8 @@ def load_trained(source: str):
     hparams = ckpt["hyper_parameters"]
     if not isinstance(hparams.get("model"), str):
         raise SystemExit(f"{source}: the module was built from an nn.Module, not a registry name; load it yourself")
-    model = segzoo.create_model(hparams["model"], num_classes=hparams["num_classes"], **(hparams.get("model_args") or {}))
+    model_args = hparams.get("model_args") or {}
+    model = segzoo.create_model(hparams["model"], num_classes=hparams["num_classes"], **model_args)
     _load_lightning_checkpoint(model, source)
     return model.eval(), ckpt.get("datamodule_hyper_parameters")
 

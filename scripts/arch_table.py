@@ -17,7 +17,9 @@ def arch_table() -> str:
         model = segzoo.create_model(name, num_classes=150, device=torch.device("meta"))
         params = sum(p.numel() for p in model.parameters()) / 1e6
         encoder = f"{arch.encoder} " + ",".join(
-            f"{k}={v}" for k, v in arch.encoder_args.items() if k in ("embed_dims", "embed_dim", "depth", "depths", "patch_size")
+            f"{k}={v}"
+            for k, v in arch.encoder_args.items()
+            if k in ("embed_dims", "embed_dim", "depth", "depths", "patch_size")
         ).replace(" ", "")
         rows.append(f"| `{name}` | {arch.family} | {encoder} | {arch.decoder} | {len(arch.aux_heads)} | {params:.2f} |")
     return "\n".join(rows)

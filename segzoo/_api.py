@@ -39,7 +39,8 @@ class SegmentationModel(EncoderDecoder):
         return export_onnx(self, path, **kwargs)
 
     def save_pretrained(self, folder: str | Path, **kwargs) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and a model card to ``folder`` (:func:`segzoo.save_pretrained`)."""
+        """Write ``model.safetensors``, ``config.json`` and a model card to ``folder``
+        (:func:`segzoo.save_pretrained`)."""
         return save_pretrained(self, folder, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:

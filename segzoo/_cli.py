@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--mode", choices=("whole", "slide"), help="inference mode (default: the checkpoint's)")
     predict.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
-    predict.add_argument("--crop-size", type=_positive_int, help="window size for --mode slide (default: the checkpoint's)")
-    predict.add_argument("--stride", type=_positive_int, help="window stride for --mode slide (default: the checkpoint's)")
+    predict.add_argument("--crop-size", type=_positive_int, help="--mode slide window (default: the checkpoint's)")
+    predict.add_argument("--stride", type=_positive_int, help="--mode slide window stride (default: the checkpoint's)")
     predict.add_argument("--alpha", type=_fraction, default=0.5, help="weight of the colours in the overlay")
     predict.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     predict.add_argument("--no-overlay", action="store_true", help="write only the label maps")
@@ -233,7 +233,8 @@ def plan_outputs(
     plan = []
     for file, stem in zip(files, _output_stems(files, inputs)):
         target = out / stem
-        paths = (target.with_name(target.name + ".png"), target.with_name(target.name + "_overlay.png") if overlay else None)
+        overlay_path = target.with_name(target.name + "_overlay.png") if overlay else None
+        paths = (target.with_name(target.name + ".png"), overlay_path)
         for path in filter(None, paths):
             key = path.expanduser().resolve()
             if key in inputs_abs:

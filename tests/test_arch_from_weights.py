@@ -66,7 +66,8 @@ def mmseg_mit(sd):
             else:
                 rest = rest.replace("attn.proj.", "attn.attn.out_proj.").replace("mlp.fc1.", "ffn.layers.0.")
                 rest = rest.replace("mlp.dwconv.dwconv.", "ffn.layers.1.").replace("mlp.fc2.", "ffn.layers.4.")
-                out[block + rest] = value[..., None, None] if rest.startswith(("ffn.layers.0.w", "ffn.layers.4.w")) else value
+                is_conv = rest.startswith(("ffn.layers.0.w", "ffn.layers.4.w"))
+                out[block + rest] = value[..., None, None] if is_conv else value
     return out
 
 
@@ -202,7 +203,9 @@ def test_unparsable_mmseg_config_is_ignored():
 def twin_architecture(monkeypatch):
     """A registry row whose weights look exactly like segmenter-test-linear's but that reads another block."""
     row = registry.ARCHS["segmenter-test-linear"]
-    twin = dataclasses.replace(row, name="segmenter-test-linear-twin", encoder_args=dict(row.encoder_args, out_indices=(0,)))
+    twin = dataclasses.replace(
+        row, name="segmenter-test-linear-twin", encoder_args=dict(row.encoder_args, out_indices=(0,))
+    )
     monkeypatch.setitem(registry.ARCHS, twin.name, twin)
     return twin.name
 
@@ -228,7 +231,8 @@ def test_mmseg_config_decides_between_lookalike_architectures(twin_architecture,
 
 def test_encoder_only_file_says_what_it_found_and_what_to_do():
     # an AugReg ViT-S/16 as timm writes it
-    sd = {k.removeprefix("backbone."): v for k, v in meta_state("segmenter-s16-linear").items() if k.startswith("backbone.")}
+    state = meta_state("segmenter-s16-linear")
+    sd = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
     assert detect_format(sd) == "timm"
     with pytest.raises(ArchitectureNotFoundError, match=r"a ViT-S/16 encoder \(.*\) with no decode head") as err:
         infer_file(sd)
@@ -312,7 +316,8 @@ def test_load_bare_file_with_new_number_of_classes(tmp_path):
 def test_load_ambiguous_file_names_the_candidates_and_the_file(tmp_path, twin_architecture):
     path = tmp_path / "weights.pth"
     torch.save(randomized("segmenter-test-linear").state_dict(), path)
-    with pytest.raises(AmbiguousArchitectureError, match=rf"{path}: .* Choose one: segzoo.load\('segmenter-test-linear', checkpoint='{path}'\)"):
+    choose = rf"Choose one: segzoo.load\('segmenter-test-linear', checkpoint='{path}'\)"
+    with pytest.raises(AmbiguousArchitectureError, match=rf"{path}: .* {choose}"):
         segzoo.load(str(path))
 
 

@@ -71,7 +71,7 @@ def test_three_processes_converting_into_an_empty_cache_all_succeed(fake_hub, tm
         for w in workers:
             if w.poll() is None:
                 w.kill()
-    for worker, (out, err) in zip(workers, results):
+    for worker, (_, err) in zip(workers, results):
         assert worker.returncode == 0, err[-3000:]
     sums = {line for out, _ in results for line in out.splitlines() if line.startswith("SUM")}
     expected = float(reference.decode_head.classifier.weight.double().sum())

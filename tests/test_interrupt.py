@@ -20,12 +20,11 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import pytest
 import torch
 
+from segzoo import CheckpointMismatchError, CheckpointReadError
+from segzoo.training import cli_main, main
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-
-from segzoo import CheckpointReadError
-from segzoo import CheckpointMismatchError
-from segzoo.training import cli_main, main
 
 TRAIN = str(REPO / "train.py")
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")

@@ -93,7 +93,8 @@ def use_local_url(monkeypatch, fake_hub, name, data):
     table = pretrained._default_table()
     path = f"/mirror/{name}.pth"
     fake_hub.urls[path] = data
-    monkeypatch.setitem(table, name, dataclasses.replace(table[name], source=Source(url=fake_hub.url + path), sha256=None))
+    row = dataclasses.replace(table[name], source=Source(url=fake_hub.url + path), sha256=None)
+    monkeypatch.setitem(table, name, row)
 
 
 def test_load_mmseg_segmenter_from_url(fake_hub, monkeypatch):

@@ -174,7 +174,9 @@ def narrow_overrides(name):
     """Same depth and topology, narrow widths, so ViT-L and MiT-B5 run in a fraction of a second."""
     arch = ARCHS[name]
     if arch.encoder == "mit":
-        return dict(encoder_args=dict(embed_dims=(8, 16, 24, 32), num_heads=(1, 1, 2, 2)), decoder_args=dict(channels=16))
+        return dict(
+            encoder_args=dict(embed_dims=(8, 16, 24, 32), num_heads=(1, 1, 2, 2)), decoder_args=dict(channels=16)
+        )
     kw = dict(encoder_args=dict(embed_dim=32, num_heads=2), img_size=64)
     if arch.decoder == "mask_transformer":
         kw["decoder_args"] = dict(num_heads=1)

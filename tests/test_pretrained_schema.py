@@ -1,4 +1,5 @@
-"""The checkpoint table (checkpoints.yaml -> segzoo.PretrainedCfg) and the class metadata (segzoo.checkpoints._datasets)."""
+"""The checkpoint table (checkpoints.yaml -> segzoo.PretrainedCfg) and the class metadata
+(segzoo.checkpoints._datasets)."""
 
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 from lit_helpers import SimulatedKill
 
-REPO = Path(__file__).resolve().parents[1]
-
 from segzoo.training import cli_main
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 # 8 steps (2 epochs of 4 batches), a warm-up and poly decay, the learning rate logged every step, validation and
@@ -23,7 +23,8 @@ TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 # validation here (no rolling save every N steps: tests/test_interrupt.py checks that one).
 COMMON = [
     "--config", TINY, "--trainer.max_steps=8", "--model.lr_scheduler.init_args.warmup_iters=4",
-    "--trainer.val_check_interval=3", "--trainer.check_val_every_n_epoch=null", "--last_checkpoint.every_n_train_steps=0",
+    "--trainer.val_check_interval=3", "--trainer.check_val_every_n_epoch=null",
+    "--last_checkpoint.every_n_train_steps=0",
     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
 ]  # fmt: skip
 

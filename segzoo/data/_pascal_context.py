@@ -92,7 +92,8 @@ class PascalContextDataModule(FileSegmentationDataModule):
         missing = [image for image in images if not image.is_file()]
         if missing:
             raise FileNotFoundError(
-                f"{self.dataset_name}: {len(missing)} image(s) listed in '{split_file}' are missing, e.g. '{missing[0]}'."
+                f"{self.dataset_name}: {len(missing)} image(s) listed in '{split_file}' are missing, "
+                f"e.g. '{missing[0]}'."
             )
         samples, _ = masks_for_images(images, lambda image: [mask_dir / f"{image.stem}.png"], self.dataset_name)
         return samples, reduce_zero_label_map() if self.num_classes == 59 else identity_label_map()

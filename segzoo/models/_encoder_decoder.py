@@ -149,7 +149,8 @@ class EncoderDecoder(nn.Module):
     def __prepare_scriptable__(self):
         # torch.jit.script calls this first: say what works instead of failing deep inside timm or torch
         raise RuntimeError(
-            "torch.jit.script does not support segzoo models: use torch.export.export or segzoo.export_onnx(model, path) "
+            "torch.jit.script does not support segzoo models: use torch.export.export or "
+            "segzoo.export_onnx(model, path) "
             "(any input size), or torch.jit.trace(model, example) (valid at the traced size only)"
         )
 
@@ -165,7 +166,8 @@ class EncoderDecoder(nn.Module):
 
         Each head lists the submodules or parameters that hold its classes in ``head.classifier_names``.
         """
-        heads = {"decode_head": self.decode_head} | {f"auxiliary_head.{i}": h for i, h in enumerate(self.auxiliary_head)}
+        heads = {"decode_head": self.decode_head}
+        heads |= {f"auxiliary_head.{i}": head for i, head in enumerate(self.auxiliary_head)}
         prefixes = tuple(f"{p}.{c}" for p, h in heads.items() for c in h.classifier_names)
         state = self.state_dict(keep_vars=True)
         return [k for k in state if k.startswith(prefixes)]

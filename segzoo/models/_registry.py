@@ -209,7 +209,10 @@ def _test_archs() -> list[Arch]:
 def _all_archs() -> dict[str, Arch]:
     archs = [_segformer_arch(s) for s in MIT_SIZES] + [_segformer_mmseg_arch(s) for s in MIT_SIZES]
     archs += [
-        _segmenter_arch(size, patch, dec) for size in VIT_SIZES for patch in SEGMENTER_PATCHES for dec in ("linear", "mask")
+        _segmenter_arch(size, patch, decoder)
+        for size in VIT_SIZES
+        for patch in SEGMENTER_PATCHES
+        for decoder in ("linear", "mask")
     ]
     archs += [_setr_arch(head, size) for head in ("naive", "pup", "mla") for size in ("b", "l")]
     archs += [_setr_hybrid_arch(), *_test_archs()]
@@ -312,5 +315,7 @@ def build_model(
     model.arch_name = name
     overrides = dict(img_size=img_size, drop_path_rate=drop_path_rate, encoder_args=encoder_args,
                      decoder_args=decoder_args, neck_args=neck_args, unpad=unpad)
-    model.build_args = {k: v for k, v in overrides.items() if v is not None} | ({"in_chans": in_chans} if in_chans != 3 else {})
+    model.build_args = {k: v for k, v in overrides.items() if v is not None}
+    if in_chans != 3:
+        model.build_args["in_chans"] = in_chans
     return model

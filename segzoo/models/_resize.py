@@ -87,7 +87,8 @@ def _upsample_by_phases(x: torch.Tensor, sh: int, sw: int) -> torch.Tensor:
 
 
 def _upsample_axis(x: torch.Tensor, dim: int, s: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Upsample ``x`` s times along ``dim``: output s·i + k = lerp(x[i-1], x[i]) or lerp(x[i], x[i+1]), edges clamped."""
+    """Upsample ``x`` s times along ``dim``: output s·i + k = lerp(x[i-1], x[i]) or lerp(x[i], x[i+1]), edges
+    clamped."""
     n = x.shape[dim]
     if out is None:
         out = x.new_empty(x.shape[:dim] + (n * s,) + x.shape[dim + 1 :])
