@@ -19,6 +19,7 @@ Multi-scale + flip testing differs between mmseg versions, and the published num
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,15 @@ class EvalProtocol:
             stride=_pair(cfg.get("stride")) if mode == "slide" else None,
             tta_style=cfg.get("tta") or "mmseg-0.x",
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (what ``export_onnx`` writes into the file's metadata)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> EvalProtocol:
+        """The inverse of :meth:`to_dict` (JSON lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     # --- the test pipeline --------------------------------------------------------------------------------------
 

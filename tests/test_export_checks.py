@@ -70,3 +70,22 @@ def test_failed_export_keeps_the_existing_file(tmp_path):
         warnings.simplefilter("ignore")
         export_onnx(_PadsOnlyWhenNeeded(), path, height=32, width=32)
     assert path.read_bytes() == b"the previous, good export" and _leftovers(tmp_path) == ["model.onnx"]
+
+
+def test_export_records_the_checkpoints_preprocessing_and_class_names(tmp_path):
+    """The graph takes normalised images: the file says how to make them (segzoo.EvalProtocol as JSON) and names
+    the classes, so an ONNX user needs no segzoo."""
+    import json
+
+    import onnx
+
+    import segzoo
+
+    model = segzoo.create_model("segformer-test", num_classes=150)
+    model.pretrained_cfg = segzoo.get_pretrained_cfg("setr-pup-ade").to_dict()  # slide mode, 127.5 mean
+    path = tmp_path / "model.onnx"
+    model.export_onnx(path, height=256, width=256, verify=False)
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    protocol = segzoo.EvalProtocol.from_dict(json.loads(props["segzoo.eval_protocol"]))
+    assert protocol == model.eval_protocol and protocol.mode == "slide" and protocol.crop == (512, 512)
+    assert json.loads(props["segzoo.class_names"])[:3] == ["wall", "building", "sky"]

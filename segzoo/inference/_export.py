@@ -15,6 +15,7 @@ the ways above instead.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -206,6 +207,7 @@ def _export_and_check(
             _first_line(err),
         )
         _export_legacy(model, example, path, opset, dynamic)
+    _record_preprocessing(model, path)
     written = written_opset(path)
     if opset is not None and written != opset:
         raise ExportError(
@@ -227,6 +229,23 @@ def _export_and_check(
             f"{_size_hint(height, width, dynamic)}"
         )
     return max_diff
+
+
+def _record_preprocessing(model: nn.Module, path: Path) -> None:
+    """The graph takes normalised images: write how to make them (the checkpoint's :class:`EvalProtocol`, as JSON
+    under ``segzoo.eval_protocol``) and the class names into the file's ``metadata_props``."""
+    import onnx
+
+    protocol = getattr(model, "eval_protocol", None)
+    names = (getattr(model, "pretrained_cfg", None) or {}).get("class_names")
+    props = {"segzoo.eval_protocol": json.dumps(protocol.to_dict())} if protocol is not None else {}
+    if names:
+        props["segzoo.class_names"] = json.dumps(list(names))
+    if not props:
+        return
+    graph = onnx.load(str(path), load_external_data=False)  # external weights stay where they are
+    onnx.helper.set_model_props(graph, props)
+    onnx.save(graph, str(path))
 
 
 def _size_hint(height: int, width: int, dynamic: bool) -> str:
