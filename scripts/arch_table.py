@@ -21,6 +21,8 @@ def arch_table() -> str:
             for k, v in arch.encoder_args.items()
             if k in ("embed_dims", "embed_dim", "depth", "depths", "patch_size")
         ).replace(" ", "")
+        if arch.encoder == "timm_vit":
+            encoder = f"any timm ViT (`encoder=`; default `{arch.encoder_args['model_name']}`)"
         rows.append(f"| `{name}` | {arch.family} | {encoder} | {arch.decoder} | {len(arch.aux_heads)} | {params:.2f} |")
     return "\n".join(rows)
 

@@ -52,6 +52,7 @@ def create_model(
     name: str,
     *,
     num_classes: int = 150,
+    encoder: str | None = None,
     img_size: int | None = None,
     drop_path_rate: float | None = None,
     aux_heads: bool = True,
@@ -60,6 +61,8 @@ def create_model(
     decoder_args: dict[str, Any] | None = None,
     neck_args: dict[str, Any] | None = None,
     pretrained_encoder: bool | str = False,
+    freeze_encoder: bool = False,
+    grad_checkpointing: bool = False,
     unpad: str | None = None,
     device=None,
     dtype=None,
@@ -69,6 +72,10 @@ def create_model(
     Args:
         name: An architecture name from :func:`list_models`.
         num_classes: Number of output classes.
+        encoder: For the architectures on any timm ViT (``segmenter-linear``, ``segmenter-mask``, ``setr-naive``,
+            ``setr-pup``, ``setr-mla``, ``linear-probe``, ``linear-probe-4``): the timm model name, e.g.
+            ``"vit_base_patch14_reg4_dinov2.lvd142m"`` (default DINOv2-S/14 with registers; known to work:
+            ``segzoo.models.KNOWN_TIMM_ENCODERS``).
         img_size: Crop size the ViT position embeddings are stored for (other sizes are resampled on the fly).
         drop_path_rate: Encoder stochastic depth.
         aux_heads: Build the auxiliary heads (SETR). They only run through ``forward_with_aux``.
@@ -77,7 +84,11 @@ def create_model(
             ``embed_dim`` for tests).
         pretrained_encoder: Initialise the encoder from ImageNet weights: ``True`` takes the checkpoint
             ``checkpoints.yaml`` lists first for this architecture, a name one of ``list_pretrained(kind="encoder")``
-            (downloaded once; position embeddings resampled to ``img_size``).
+            (downloaded once; position embeddings resampled to ``img_size``). For a timm encoder: timm's own
+            pretrained weights of ``encoder``.
+        freeze_encoder: Freeze the encoder (no gradients, kept in eval mode; see ``EncoderDecoder.freeze_encoder``).
+        grad_checkpointing: Recompute the encoder's blocks in the backward pass instead of storing activations
+            (ViT-L/g at 512–1024 crops).
         unpad: ``"resize"`` or ``"crop"``: how logits of an input padded to whole patches return to the input size
             (default: the registry row's, mmsegmentation's ``"resize"``; the official Segmenter code crops).
         device: Build on this device (``"meta"`` builds without allocating memory).
@@ -87,12 +98,16 @@ def create_model(
         A :class:`SegmentationModel` with fresh weights (but the encoder's, with ``pretrained_encoder``).
     """
     model = build_model(
-        name, num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate, aux_heads=aux_heads,
-        in_chans=in_chans, encoder_args=encoder_args, decoder_args=decoder_args, neck_args=neck_args, unpad=unpad,
-        device=device, dtype=dtype, model_cls=SegmentationModel,
+        name, num_classes=num_classes, encoder=encoder, img_size=img_size, drop_path_rate=drop_path_rate,
+        aux_heads=aux_heads, in_chans=in_chans, encoder_args=encoder_args, decoder_args=decoder_args,
+        neck_args=neck_args, unpad=unpad, device=device, dtype=dtype, model_cls=SegmentationModel,
     )
     if pretrained_encoder:
         load_encoder_weights(model, None if pretrained_encoder is True else pretrained_encoder)
+    if freeze_encoder:
+        model.freeze_encoder()
+    if grad_checkpointing:
+        model.set_grad_checkpointing()
     return model
 
 

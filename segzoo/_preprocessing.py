@@ -18,8 +18,8 @@ Multi-scale + flip testing differs between mmseg versions, and the published num
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 

@@ -19,7 +19,8 @@ from segzoo.checkpoints._arch_from_weights import (
 )
 from segzoo.checkpoints._convert import CONVERTERS, ConversionError, detect_format
 
-REAL_ARCHS = segzoo.list_models()
+# the architectures with their own encoder; those on a timm ViT are saved with their config.json (encoder=...)
+REAL_ARCHS = [name for name in segzoo.list_models() if registry.ARCHS[name].encoder != "timm_vit"]
 
 
 def meta_state(name, num_classes=150, **kwargs):

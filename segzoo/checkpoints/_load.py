@@ -26,6 +26,7 @@ import torch
 from huggingface_hub import constants
 
 import segzoo.checkpoints._download as hub
+from segzoo._errors import UnknownCheckpointError
 from segzoo.checkpoints._convert import CONVERTERS, ConversionError, adapt_to_model, detect_format, unwrap_checkpoint
 from segzoo.checkpoints._table import (
     PretrainedCfg,
@@ -35,6 +36,7 @@ from segzoo.checkpoints._table import (
 )
 from segzoo.models._encoder_decoder import EncoderDecoder
 from segzoo.models._registry import ARCHS, MIT_SIZES, build_model, check_num_classes
+from segzoo.models.encoders import TimmViTEncoder
 
 log = logging.getLogger("segzoo")
 
@@ -416,7 +418,17 @@ def replace_classes(model: EncoderDecoder, num_classes: int) -> EncoderDecoder:
 
 def load_encoder_weights(model: EncoderDecoder, name: str | None = None, cache_dir=None) -> EncoderDecoder:
     """Initialise ``model``'s encoder from an ImageNet checkpoint (``name``, or the one ``checkpoints.yaml`` lists
-    first for its architecture), resampling position embeddings to the model's crop."""
+    first for its architecture), resampling position embeddings to the model's crop. A timm encoder takes timm's
+    own pretrained weights for its model name."""
+    if isinstance(model.backbone, TimmViTEncoder):  # weights, and their adaptation, are timm's
+        if name is not None and name != model.backbone.model_name:
+            raise UnknownCheckpointError(
+                f"{model.arch_name} on timm's {model.backbone.model_name!r} takes that model's own weights "
+                f"(pretrained_encoder=True); to use {name!r}, build it with encoder={name!r}"
+            )
+        model.backbone.load_pretrained()
+        log.info("%s: encoder initialised from timm's %s", model.arch_name, model.backbone.model_name)
+        return model
     cfg = get_encoder_cfg(model.arch_name, name)
     path = hub.download_file(cfg, cache_dir=cache_dir)
     state, _ = _converted_cached(path, cfg.format, f"{model.arch_name}-encoder", cache_dir)

@@ -21,5 +21,6 @@ _import_timm_without_wandb()
 
 from segzoo.models._encoder_decoder import EncoderDecoder  # noqa: E402  (after timm is imported without wandb)
 from segzoo.models._registry import ARCHS, Arch, build_model, get_arch, list_models  # noqa: E402
+from segzoo.models.encoders import KNOWN_TIMM_ENCODERS  # noqa: E402
 
-__all__ = ["ARCHS", "Arch", "EncoderDecoder", "build_model", "get_arch", "list_models"]
+__all__ = ["ARCHS", "KNOWN_TIMM_ENCODERS", "Arch", "EncoderDecoder", "build_model", "get_arch", "list_models"]

@@ -102,6 +102,34 @@ class EncoderDecoder(nn.Module):
         feats = self.backbone(x)
         return self.neck(feats) if self.neck is not None else feats
 
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps the decode head reads (encoder, then neck), for an input padded to whole patches: the
+        feature API of timm's models. The encoder's own ``forward_intermediates(x, indices=...)`` gives any blocks
+        (ViT) or stages (MiT)."""
+        self.check_input(x)
+        return self.extract_features(self._pad(x))
+
+    def freeze_encoder(self, frozen: bool = True) -> None:
+        """Freeze the encoder (linear probing, frozen-feature training): its parameters take no gradients, so
+        ``param_groups`` leaves them out of the optimizer, and it stays in eval mode (dropout, drop path and
+        BatchNorm statistics off) when the model is put in training mode. ``frozen=False`` undoes it."""
+        self.encoder_frozen = frozen
+        self.backbone.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> EncoderDecoder:
+        super().train(mode)
+        if getattr(self, "encoder_frozen", False):
+            self.backbone.eval()
+        return self
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the encoder's blocks in the backward pass instead of storing their activations (timm's switch):
+        less memory for ViT-L/g at large crops, about a third more compute."""
+        if not hasattr(self.backbone, "set_grad_checkpointing"):
+            raise ValueError(f"{type(self.backbone).__name__} has no gradient checkpointing switch")
+        self.backbone.set_grad_checkpointing(enable)
+
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         if self.pad_to_multiple == 1:
             return x

@@ -7,6 +7,7 @@ architecture. The two name spaces are never parsed into each other.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
@@ -17,12 +18,13 @@ from torch import nn
 from segzoo._errors import UnknownModelError
 from segzoo.models._encoder_decoder import EncoderDecoder
 from segzoo.models.encoders.mit import MixTransformer
+from segzoo.models.encoders.timm_vit import TimmViTEncoder
 from segzoo.models.encoders.vit import ViTEncoder, hybrid_vit_encoder
 from segzoo.models.heads.segformer import MmsegSegformerHead, SegformerHead
 from segzoo.models.heads.segmenter import LinearHead, MaskTransformer
 from segzoo.models.heads.setr import MlaNeck, SetrMlaHead, SetrUpHead
 
-ENCODERS = {"vit": ViTEncoder, "hybrid_vit": hybrid_vit_encoder, "mit": MixTransformer}
+ENCODERS = {"vit": ViTEncoder, "hybrid_vit": hybrid_vit_encoder, "mit": MixTransformer, "timm_vit": TimmViTEncoder}
 NECKS = {"mla": MlaNeck}
 # decoder name -> (class, whether it reads all feature maps rather than one selected by ``in_index``)
 DECODERS = {
@@ -49,7 +51,7 @@ class Arch:
     neck_args: dict[str, Any] = field(default_factory=dict)
     aux_heads: tuple[tuple[str, dict[str, Any]], ...] = ()
     aux_weight: float = 0.4
-    pad_to_multiple: int = 1
+    pad_to_multiple: int = 1  # 0: the encoder's patch size (timm encoders, whose patch size the row does not fix)
     unpad: str = "resize"  # logits of a padded input are resized to the input size, as mmseg does (see EncoderDecoder)
     paper: str = ""
 
@@ -154,6 +156,43 @@ def _setr_arch(head: str, size: str, img_size: int = 512) -> Arch:
     )
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The ViT heads on any timm ViT (``create_model("segmenter-mask", encoder="vit_base_patch14_reg4_dinov2.lvd142m")``):
+# the rows name the head only; the encoder is a timm model name, DINOv2-S/14 with registers unless given.
+TIMM_DEFAULT_ENCODER = "vit_small_patch14_reg4_dinov2.lvd142m"
+# SETR reads blocks 10, 15, 20 and 24 of 24 (Naive, PUP) or 6, 12, 18, 24 (MLA): the same fractions of any depth.
+SETR_OUT_FRACTIONS = {"naive": (10 / 24, 15 / 24, 20 / 24, 1.0), "pup": (10 / 24, 15 / 24, 20 / 24, 1.0),
+                      "mla": (0.25, 0.5, 0.75, 1.0)}
+
+
+def _timm_archs() -> list[Arch]:
+    def vit(**args) -> dict[str, Any]:
+        return dict(model_name=TIMM_DEFAULT_ENCODER, img_size=None, drop_path_rate=0.0, **args)
+
+    archs = [
+        Arch(name="segmenter-linear", family="segmenter", encoder="timm_vit", encoder_args=vit(final_norm=True),
+             decoder="linear", pad_to_multiple=0, paper="Segmenter (arXiv 2105.05633) on a timm ViT"),
+        Arch(name="segmenter-mask", family="segmenter", encoder="timm_vit", encoder_args=vit(final_norm=True),
+             decoder="mask_transformer", decoder_args=dict(depth=2), pad_to_multiple=0,
+             paper="Segmenter (arXiv 2105.05633) on a timm ViT"),
+        # DINOv2's linear evaluation (arXiv 2304.07193, §7.3): BatchNorm + 1×1 conv on the normalised patch tokens
+        # of the last block ("lin"), or of the last four concatenated (the "+ms" setting's head).
+        Arch(name="linear-probe", family="probe", encoder="timm_vit", encoder_args=vit(final_norm=True),
+             decoder="linear", decoder_args=dict(batch_norm=True), pad_to_multiple=0,
+             paper="DINOv2 linear evaluation (arXiv 2304.07193)"),
+        Arch(name="linear-probe-4", family="probe", encoder="timm_vit",
+             encoder_args=vit(final_norm=True, out_indices=(-4, -3, -2, -1)),
+             decoder="linear", decoder_args=dict(batch_norm=True, in_index=(0, 1, 2, 3)), pad_to_multiple=0,
+             paper="DINOv2 linear evaluation (arXiv 2304.07193), last four blocks"),
+    ]
+    for head in ("naive", "pup", "mla"):
+        real = _setr_arch(head, "l")
+        encoder_args = vit(out_fractions=SETR_OUT_FRACTIONS[head], final_norm=False)
+        archs.append(dataclasses.replace(real, name=f"setr-{head}", encoder="timm_vit", encoder_args=encoder_args,
+                                         pad_to_multiple=0, paper="SETR (arXiv 2012.15840) on a timm ViT"))
+    return archs
+
+
 def _setr_hybrid_arch(img_size: int = 512) -> Arch:
     naive = _setr_arch("naive", "b", img_size)
     return Arch(
@@ -215,7 +254,7 @@ def _all_archs() -> dict[str, Arch]:
         for decoder in ("linear", "mask")
     ]
     archs += [_setr_arch(head, size) for head in ("naive", "pup", "mla") for size in ("b", "l")]
-    archs += [_setr_hybrid_arch(), *_test_archs()]
+    archs += [_setr_hybrid_arch(), *_timm_archs(), *_test_archs()]
     return {a.name: a for a in archs}
 
 
@@ -253,6 +292,7 @@ def build_model(
     name: str,
     *,
     num_classes: int = 150,
+    encoder: str | None = None,
     img_size: int | None = None,
     drop_path_rate: float | None = None,
     aux_heads: bool = True,
@@ -270,6 +310,8 @@ def build_model(
     Args:
         name: An architecture name from :func:`list_models`.
         num_classes: Number of output classes.
+        encoder: A timm model name, for the architectures on any timm ViT (``segmenter-linear``,
+            ``segmenter-mask``, ``setr-naive``, ``setr-pup``, ``setr-mla``, ``linear-probe``, ``linear-probe-4``).
         img_size: Crop size the ViT position embeddings are stored for (other sizes are resampled on the fly).
         drop_path_rate: Encoder stochastic depth.
         aux_heads: Build the auxiliary heads (SETR). They only run through ``forward_with_aux``.
@@ -279,6 +321,7 @@ def build_model(
         unpad: ``"resize"`` or ``"crop"``: how logits of an input padded to whole patches return to the input size
             (default: the registry row's, mmsegmentation's ``"resize"``; the official Segmenter code crops).
         device: Build on this device (``"meta"`` builds without allocating memory).
+        dtype: Parameter dtype.
         model_cls: The class to build: :class:`EncoderDecoder` or a subclass (``segzoo.SegmentationModel``).
 
     Returns:
@@ -288,6 +331,11 @@ def build_model(
     check_num_classes(num_classes)
     dd = {"device": device, "dtype": dtype}
     enc_args = dict(arch.encoder_args, **(encoder_args or {}), in_chans=in_chans)
+    if encoder is not None:
+        if arch.encoder != "timm_vit":
+            timm_rows = ", ".join(a.name for a in ARCHS.values() if a.encoder == "timm_vit")
+            raise ValueError(f"{name} has its own encoder; encoder= names a timm ViT for {timm_rows}")
+        enc_args["model_name"] = encoder
     if img_size is not None:
         if "img_size" not in enc_args:
             raise ValueError(f"{name} has no position embeddings to size; img_size does not apply")
@@ -303,17 +351,20 @@ def build_model(
 
     def build_head(kind: str, args: dict[str, Any]) -> nn.Module:
         cls, takes_all = DECODERS[kind]
-        in_channels = channels if takes_all else channels[args.get("in_index", -1)]
+        index = args.get("in_index", -1)
+        in_channels = channels if takes_all else (
+            sum(channels[i] for i in index) if isinstance(index, (list, tuple)) else channels[index]
+        )
         return cls(in_channels, num_classes, **args, **dd)
 
     decode_head = build_head(arch.decoder, dict(arch.decoder_args, **(decoder_args or {})))
     aux = [build_head(kind, args) for kind, args in arch.aux_heads] if aux_heads else []
     model = model_cls(
         backbone, decode_head, neck=neck, auxiliary_heads=aux, aux_weights=[arch.aux_weight] * len(aux),
-        pad_to_multiple=arch.pad_to_multiple, unpad=unpad or arch.unpad, in_chans=in_chans,
+        pad_to_multiple=arch.pad_to_multiple or backbone.patch_size, unpad=unpad or arch.unpad, in_chans=in_chans,
     )
     model.arch_name = name
-    overrides = dict(img_size=img_size, drop_path_rate=drop_path_rate, encoder_args=encoder_args,
+    overrides = dict(encoder=encoder, img_size=img_size, drop_path_rate=drop_path_rate, encoder_args=encoder_args,
                      decoder_args=decoder_args, neck_args=neck_args, unpad=unpad)
     model.build_args = {k: v for k, v in overrides.items() if v is not None}
     if in_chans != 3:

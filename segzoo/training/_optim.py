@@ -45,10 +45,10 @@ def _vit_layer_id(name: str, num_layers: int) -> int:
     """Layer index of a parameter for layer-wise lr decay: 0 for the embeddings, i+1 for block i, L+1 otherwise."""
     if not name.startswith("backbone."):
         return num_layers + 1
-    block = re.match(r"backbone\.blocks\.(\d+)\.", name)
+    block = re.match(r"backbone\.(?:vit\.)?blocks\.(\d+)\.", name)  # ours, or a timm encoder's (backbone.vit.)
     if block:
         return int(block.group(1)) + 1
-    if re.match(r"backbone\.(patch_embed|cls_token|pos_embed|reg_token|dist_token)", name):
+    if re.match(r"backbone\.(?:vit\.)?(patch_embed|cls_token|pos_embed|reg_token|dist_token)", name):
         return 0
     return num_layers  # final backbone norm: like the last block
 
@@ -81,7 +81,8 @@ def param_groups(
     embed_names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
     num_layers = 0
     if layer_decay is not None:
-        blocks = getattr(getattr(model, "backbone", None), "blocks", None)
+        backbone = getattr(model, "backbone", None)
+        blocks = getattr(backbone, "blocks", None) or getattr(getattr(backbone, "vit", None), "blocks", None)
         if blocks is None:
             raise ValueError(
                 "layer_decay needs a ViT backbone with `backbone.blocks` (SETR, Segmenter); "

@@ -196,6 +196,16 @@ class MixTransformer(nn.Module):
             outs.append(x)
         return outs
 
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None) -> list[torch.Tensor]:
+        """The stage outputs (NCHW, strides 4, 8, 16, 32) as timm's ``forward_intermediates`` names them: stages
+        ``indices``, the last ``n`` stages for an int, all four for None."""
+        outs = self.forward(x)
+        if indices is None:
+            return outs
+        if isinstance(indices, int):
+            return outs[len(outs) - indices:]
+        return [outs[i] for i in indices]
+
 
 def _init_weights(m: nn.Module) -> None:
     """The official initialisation: truncated normal linears, fan-out normal convs, unit LayerNorms."""

@@ -11,6 +11,7 @@ Paper: Segmenter (arXiv 2105.05633).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -21,28 +22,38 @@ from torch import nn
 
 
 class LinearHead(nn.Module):
-    """A 1×1 conv classifier on one feature map (Segmenter's Linear decoder; mmseg ``FCNHead(num_convs=0)``).
+    """A 1×1 conv classifier on one feature map (Segmenter's Linear decoder; mmseg ``FCNHead(num_convs=0)``), or on
+    several maps of the same size concatenated, after a BatchNorm (DINOv2's linear probe, mmseg ``BNHead``).
 
     Args:
-        in_channels: Channels of the selected feature map.
+        in_channels: Channels of the selected feature map (the sum over the maps when ``in_index`` is a sequence).
         num_classes: Number of classes.
-        in_index: Which of the encoder's (or neck's) outputs to read.
+        in_index: Which of the encoder's (or neck's) outputs to read; a sequence concatenates them.
         dropout: Dropout before the classifier.
+        batch_norm: A BatchNorm on the features before the classifier (DINOv2's linear probe on frozen features).
     """
 
     classifier_names = ("conv_seg",)
 
     def __init__(
-        self, in_channels: int, num_classes: int, in_index: int = -1, dropout: float = 0.0, device=None, dtype=None
+        self, in_channels: int, num_classes: int, in_index: int | Sequence[int] = -1, dropout: float = 0.0,
+        batch_norm: bool = False, device=None, dtype=None,
     ):
         super().__init__()
         self.num_classes = num_classes
-        self.in_index = in_index
+        self.in_index = tuple(in_index) if isinstance(in_index, Sequence) else in_index
+        self.bn = nn.BatchNorm2d(in_channels, device=device, dtype=dtype) if batch_norm else None
         self.dropout = nn.Dropout2d(dropout)
         self.conv_seg = nn.Conv2d(in_channels, num_classes, 1, device=device, dtype=dtype)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        return self.conv_seg(self.dropout(feats[self.in_index]))
+        if isinstance(self.in_index, tuple):
+            x = torch.cat([feats[i] for i in self.in_index], dim=1)
+        else:
+            x = feats[self.in_index]
+        if self.bn is not None:
+            x = self.bn(x)
+        return self.conv_seg(self.dropout(x))
 
 
 class MaskTransformer(nn.Module):
