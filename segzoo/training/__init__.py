@@ -1,6 +1,6 @@
 """Layer 4, training (Lightning, torchmetrics, wandb): the LightningModule every architecture trains with, its
-callbacks, the papers' optimiser rules and schedule, and the LightningCLI behind ``segzoo train``. The DataModules
-are in :mod:`segzoo.data`."""
+losses, callbacks, the papers' optimiser rules and schedule, and the LightningCLI behind ``segzoo train``. The
+DataModules are in :mod:`segzoo.data`."""
 
 import os
 
@@ -8,10 +8,22 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would o
 
 from segzoo.training._callbacks import LastCheckpoint, MaskWriter, SigtermWatchdog, StopOnEveryRank  # noqa: E402
 from segzoo.training._cli import SegzooCLI, cli_main, main, trainer_defaults  # noqa: E402
+from segzoo.training._losses import (  # noqa: E402
+    CrossEntropyLoss,
+    DiceLoss,
+    FocalLoss,
+    LossSum,
+    OhemCrossEntropyLoss,
+)
 from segzoo.training._module import SegmentationModule, read_checkpoint, segmentation_metrics  # noqa: E402
 from segzoo.training._optim import PolyLR, apply_multipliers, param_groups, poly_warmup_lr  # noqa: E402
 
 __all__ = [
+    "CrossEntropyLoss",
+    "DiceLoss",
+    "FocalLoss",
+    "LossSum",
+    "OhemCrossEntropyLoss",
     "LastCheckpoint",
     "MaskWriter",
     "PolyLR",

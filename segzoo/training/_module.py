@@ -19,7 +19,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import Tensor, nn
@@ -29,6 +28,7 @@ import segzoo
 from segzoo._errors import CheckpointReadError
 from segzoo.inference._predict import TTA_SCALES, eval_settings, inference
 from segzoo.inference._visualize import default_palette, denormalize, side_by_side
+from segzoo.training._losses import CrossEntropyLoss
 from segzoo.training._optim import PolyLR, apply_multipliers, param_groups
 
 __all__ = ["SegmentationModule", "read_checkpoint", "segmentation_metrics"]
@@ -173,6 +173,9 @@ class SegmentationModule(L.LightningModule):
             ``segzoo.load`` reads, or a Lightning ``.ckpt`` of this module. Class-specific layers are re-initialised
             when ``num_classes`` differs (fine-tuning).
         pretrained_encoder: Initialise the encoder with its ImageNet weights (the papers' starting point).
+        loss: The loss of the main and auxiliary logits (``segzoo.training``: ``CrossEntropyLoss`` with class
+            weights, ``OhemCrossEntropyLoss``, ``DiceLoss``, ``FocalLoss``, ``LossSum``); default cross-entropy. Its
+            ``ignore_index`` is set to this module's.
         optimizer: Optimizer factory; its ``lr`` and ``weight_decay`` are the base values the group rules scale.
         lr_scheduler: Scheduler factory, stepped every iteration; ``segzoo.training.PolyLR`` gets ``total_steps`` from
             the trainer (``max_steps``) unless the config sets it.
@@ -200,6 +203,7 @@ class SegmentationModule(L.LightningModule):
         model_args: dict[str, Any] | None = None,
         init_from: str | None = None,
         pretrained_encoder: bool = False,
+        loss: nn.Module | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable = PolyLR,
         head_lr_mult: float = 1.0,
@@ -217,7 +221,8 @@ class SegmentationModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters(
-            ignore=["optimizer", "lr_scheduler"] + (["model"] if isinstance(model, nn.Module) else [])
+            # modules are not hyperparameters: checkpoints hold plain values only (read with weights_only=True)
+            ignore=["optimizer", "lr_scheduler", "loss"] + (["model"] if isinstance(model, nn.Module) else [])
         )
         self.model = _build_model(model, num_classes, dict(model_args or {}), init_from, pretrained_encoder)
         model_classes = getattr(self.model, "num_classes", None)
@@ -232,6 +237,8 @@ class SegmentationModule(L.LightningModule):
         if eval_mode not in (None, "whole", "slide"):
             raise ValueError(f"eval_mode must be 'whole' or 'slide', got {eval_mode!r}")
         self.ignore_index = ignore_index
+        self.loss = loss if loss is not None else CrossEntropyLoss()
+        self.loss.ignore_index = ignore_index
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.group_rules = {
@@ -258,7 +265,7 @@ class SegmentationModule(L.LightningModule):
         return self.model(images)
 
     def compute_loss(self, images: Tensor, masks: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """Cross-entropy of the main logits plus the weighted auxiliary losses (SETR: 0.4 each).
+        """The loss (default cross-entropy) of the main logits plus the weighted auxiliary losses (SETR: 0.4 each).
 
         The cross-entropy averages over the non-ignored pixels (PyTorch's rule; mmseg divides by all pixels). A batch
         without any valid pixel gives a zero loss that still reaches every parameter.
@@ -268,15 +275,10 @@ class SegmentationModule(L.LightningModule):
             aux_weights = list(getattr(self.model, "aux_weights", [1.0] * len(aux_logits)))
         else:
             logits, aux_logits, aux_weights = self.model(images), [], []
-        parts = {"loss_main": self._cross_entropy(logits, masks)}
+        parts = {"loss_main": self.loss(logits, masks)}
         for i, (aux, weight) in enumerate(zip(aux_logits, aux_weights)):
-            parts[f"loss_aux{i}"] = weight * self._cross_entropy(aux, masks)
+            parts[f"loss_aux{i}"] = weight * self.loss(aux, masks)
         return sum(parts.values()), parts
-
-    def _cross_entropy(self, logits: Tensor, masks: Tensor) -> Tensor:
-        if not (masks != self.ignore_index).any():
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits.float(), masks, ignore_index=self.ignore_index)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         images, masks = batch["image"], batch["mask"]
@@ -358,6 +360,8 @@ class SegmentationModule(L.LightningModule):
         names = self.class_names()
         per_class = {f"{stage}/iou/{name}": iou.float() for name, iou in zip(names, metrics["iou"])}
         self.log_dict({k: v for k, v in per_class.items() if not v.isnan()}, sync_dist=True)
+        if self.num_classes == 2:  # binary segmentation (background 0, foreground 1): the foreground's IoU
+            self.log(f"{stage}/iou_foreground", metrics["iou"][1].float(), sync_dist=True)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self._report_table(stage, names, metrics)
 
