@@ -9,16 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from segzoo._preprocessing import EvalProtocol
 from segzoo._version import __version__
 from segzoo.checkpoints._table import PretrainedCfg
 
 # Licence ids the Hub knows; anything else is published as license "other" with license_name.
 _HUB_LICENSES = {"apache-2.0", "mit", "bsd-3-clause", "cc-by-4.0", "cc-by-nc-4.0", "cc-by-sa-4.0", "gpl-3.0", "other"}
 _LICENSE_LINKS = {"nvidia-source-code-license-nc": "https://github.com/NVlabs/SegFormer/blob/master/LICENSE"}
-
-
+# The card's body: a Jinja2 template shipped with the package (package-data ``checkpoints/*.md``).
+_TEMPLATE = Path(__file__).with_name("model_card_template.md")
+# pretrained_cfg keys of the evaluation protocol (see EvalProtocol.from_pretrained_cfg).
+_PROTOCOL_KEYS = {"mean", "std", "test_scale", "size_divisor", "eval_mode", "crop_size", "stride", "tta"}
 
 
 def _cfg_dict(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | None) -> dict[str, Any]:
@@ -58,6 +61,7 @@ def model_config(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | 
 
 
 def _model_card(config: dict[str, Any], repo_id: str | None) -> ModelCard:
+    """The ``README.md`` of a saved model: ``model_card_template.md`` rendered with the config's metadata."""
     cfg = config["pretrained_cfg"]
     arch = config["architecture"]
     name = cfg.get("name") or (repo_id.split("/")[-1] if repo_id else arch)
@@ -71,8 +75,6 @@ def _model_card(config: dict[str, Any], repo_id: str | None) -> ModelCard:
     scores = metrics.get("publisher") or metrics.get("paper") or {}
     eval_results = None
     if dataset and "miou_ss" in scores:
-        from huggingface_hub import EvalResult
-
         eval_results = [
             EvalResult(
                 task_type="image-segmentation",
@@ -83,7 +85,7 @@ def _model_card(config: dict[str, Any], repo_id: str | None) -> ModelCard:
                 metric_value=scores["miou_ss"],
             )
         ]
-    data = ModelCardData(
+    card_data = ModelCardData(
         license=license_id,
         library_name="segzoo",
         pipeline_tag="image-segmentation",
@@ -93,53 +95,31 @@ def _model_card(config: dict[str, Any], repo_id: str | None) -> ModelCard:
         eval_results=eval_results,
         **{key: value for key, value in extra.items() if value},
     )
-    load_id = f"hf-hub:{repo_id}" if repo_id else "/path/to/this/folder"
-    lines = [
-        f"# {name}",
-        "",
-        f"`{arch}` semantic segmentation model ({config['num_classes']} classes"
-        + (f", trained on {dataset}" if dataset else "")
-        + ") for [segzoo](https://github.com/segzoo/segzoo).",
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "import segzoo",
-        "from segzoo.inference import predict",
-        "",
-        f'model = segzoo.load("{load_id}")',
-        'labels = predict(model, "image.jpg")  # H x W class ids, with the preprocessing below',
-        "```",
-        "",
-    ]
-    if metrics:
-        lines += ["## Evaluation", "", "| source | mIoU (single scale) | mIoU (multi-scale + flip) |", "|---|---|---|"]
-        for source, values in metrics.items():
-            lines.append(f"| {source} | {values.get('miou_ss', '-')} | {values.get('miou_ms', '-')} |")
-        lines.append("")
-    if cfg.get("mean"):
-        lines += [
-            "## Preprocessing and evaluation",
-            "",
-            f"- RGB mean {cfg['mean']}, std {cfg.get('std')} (0-255 scale)",
-            (
-                f"- evaluation: {cfg.get('eval_mode') or 'whole'}, window {cfg.get('crop_size')}, "
-                f"stride {cfg.get('stride')}, keep-ratio test scale {cfg.get('test_scale')}"
-            ),
-            "",
-        ]
-    provenance = []
-    if cfg.get("paper"):
-        provenance.append(f"- paper: {cfg['paper']}")
     source = cfg.get("source") or {}
-    if source:
-        where = source.get("url") or f"https://huggingface.co/{source.get('hf_hub_id')}"
-        provenance.append(f"- original weights: {where} ({cfg.get('format')} format), converted to segzoo")
-    if cfg.get("license"):
-        provenance.append(f"- license: {cfg['license']}")
-    if provenance:
-        lines += ["## Provenance", ""] + provenance + [""]
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+    weights_url = source.get("url") or (
+        f"https://huggingface.co/{source['hf_hub_id']}" if source.get("hf_hub_id") else None
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(_TEMPLATE),
+        title=name,
+        arch=arch,
+        num_classes=config["num_classes"],
+        dataset=dataset,
+        load_id=f"hf-hub:{repo_id}" if repo_id else "/path/to/this/folder",
+        metrics=[
+            {"source": source_name, "miou_ss": values.get("miou_ss", "-"), "miou_ms": values.get("miou_ms", "-")}
+            for source_name, values in metrics.items()
+        ],
+        # Only a checkpoint that states its protocol gets the section; predict's defaults fill what it leaves out.
+        protocol=EvalProtocol.from_pretrained_cfg(cfg) if any(cfg.get(key) for key in _PROTOCOL_KEYS) else None,
+        tta_style=cfg.get("tta"),
+        paper=cfg.get("paper"),
+        weights_url=weights_url,
+        weights_format=cfg.get("format"),
+        notes=cfg.get("notes"),
+        original_license=cfg.get("license"),
+    )
 
 
 def save_pretrained(
