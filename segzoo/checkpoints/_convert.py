@@ -268,13 +268,26 @@ def unwrap_checkpoint(obj: object) -> Mapping[str, torch.Tensor]:
     raise ConversionError(f"no state dict found in this checkpoint (a {type(obj).__name__})")
 
 
+# The first convolution of each encoder: the one weight that depends on the number of input channels.
+INPUT_CONVS = ("backbone.patch_embed.proj.weight", "backbone.patch_embed1.proj.weight",
+               "backbone.patch_embed.backbone.conv1.weight")
+
+
 def adapt_to_model(state_dict: StateDict, model: torch.nn.Module, pos_embed_interp: str = "bicubic") -> StateDict:
     """Fit encoder tokens to ``model``: drop a class token the model does not have (mmseg SETR-MLA stores one it
-    never uses), and resample position embeddings stored for another grid."""
+    never uses), resample position embeddings stored for another grid, and adapt RGB weights of the first
+    convolution to a model built with another ``in_chans`` (timm's rule: one channel sums R, G and B; more channels
+    repeat R, G, B, R, ... scaled by 3 / in_chans, so extra channels that are zero leave the output unchanged up to
+    that factor)."""
     from timm.layers import resample_abs_pos_embed
+    from timm.models import adapt_input_conv
 
     sd = dict(state_dict)
     target = model.state_dict()
+    for key in INPUT_CONVS:
+        if key in sd and key in target and sd[key].shape[1] != target[key].shape[1]:
+            log.info("%s: %d-channel weights adapted to %d input channels", key, sd[key].shape[1], target[key].shape[1])
+            sd[key] = adapt_input_conv(target[key].shape[1], sd[key], base_chans=sd[key].shape[1])
     if "backbone.cls_token" in sd and "backbone.cls_token" not in target:
         sd.pop("backbone.cls_token")
         if "backbone.pos_embed" in sd:
