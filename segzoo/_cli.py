@@ -21,8 +21,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from torch import nn
 
 from segzoo._errors import SegzooError
@@ -252,23 +250,12 @@ def plan_outputs(
     return plan
 
 
-def save_label_map(labels: np.ndarray, path: Path, palette: Sequence[Sequence[int]], num_classes: int) -> None:
-    """Writes a label map as a palette PNG (up to 256 classes) or a 16-bit grayscale PNG (more classes)."""
-    if num_classes <= 256:
-        image = Image.fromarray(labels.astype(np.uint8))  # mode L; putpalette makes it P
-        flat = [int(v) for colour in list(palette)[:256] for v in colour]
-        image.putpalette(flat + [0] * (768 - len(flat)))
-    else:
-        image = Image.fromarray(labels.astype(np.uint16))
-    image.save(path)
-
-
 def run_predict(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.progress import track
 
     from segzoo.inference._predict import list_images, load_image, predict
-    from segzoo.inference._visualize import default_palette, overlay_with_legend
+    from segzoo.inference._visualize import default_palette, overlay_with_legend, save_label_png
 
     try:
         files = list_images(args.inputs)
@@ -291,24 +278,22 @@ def run_predict(args: argparse.Namespace) -> None:
             raise UsageError(str(err)) from err
         labels = predict(model, image, mode=args.mode, tta=args.tta, crop_size=args.crop_size, stride=args.stride)
         label_path.parent.mkdir(parents=True, exist_ok=True)
-        save_label_map(labels, label_path, palette, num_classes)
+        save_label_png(labels, label_path, palette, num_classes)
         if overlay_path is not None:
             rgb = image.convert("RGB")
             overlay_with_legend(rgb, labels, class_names, palette, alpha=args.alpha).save(overlay_path)
     console.print(f"wrote {len(files)} prediction(s) to {args.out}")
 
 
-def _pair(value) -> tuple[int, int] | None:
-    return None if value is None else (int(value), int(value)) if isinstance(value, int) else tuple(value)
-
-
 def _check_slide_options(args: argparse.Namespace, cfg: dict) -> None:
     """Slide mode has a window size and a stride that covers every pixel (stride at most the window)."""
-    crop = _pair(args.crop_size or cfg.get("crop_size"))
-    stride = _pair(args.stride or cfg.get("stride"))
+    from segzoo.inference._predict import size_pair
+
+    crop, stride = args.crop_size or cfg.get("crop_size"), args.stride or cfg.get("stride")
     if crop is None or stride is None:
         raise UsageError("--mode slide needs --crop-size and --stride for this model (it has no published window), "
                          "e.g. --crop-size 512 --stride 341")
+    crop, stride = size_pair(crop, "--crop-size"), size_pair(stride, "--stride")
     if stride[0] > crop[0] or stride[1] > crop[1]:
         raise UsageError(
             f"the window stride {stride[0]}×{stride[1]} is larger than the window {crop[0]}×{crop[1]}, which leaves "

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import segzoo
-from segzoo._cli import main, save_label_map
+from segzoo._cli import main
 from segzoo.inference._predict import predict
 from segzoo.inference._visualize import (
     colorize,
@@ -16,6 +16,7 @@ from segzoo.inference._visualize import (
     denormalize,
     overlay,
     overlay_with_legend,
+    save_label_png,
     side_by_side,
 )
 
@@ -112,9 +113,9 @@ def test_predict_with_a_saved_model_folder_uses_its_classes_and_palette(images, 
 
 def test_label_maps_with_many_classes_are_16_bit(tmp_path):
     labels = np.array([[0, 299], [256, 7]])
-    save_label_map(labels, tmp_path / "many.png", default_palette(300), num_classes=300)
+    save_label_png(labels, tmp_path / "many.png", default_palette(300), num_classes=300)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "many.png")), labels)
-    save_label_map(labels % 256, tmp_path / "few.png", default_palette(256), num_classes=256)
+    save_label_png(labels % 256, tmp_path / "few.png", default_palette(256), num_classes=256)
     assert Image.open(tmp_path / "few.png").mode == "P"
 
 

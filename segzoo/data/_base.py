@@ -23,6 +23,7 @@ from segzoo.data._transforms import (
     build_train_transform,
     seed_transform,
 )
+from segzoo.inference._visualize import default_palette
 
 SPLITS = ("train", "val", "test")
 
@@ -44,23 +45,8 @@ def _mix_seed(seed: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed % 2**63, rank]).generate_state(1)[0])
 
 
-def generate_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """Distinct RGB colours for ``num_classes`` classes (the PASCAL VOC bit-interleaving colour map)."""
-    palette = []
-    for label in range(num_classes):
-        r = g = b = 0
-        value = label
-        for shift in range(7, -1, -1):
-            r |= ((value >> 0) & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette.append((r, g, b))
-    return palette
-
-
 def load_class_names(dataset: str) -> tuple[list[str], list[tuple[int, int, int]]]:
-    """Class names and palette of a dataset key of ``segzoo.data.classes.DATASETS`` (e.g. ``"ade20k"``)."""
+    """Class names and palette of a dataset key of ``segzoo.checkpoints._datasets.DATASETS`` (e.g. ``"ade20k"``)."""
     classes = importlib.import_module("segzoo.checkpoints._datasets")  # imported lazily: a large table
     names, palette = classes.get_dataset_classes(dataset)
     return list(names), [tuple(colour) for colour in palette]
@@ -148,7 +134,7 @@ class SegmentationDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def _class_info(self) -> tuple[list[str], list[tuple[int, int, int]]]:
-        return [f"class_{i}" for i in range(self.num_classes)], generate_palette(self.num_classes)
+        return [f"class_{i}" for i in range(self.num_classes)], default_palette(self.num_classes)
 
     # --- public API ----------------------------------------------------------------------------------------------
 

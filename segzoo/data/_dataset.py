@@ -12,6 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from segzoo.data._transforms import IGNORE_INDEX, build_eval_transform
+from segzoo.inference._predict import load_image
 
 Transform = Callable[..., dict[str, Any]]
 
@@ -38,22 +39,24 @@ def label_map_from_dict(mapping: Mapping[int, int], default: int = IGNORE_INDEX)
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as an RGB ``uint8`` array of shape H x W x 3.
+    """Read an image file as an RGB ``uint8`` array of shape H x W x 3, with
+    :func:`segzoo.inference._predict.load_image` (EXIF orientation applied, as for prediction).
 
     Raises:
         OSError: If the file is missing or cannot be decoded.
     """
     try:
-        with Image.open(path) as img:
-            return np.array(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise OSError(f"Cannot read image file '{path}': {exc}. Check that it exists and is a valid image.") from exc
+        image = load_image(path)
+    except ValueError as exc:  # not decodable: the data layer reports file problems as OSError
+        raise OSError(str(exc)) from exc
+    return np.array(image.convert("RGB"))
 
 
 def read_mask(path: str | Path) -> np.ndarray:
     """Read a class-index mask (a single-channel or palette PNG) as a ``uint8`` array of shape H x W.
 
-    Palette ("P" mode) PNGs give their palette indices, which is how VOC-style masks store class ids.
+    Palette ("P" mode) PNGs give their palette indices, which is how VOC-style masks store class ids. Unlike images,
+    masks are read as stored, without EXIF rotation (see :func:`segzoo.inference._predict.load_image`).
 
     Raises:
         OSError: If the file is missing or cannot be decoded.
@@ -148,9 +151,9 @@ class SegmentationDataset(Dataset):
         bad = invalid_labels(mask, self.num_classes, self.ignore_index)
         if bad:
             raise ValueError(
-                f"Mask '{mask_path}' holds values {bad} after the label mapping; valid values are 0..{self.num_classes - 1} "
-                f"and {self.ignore_index} (ignore). Check num_classes / classes, or set reduce_zero_label=True if "
-                "labels start at 1 with 0 meaning unlabelled."
+                f"Mask '{mask_path}' holds values {bad} after the label mapping; valid values are "
+                f"0..{self.num_classes - 1} and {self.ignore_index} (ignore). Check num_classes / classes, or set "
+                "reduce_zero_label=True if labels start at 1 with 0 meaning unlabelled."
             )
         return image, mask, image_path.stem
 

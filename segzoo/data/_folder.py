@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from segzoo.data._base import FileSegmentationDataModule, generate_palette, missing_layout_error
+from segzoo.data._base import FileSegmentationDataModule, missing_layout_error
 from segzoo.data._dataset import reduce_zero_label_map
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+from segzoo.inference._predict import IMAGE_EXTENSIONS
+from segzoo.inference._visualize import default_palette
 
 FOLDER_LAYOUT = """
 Either split folders:                       or split files listing names (paths under images/ without extension):
@@ -49,7 +49,7 @@ def read_class_names(classes: Sequence[str] | str | Path, data_root: Path) -> li
 
 def index_images(folder: Path) -> dict[str, Path]:
     """Image files under ``folder`` (recursively), keyed by their path relative to it without the extension."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     return {p.relative_to(folder).with_suffix("").as_posix(): p for p in files}
 
 
@@ -122,7 +122,7 @@ class FolderDataModule(FileSegmentationDataModule):
             if unknown:
                 raise FileNotFoundError(
                     f"{len(unknown)} name(s) in '{split_file}' have no image under '{image_root}', e.g. '{unknown[0]}' "
-                    f"(looked for {', '.join(IMAGE_SUFFIXES)})."
+                    f"(looked for {', '.join(IMAGE_EXTENSIONS)})."
                 )
             images, mask_dir = {name: all_images[name] for name in names}, mask_root
         pairs = [(image, mask_dir / f"{key}.png") for key, image in images.items()]
@@ -147,4 +147,4 @@ class FolderDataModule(FileSegmentationDataModule):
         return pairs, reduce_zero_label_map() if self.reduce_zero_label else None
 
     def _class_info(self) -> tuple[list[str], list[tuple[int, int, int]]]:
-        return self.names, generate_palette(self.num_classes)
+        return self.names, default_palette(self.num_classes)

@@ -23,7 +23,11 @@ _PATTERNS = ("plain", "horizontal", "vertical", "diagonal", "checks", "dots")
 
 
 def class_colours(num_classes: int) -> list[tuple[int, int, int]]:
-    """Colour of each class: a grey-blue background, then hues spread around the colour wheel."""
+    """Colour of each class: a grey-blue background, then hues spread around the colour wheel.
+
+    These are the scenes' pixel colours, so also the DataModule's palette; not ``default_palette``, whose colours
+    would change the scenes (and the quickstart's measured results in the README).
+    """
     colours = [(90, 100, 110)]
     for k in range(1, num_classes):
         hue = (k - 1) / max(num_classes - 1, 1)

@@ -29,19 +29,11 @@ import cv2
 import numpy as np
 
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol, keep_ratio_size
+from segzoo.inference._predict import size_pair
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "keep_ratio_size"]  # re-exported: the data layer's users import them here
 
 IGNORE_INDEX = 255
-
-
-def to_hw(size: int | Sequence[int]) -> tuple[int, int]:
-    """Turn an int or an (height, width) pair into an (height, width) tuple."""
-    if isinstance(size, int):
-        return size, size
-    if len(size) != 2:
-        raise ValueError(f"Expected an int or a (height, width) pair, got {size!r}.")
-    return int(size[0]), int(size[1])
 
 
 def _resize_pair(img: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
@@ -277,7 +269,7 @@ def build_train_transform(
         A ``Compose`` taking ``image`` (H x W x 3 ``uint8``) and ``mask`` (H x W ``uint8``) and returning a float
         3 x crop_h x crop_w image tensor and a crop_h x crop_w mask tensor.
     """
-    crop_h, crop_w = to_hw(crop_size)
+    crop_h, crop_w = size_pair(crop_size, "crop_size")
     steps: list[A.BasicTransform] = [
         KeepRatioRescale(scale, ratio_range),
         CatMaxRatioRandomCrop(crop_h, crop_w, cat_max_ratio=cat_max_ratio, ignore_index=ignore_index),

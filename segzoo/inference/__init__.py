@@ -5,4 +5,13 @@ from segzoo.inference._export import export_onnx, verify_onnx
 from segzoo.inference._predict import inference, predict
 from segzoo.inference._visualize import colorize, overlay, overlay_with_legend, side_by_side
 
-__all__ = ["colorize", "export_onnx", "inference", "overlay", "overlay_with_legend", "predict", "side_by_side", "verify_onnx"]
+__all__ = [
+    "colorize",
+    "export_onnx",
+    "inference",
+    "overlay",
+    "overlay_with_legend",
+    "predict",
+    "side_by_side",
+    "verify_onnx",
+]

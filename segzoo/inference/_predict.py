@@ -42,12 +42,14 @@ __all__ = [
     "whole_inference",
 ]
 
+# The image files segzoo reads: folders given to ``predict`` and FolderDataModule's ``images/`` alike.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 ImageInput = str | Path | Image.Image | np.ndarray | Tensor
 
 
-def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+def size_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    """An int (a square) or a (height, width) pair of ints as a tuple; the error names the argument ``name``."""
     if isinstance(value, int):
         return value, value
     if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
@@ -115,8 +117,8 @@ def slide_inference(
     Returns:
         B×K×H×W float32 logits.
     """
-    crop_h, crop_w = _pair(crop_size, "crop_size")
-    stride_h, stride_w = _pair(stride, "stride")
+    crop_h, crop_w = size_pair(crop_size, "crop_size")
+    stride_h, stride_w = size_pair(stride, "stride")
     if min(crop_h, crop_w, stride_h, stride_w, batch_size) < 1:
         raise ValueError(f"crop_size, stride and batch_size must be positive, got {crop_size}, {stride}, {batch_size}")
     if stride_h > crop_h or stride_w > crop_w:
@@ -297,7 +299,8 @@ def list_images(paths: str | Path | Sequence[str | Path]) -> list[Path]:
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Opens an image file (applying its EXIF orientation) without converting its mode.
+    """Opens an image file (applying its EXIF orientation) without converting its mode: segzoo's one image reader,
+    for prediction and for training images (``segzoo.data.read_image``).
 
     Raises:
         FileNotFoundError: The file does not exist.
@@ -314,6 +317,10 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
+            # EXIF orientation is applied to every image, for training and prediction alike, as mmseg's reader does
+            # (cv2 IMREAD_COLOR); label masks are read as stored (mmseg: 'unchanged'; segzoo.data.read_mask), as
+            # they are drawn on the upright image (a mask of a 90°-tagged image's stored pixels fails the dataset's
+            # size check).
             return ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(

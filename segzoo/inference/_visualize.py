@@ -1,25 +1,37 @@
-"""Colour label maps, overlay them on images, and draw legends, with PIL only.
+"""Colour label maps, overlay them on images, draw legends, and write label maps as PNG files, with PIL only.
 
-Used by ``segzoo predict`` (overlays with a legend of the classes present) and by training to log
-input / ground truth / prediction panels.
+Used by ``segzoo predict`` (label PNGs, overlays with a legend of the classes present) and by training to log
+input / ground truth / prediction panels and write predicted label PNGs (``MaskWriter``).
 """
 
 from __future__ import annotations
 
 import colorsys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["colorize", "default_palette", "denormalize", "overlay", "overlay_with_legend", "side_by_side"]
+from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = [
+    "colorize",
+    "default_palette",
+    "denormalize",
+    "overlay",
+    "overlay_with_legend",
+    "save_label_png",
+    "side_by_side",
+]
 
 Palette = Sequence[Sequence[int]] | np.ndarray
 
 
 def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """Deterministic, well-separated RGB colours, none of them black (black marks ignored pixels).
+    """Deterministic, well-separated RGB colours, none of them black (black marks ignored pixels): the colours of
+    every dataset and model without a published palette (``FolderDataModule``, ``segzoo predict --arch``).
 
     Hues step by the golden ratio so neighbouring class indices get very different colours; saturation and
     brightness cycle through a few levels so that large palettes stay distinguishable.
@@ -69,8 +81,8 @@ def _image_array(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
 
 def denormalize(
     image: torch.Tensor,
-    mean: Sequence[float] = (123.675, 116.28, 103.53),
-    std: Sequence[float] = (58.395, 57.12, 57.375),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> np.ndarray:
     """Undoes the model's normalisation: a 3×H×W tensor back to an H×W×3 uint8 array (mean/std on 0–255 scale)."""
     mean_t = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
@@ -103,6 +115,21 @@ def overlay(
     if rgb.shape[:2] != labels.shape:
         raise ValueError(f"image size {rgb.shape[:2]} and label map size {labels.shape} differ")
     return Image.blend(Image.fromarray(rgb), colorize(labels, palette), alpha)
+
+
+def save_label_png(
+    label_map: np.ndarray | torch.Tensor, path: str | Path, palette: Palette, num_classes: int
+) -> None:
+    """Writes an H×W label map as a PNG of class indices: 8-bit with ``palette`` as the file's colour table (viewers
+    show colours, readers get the indices) when the classes fit in 256 values, else 16-bit grayscale."""
+    labels = _label_array(label_map)
+    if num_classes <= 256:
+        image = Image.fromarray(labels.astype(np.uint8))  # mode L; putpalette makes it P
+        flat = [int(v) for colour in list(palette)[:256] for v in colour]
+        image.putpalette(flat + [0] * (768 - len(flat)))  # a full table: every 8-bit index has a colour
+    else:
+        image = Image.fromarray(labels.astype(np.uint16))
+    image.save(path)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

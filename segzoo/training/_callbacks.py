@@ -17,18 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+from segzoo.inference._visualize import save_label_png
 
 __all__ = ["LastCheckpoint", "MaskWriter", "SigtermWatchdog", "StopOnEveryRank"]
 
 
 class MaskWriter(BasePredictionWriter):
     """Writes each predicted label map as ``<output_dir>/<name>.png`` (8-bit, class index per pixel, with the
-    DataModule's palette so image viewers show colours).
+    DataModule's palette so image viewers show colours; 16-bit above 256 classes), as ``segzoo predict`` does.
 
     Use with ``python train.py predict ... --trainer.callbacks+=segzoo.training.MaskWriter
     --trainer.callbacks.output_dir predictions``.
@@ -42,19 +43,12 @@ class MaskWriter(BasePredictionWriter):
         self.output_dir = Path(output_dir)
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0):
-        from PIL import Image
-
         self.output_dir.mkdir(parents=True, exist_ok=True)
         names = batch.get("name") if isinstance(batch, dict) else None
-        palette = [v for colour in pl_module.palette()[:256] for v in colour] if pl_module.num_classes <= 256 else None
+        palette = pl_module.palette()
         for i, labels in enumerate(prediction):
             name = Path(str(names[i])).stem if names is not None else f"batch{batch_idx:05d}_{i:02d}"
-            if pl_module.num_classes > 256:
-                Image.fromarray(labels.cpu().numpy().astype(np.uint16)).save(self.output_dir / f"{name}.png")
-                continue
-            image = Image.fromarray(labels.cpu().numpy().astype(np.uint8), mode="P")
-            image.putpalette(palette)
-            image.save(self.output_dir / f"{name}.png")
+            save_label_png(labels, self.output_dir / f"{name}.png", palette, pl_module.num_classes)
 
 
 class StopOnEveryRank(SIGTERMException):
