@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 import segzoo
 from segzoo._errors import CheckpointReadError
+from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from segzoo.inference._predict import TTA_SCALES, eval_settings, inference
 from segzoo.inference._visualize import default_palette, denormalize, side_by_side
 from segzoo.training._losses import CrossEntropyLoss
@@ -428,8 +429,8 @@ class SegmentationModule(L.LightningModule):
     def _normalisation(self) -> tuple[Sequence[float], Sequence[float]]:
         """The DataModule's mean/std on the 0–255 scale (0–1 values are scaled up), else ImageNet's."""
         datamodule = getattr(self.trainer, "datamodule", None)
-        mean = getattr(datamodule, "mean", None) or (123.675, 116.28, 103.53)
-        std = getattr(datamodule, "std", None) or (58.395, 57.12, 57.375)
+        mean = getattr(datamodule, "mean", None) or IMAGENET_MEAN
+        std = getattr(datamodule, "std", None) or IMAGENET_STD
         if max(mean) <= 1.0 and max(std) <= 1.0:
             mean, std = [m * 255 for m in mean], [s * 255 for s in std]
         return mean, std
