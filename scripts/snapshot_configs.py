@@ -29,14 +29,16 @@ def recipes() -> list[Path]:
     return sorted(p for p in CONFIGS.rglob("*.yaml") if "_base" not in p.relative_to(CONFIGS).parts)
 
 
-def resolve(recipe: Path) -> str:
-    """The YAML that ``fit --config <recipe> --print_config`` prints (the config LightningCLI would run)."""
+def resolve(recipe: Path | str, *extra_args: str, flag: str = "--config") -> str:
+    """The YAML that ``fit --config <recipe> [extra_args] --print_config`` prints (the config LightningCLI would
+    run); ``flag="--config="`` passes the recipe as ``--config=<recipe>``."""
     from segzoo.training import cli_main
 
+    config_args = [flag + str(recipe)] if flag.endswith("=") else [flag, str(recipe)]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         try:
-            cli_main(["fit", "--config", str(recipe), "--print_config"])
+            cli_main(["fit", *config_args, *extra_args, "--print_config"])
         except SystemExit as exit_info:  # --print_config exits after printing
             if exit_info.code not in (0, None):
                 raise RuntimeError(f"{recipe}: --print_config exited with status {exit_info.code}") from None

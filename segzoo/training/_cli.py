@@ -15,6 +15,11 @@ each recipe), after each validation, at the end, and on Ctrl-C or SIGTERM where 
 (:class:`LastCheckpoint`); ``--ckpt_path last`` resumes from the newest ``last.ckpt`` of the run's logger folder (any
 version). A checkpoint of another architecture than ``--model.model`` is refused, as is an unreadable (truncated) one,
 naming the file.
+
+A recipe may start from base configs: a top-level ``_base_: [../_base/runtime.yaml, ...]`` (paths relative to the
+recipe) turns ``--config recipe.yaml`` into ``--config base1 --config base2 ... --config <the recipe without _base_>``
+before LightningCLI parses the arguments, so later files override earlier ones with jsonargparse's rules (nested
+keys and ``init_args`` merge key by key; lists and dict-typed values such as ``model_args`` are replaced whole).
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import yaml
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -68,6 +76,21 @@ class SegzooCLI(LightningCLI):
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(SigtermWatchdog, "sigterm")
 
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """Expands the ``_base_`` list of each ``--config`` recipe (:func:`expand_base_configs`), then parses as
+        LightningCLI does; a missing or unusable base file is a usage error (exit status 2) naming the recipe."""
+        if isinstance(args, (dict, Namespace)):  # a config object, not an argument list: nothing to expand
+            super().parse_arguments(parser, args)
+            return
+        try:
+            expanded = expand_base_configs(sys.argv[1:] if args is None else args)
+        except BaseConfigError as error:
+            parser.error(str(error))
+        if args is None:
+            self.config = parser.parse_args(expanded)  # super() would warn about args given next to sys.argv
+        else:
+            super().parse_arguments(parser, expanded)
+
     def _parse_ckpt_path(self) -> None:
         """LightningCLI replaces the model's config with the hyperparameters stored in ``--ckpt_path``, so a
         checkpoint of another architecture would silently train that one: refuse it. A file torch cannot read
@@ -99,6 +122,77 @@ class SegzooCLI(LightningCLI):
             if not any(isinstance(c, ProgressBar) for c in callbacks):
                 kwargs["callbacks"] = list(callbacks) + [RichProgressBar()]
         return super().instantiate_trainer(**kwargs)
+
+
+class BaseConfigError(ValueError):
+    """A recipe's ``_base_`` list names a file that is missing or not a plain config."""
+
+
+_BASE_KEY = "_base_"
+
+
+def expand_base_configs(args: Sequence[str]) -> list[str]:
+    """``args`` with each ``--config recipe.yaml`` (also ``--config=recipe.yaml``, ``-c recipe.yaml``) whose recipe has
+    a top-level ``_base_`` list replaced by ``--config <base> ...`` for each base (paths relative to the recipe), in
+    order, then ``--config <the recipe's YAML without _base_>`` (jsonargparse takes a YAML string for a config file).
+
+    Bases are one level deep: a base with its own ``_base_`` is refused rather than followed. Anything else (a config
+    without ``_base_``, a YAML string, a missing or malformed file) is left to jsonargparse to read and report.
+    """
+    expanded: list[str] = []
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        if arg.startswith("--config="):
+            expanded += _expand_recipe("--config", arg.removeprefix("--config="))
+        elif arg in ("--config", "-c") and position + 1 < len(args):
+            expanded += _expand_recipe(arg, args[position + 1])
+            position += 1
+        else:
+            expanded.append(arg)
+        position += 1
+    return expanded
+
+
+def _expand_recipe(flag: str, value: str) -> list[str]:
+    """``[flag, value]``, or the base configs and the recipe without ``_base_`` when ``value`` is a recipe with one."""
+    recipe = Path(value)
+    root = _read_mapping_node(recipe)
+    base_entries = [(key, node) for key, node in root.value if key.value == _BASE_KEY] if root else []
+    if not base_entries:
+        return [flag, value]
+    bases = yaml.safe_load(yaml.serialize(base_entries[0][1], Dumper=yaml.SafeDumper))
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not bases or not all(isinstance(base, str) for base in bases):
+        raise BaseConfigError(f"{recipe}: {_BASE_KEY} must be a list of config paths (relative to the recipe)")
+    expanded = []
+    for base in bases:
+        base_path = recipe.parent / base
+        if not base_path.is_file():
+            raise BaseConfigError(f"{recipe}: base config {base} not found (looked for {base_path})")
+        base_root = _read_mapping_node(base_path)
+        if base_root is not None and any(key.value == _BASE_KEY for key, _ in base_root.value):
+            # one level keeps the order of overrides visible in the recipe itself
+            raise BaseConfigError(f"{recipe}: base config {base} has its own {_BASE_KEY}; bases are one level deep")
+        expanded += [flag, str(base_path)]
+    # The recipe's own keys, re-serialised from the YAML nodes so that every value keeps its exact text
+    # (a round trip through Python objects could turn e.g. `1e-6` into a quoted string).
+    root.value = [(key, node) for key, node in root.value if key.value != _BASE_KEY]
+    if root.value:
+        expanded += [flag, yaml.serialize(root, Dumper=yaml.SafeDumper)]
+    return expanded
+
+
+def _read_mapping_node(path: Path) -> yaml.MappingNode | None:
+    """The top-level YAML mapping of the file at ``path`` (keys as scalar nodes); None when it is not a readable
+    file holding a mapping."""
+    try:
+        root = yaml.compose(path.read_text(), Loader=yaml.SafeLoader) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(root, yaml.MappingNode) or not all(isinstance(key, yaml.ScalarNode) for key, _ in root.value):
+        return None
+    return root
 
 
 def _check_architecture(checkpoint: dict, path: str | os.PathLike, model_config) -> None:
