@@ -493,6 +493,32 @@ def run_model(key: str, out: Path, inputs: dict, photo: Path, with_sensitivity: 
     return record
 
 
+OHEM_CASES = ((0.7, 50), (0.7, 2000), (None, 300))  # (thresh, min_kept): below, above and without the threshold
+
+
+def ohem_reference(out: Path) -> str:
+    """mmseg's ``OHEMPixelSampler`` on seeded logits and labels (a third of the rows ignored): the pixel weights it
+    chooses, for segzoo's ``OhemCrossEntropyLoss`` to match."""
+    from mmseg.models.losses import CrossEntropyLoss
+    from mmseg.structures.sampler import OHEMPixelSampler
+
+    class DecodeHeadStandIn:  # what the sampler reads from its decode head
+        ignore_index = 255
+        loss_decode = CrossEntropyLoss()
+
+    generator = torch.Generator().manual_seed(INPUT_SEED)
+    cases = []
+    for thresh, min_kept in OHEM_CASES:
+        logits = torch.randn(2, 5, 24, 32, generator=generator) * 3
+        labels = torch.randint(0, 5, (2, 1, 24, 32), generator=generator)
+        labels[:, :, :8] = 255
+        weight = OHEMPixelSampler(DecodeHeadStandIn(), thresh=thresh, min_kept=min_kept).sample(logits, labels)
+        cases.append({"thresh": thresh, "min_kept": min_kept, "logits": logits, "labels": labels[:, 0],
+                      "weight": weight})
+    torch.save(cases, out / "ohem.pt")
+    return "ohem.pt"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
@@ -541,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[mmseg_side] {key}: {manifest['models'][key]['seconds']}", flush=True)
         # written after every model, so a partial run is still usable
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+    manifest["ohem_file"] = ohem_reference(out)
     manifest["seconds"] = round(time.perf_counter() - start, 1)
     manifest["complete"] = True
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))

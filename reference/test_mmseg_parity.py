@@ -180,3 +180,19 @@ def test_load_bare_file(loaded: Loaded, mmseg_ref: Reference, record):
     finally:
         del model
         gc.collect()
+
+
+def test_ohem_selects_the_pixels_mmsegs_sampler_selects(mmseg_ref: Reference, record):
+    """OhemCrossEntropyLoss keeps exactly the pixels mmseg's OHEMPixelSampler weights, with a threshold that binds,
+    one that min_kept overrides, and without a threshold (the largest losses)."""
+    from segzoo.training import OhemCrossEntropyLoss
+
+    cases = torch.load(mmseg_ref.path(mmseg_ref.manifest["ohem_file"]), weights_only=True)
+    assert len(cases) == 3
+    for case in cases:
+        loss = OhemCrossEntropyLoss(thresh=case["thresh"], min_kept=case["min_kept"])
+        losses = torch.nn.functional.cross_entropy(case["logits"], case["labels"], ignore_index=255, reduction="none")
+        kept = loss.hard_pixels(case["logits"], case["labels"], losses)
+        expected = case["weight"] > 0
+        assert expected.sum() > 0 and torch.equal(kept, expected), (case["thresh"], case["min_kept"])
+        record(f"OHEM thresh={case['thresh']} min_kept={case['min_kept']}", f"{int(kept.sum())} pixels, identical")
