@@ -4,6 +4,8 @@ imitation of the Hub."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import timm
 import torch
@@ -24,6 +26,7 @@ FAMILIES = {
 }
 HEADS = ("segmenter-linear", "segmenter-mask", "setr-naive", "setr-pup", "setr-mla", "linear-probe", "linear-probe-4")
 TIMM_ARCHS = set(HEADS)
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "test" / "tiny.yaml"
 
 
 def tiny(img_size: int) -> dict:
@@ -187,3 +190,25 @@ def test_saved_model_with_a_timm_encoder_loads_back(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
     assert loaded.build_args["encoder"] == FAMILIES["eva02"][0]
+
+
+def test_a_frozen_timm_encoder_trains_through_the_cli(tmp_path, monkeypatch):
+    """The recipes' route: model_args name the timm encoder and freeze it; a fit runs and leaves the encoder as built,
+    with only the head in the optimizer."""
+    import sys
+
+    from segzoo.training import cli_main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    model_args = ("{encoder: vit_small_patch14_dinov2.lvd142m, freeze_encoder: true, "
+                  "encoder_args: {embed_dim: 32, depth: 2, num_heads: 2, img_size: 28}}")
+    cli = cli_main(["--config", str(TINY_CONFIG), "--model.model", "linear-probe",
+                    f"--model.model_args={model_args}", "--trainer.max_steps=2", "--trainer.enable_progress_bar=false",
+                    "--trainer.enable_model_summary=false"], run=False)
+    encoder_before = {k: v.clone() for k, v in cli.model.model.backbone.state_dict().items()}
+    cli.trainer.fit(cli.model, cli.datamodule)
+    assert cli.trainer.global_step == 2
+    optimized = {id(p) for group in cli.trainer.optimizers[0].param_groups for p in group["params"]}
+    assert not optimized & {id(p) for p in cli.model.model.backbone.parameters()}
+    assert all(torch.equal(v, encoder_before[k]) for k, v in cli.model.model.backbone.state_dict().items())
