@@ -268,7 +268,7 @@ def test_sigterm_stops_a_running_ddp_fit_on_every_rank_without_a_collective_mism
 
 def test_sigterm_during_ddp_training_saves_last_checkpoint_on_every_rank_agreement(tmp_path):
     """SIGTERM in a training step: every rank stops at the start of the same next step and the run saves last.ckpt
-    there (issue 13, item 6); no validation and no rolling save, so last.ckpt can only come from the stop."""
+    there; no validation and no rolling save, so last.ckpt can only come from the stop."""
     out = tmp_path / "report"
     launcher = start(
         train_command(

@@ -1,4 +1,4 @@
-"""Nothing lost when a run is stopped (issue 13, item 6): Ctrl-C and SIGTERM save ``last.ckpt`` and ``--ckpt_path``
+"""Nothing lost when a run is stopped: Ctrl-C and SIGTERM save ``last.ckpt`` and ``--ckpt_path``
 resumes from its step; ``last.ckpt`` is also rewritten every N steps; a checkpoint of another architecture than the
 one asked for is refused, and a truncated one is named.
 

@@ -1,4 +1,4 @@
-"""Each helper is written once and every caller uses it (issue 10): the palette generator, the label-PNG writer,
+"""Each helper is written once and every caller uses it: the palette generator, the label-PNG writer,
 the image reader, the image-extension list and the int-or-pair size parser; the Pascal Context palettes are derived
 from the ADE20K palette, not copied."""
 

@@ -29,7 +29,7 @@ NAMES = list_pretrained() + list_pretrained(kind="encoder")
 SEGMENTATION = list_pretrained()
 ENCODERS = [name for name in NAMES if name not in SEGMENTATION]
 
-# The checkpoints issue 3 asks for, at least.
+# The checkpoints every zoo of these families offers, at least.
 REQUIRED = (
     [f"segformer-b{i}-ade" for i in range(5)]
     + ["segformer-b5-ade-640"]

@@ -219,7 +219,7 @@ class SegmentationModule(L.LightningModule):
         tta_scales: Sequence[float] = TTA_SCALES,
         num_log_images: int = 4,
         class_names: list[str] | None = None,
-    ):
+   ):
         super().__init__()
         self.save_hyperparameters(
             # modules are not hyperparameters: checkpoints hold plain values only (read with weights_only=True)
@@ -342,7 +342,7 @@ class SegmentationModule(L.LightningModule):
         self._log_metrics("val", self.val_confusion)
         if not self.trainer.sanity_checking and self.num_log_images > 0:
             # ``trainer.log_dir`` is a broadcast from rank 0 under DDP: every rank reads it here, outside the rank-0
-            # branch, or rank 0 waits in it while the others wait in the next collective (a hang, issue 13).
+            # branch, or rank 0 waits in it while the others wait in the next collective (a hang).
             folder = self._overlay_folder()
             if self.trainer.is_global_zero:
                 self._write_overlays(folder)
