@@ -149,8 +149,8 @@ class RankReport(Callback):
 
 
 class BlockRankZeroInCollective(Callback):
-    """Reproduces the shape of the multi-process validation hang on purpose: at the end of the first real validation, rank 0 alone
-    waits in a collective (a receive from rank 1 that never comes) while rank 1 goes on to the metrics' reduction and
+    """Reproduces the shape of the multi-process validation hang on purpose: at the end of the first real validation,
+    rank 0 alone waits in a collective (a receive from rank 1 that never comes) while rank 1 goes on to the metrics' reduction and
     waits there for rank 0. Both block in C++ (gloo), where Python signal handlers cannot run. Writes
     ``<out_dir>/blocked`` just before blocking."""
 
@@ -186,7 +186,7 @@ class MarkStep(Callback):
 
 class LastCheckpointSteps(Callback):
     """Records, at the start of each training batch, the global step of the ``last.ckpt`` that
-   :class:`segzoo.training.LastCheckpoint` has written so far (None while there is none): ``seen[step]``."""
+    :class:`segzoo.training.LastCheckpoint` has written so far (None while there is none): ``seen[step]``."""
 
     def __init__(self):
         self.seen: dict[int, int | None] = {}

@@ -219,7 +219,7 @@ class SegmentationModule(L.LightningModule):
         tta_scales: Sequence[float] = TTA_SCALES,
         num_log_images: int = 4,
         class_names: list[str] | None = None,
-   ):
+    ):
         super().__init__()
         self.save_hyperparameters(
             # modules are not hyperparameters: checkpoints hold plain values only (read with weights_only=True)
