@@ -150,8 +150,8 @@ class RankReport(Callback):
 
 class BlockRankZeroInCollective(Callback):
     """Reproduces the shape of the multi-process validation hang on purpose: at the end of the first real validation,
-    rank 0 alone waits in a collective (a receive from rank 1 that never comes) while rank 1 goes on to the metrics' reduction and
-    waits there for rank 0. Both block in C++ (gloo), where Python signal handlers cannot run. Writes
+    rank 0 alone waits in a collective (a receive from rank 1 that never comes) while rank 1 goes on to the metrics'
+    reduction and waits there for rank 0. Both block in C++ (gloo), where Python signal handlers cannot run. Writes
     ``<out_dir>/blocked`` just before blocking."""
 
     def __init__(self, out_dir: str):
