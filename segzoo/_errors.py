@@ -66,6 +66,10 @@ class CheckpointMismatchError(SegzooError, ValueError):
     """``--ckpt_path`` holds a checkpoint of another architecture than the one the config asks for."""
 
 
+class DatasetSourceError(SegzooError, FileNotFoundError):
+    """``segzoo data prepare``: an archive or folder of the dataset is missing; the message names it and its site."""
+
+
 __all__ = [
     "AmbiguousArchitectureError",
     "ArchitectureNotFoundError",
@@ -74,6 +78,7 @@ __all__ = [
     "CheckpointTableError",
     "ConversionError",
     "CorruptedFileError",
+    "DatasetSourceError",
     "DownloadError",
     "ExportError",
     "SegzooError",

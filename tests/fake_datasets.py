@@ -96,3 +96,108 @@ def make_folder(root: Path, mode: str = "subfolders", values: Sequence[int] = (0
         if mode == "split_files":
             (root / f"{split}.txt").write_text("\n".join(stems) + "\n")
     return root
+
+
+# --- the files as the dataset sites distribute them (inputs of `segzoo data prepare`) --------------------------------
+
+
+def write_zip(archive: Path, base: Path, folders: Sequence[str]) -> Path:
+    """Zip the ``base/<folder>`` trees (member paths relative to ``base``) with a README, as the sites' archives are,
+    then delete the trees."""
+    import shutil
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("README", "fake archive\n")
+        for folder in folders:
+            for path in sorted((base / folder).rglob("*")):
+                zf.write(path, path.relative_to(base).as_posix())
+    for folder in folders:
+        shutil.rmtree(base / folder)
+    return archive
+
+
+def rle_encode(mask: np.ndarray) -> dict:
+    """A bool mask as a compressed COCO run-length encoding (``{"size": [h, w], "counts": str}``), the encoding of the
+    ``segmentation`` fields of PASCAL in Detail's trainval_merged.json (runs over the pixels in column-major order,
+    starting with a run of 0; from the fourth count on the difference to the count two before; 5 bits a character)."""
+    flat = np.asarray(mask, dtype=bool).T.ravel()
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+    if flat.size and flat[0]:
+        runs = [0, *runs]
+    chars = []
+    for i, count in enumerate(runs):
+        value = count - runs[i - 2] if i > 2 else count
+        more = True
+        while more:
+            char, value = value & 0x1F, value >> 5
+            more = value != (-1 if char & 0x10 else 0)
+            chars.append(chr((char | 0x20 if more else char) + 48))
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": "".join(chars)}
+
+
+def make_pascal_context_download(
+    root: Path,
+    segments: dict[str, list[tuple[int, np.ndarray]]],
+    phases: dict[str, str],
+    category_names: dict[int, str],
+) -> Path:
+    """VOCdevkit/VOC2010/JPEGImages and trainval_merged.json in the PASCAL in Detail format under ``root``.
+
+    Args:
+        segments: Image name -> its (category id, bool mask) segments, painted in this order.
+        phases: Image name -> "train" or "val".
+        category_names: The json's categories, id -> name.
+    """
+    import json
+
+    images, annotations = [], []
+    for i, (name, phase) in enumerate(phases.items()):
+        write_image(root / "VOCdevkit" / "VOC2010" / "JPEGImages" / f"{name}.jpg", seed=i)
+        image_id = int(name.replace("_", ""))  # the Detail API's ids: 2008_000002 -> 2008000002
+        images.append({"image_id": image_id, "file_name": f"{name}.jpg", "height": HEIGHT, "width": WIDTH,
+                       "phase": phase, "date_captured": "03-May-2010"})  # fmt: skip
+        for category_id, mask in segments.get(name, []):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category_id,
+                                "segmentation": rle_encode(mask), "area": int(mask.sum()), "iscrowd": 0,
+                                "parts": []})  # fmt: skip
+    categories = [
+        {"category_id": cid, "name": name, "supercategory": "object", "onlysemantic": 0, "parts": []}
+        for cid, name in category_names.items()
+    ]
+    data = {"info": {"version": "3.0"}, "images": images, "annos_segmentation": annotations,
+            "categories": categories, "parts": [], "annos_occlusion": [], "annos_boundary": []}  # fmt: skip
+    (root / "trainval_merged.json").write_text(json.dumps(data))
+    return root
+
+
+def bordered_mask(values: Sequence[int], border: int = 0, border_width: int = 2, height: int = HEIGHT,
+                  width: int = WIDTH) -> np.ndarray:
+    """Vertical stripes of ``values`` separated by ``border_width``-pixel lines of ``border`` (as ADE20K's 0 or VOC's
+    255 between objects)."""
+    mask = stripes_mask(values, height, width)
+    for column in np.flatnonzero(np.diff(mask[0].astype(int))):
+        mask[:, column + 1 - border_width // 2 : column + 1 + (border_width + 1) // 2] = border
+    return mask
+
+
+def colour_mask(mask: np.ndarray, colours: Sequence[Sequence[int]]) -> np.ndarray:
+    """An RGB ``uint8`` mask drawing class ``k`` of an index mask in ``colours[k]``."""
+    return np.asarray(colours, dtype=np.uint8)[mask]
+
+
+def make_folder_from_masks(root: Path, masks: dict[str, Sequence[np.ndarray]]) -> Path:
+    """A user dataset split by subfolders: ``masks/<split>/<split>NN.png`` (RGB when a mask is H x W x 3) and an image
+    of the same size at ``images/<split>/<split>NN.jpg`` for each mask of ``masks[split]``."""
+    for split, split_masks in masks.items():
+        for i, mask in enumerate(split_masks):
+            name = f"{split}{i:02d}"
+            write_image(root / "images" / split / f"{name}.jpg", mask.shape[0], mask.shape[1], seed=i)
+            path = root / "masks" / split / f"{name}.png"
+            if mask.ndim == 3:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask.astype(np.uint8)).save(path)  # H x W x 3 uint8: RGB
+            else:
+                write_mask(path, mask)
+    return root

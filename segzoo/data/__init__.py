@@ -18,6 +18,7 @@ from segzoo.data._coco_stuff import COCOStuffDataModule  # noqa: E402
 from segzoo.data._dataset import SegmentationDataset, read_image, read_mask  # noqa: E402
 from segzoo.data._folder import FolderDataModule  # noqa: E402
 from segzoo.data._pascal_context import PascalContextDataModule  # noqa: E402
+from segzoo.data._prepare import PrepareReport, prepare_dataset  # noqa: E402
 from segzoo.data._synthetic import SyntheticDataModule, SyntheticSegmentationDataset  # noqa: E402
 from segzoo.data._transforms import (  # noqa: E402
     IGNORE_INDEX,
@@ -43,12 +44,14 @@ __all__ = [
     "KeepRatioRescale",
     "PascalContextDataModule",
     "PhotoMetricDistortion",
+    "PrepareReport",
     "SegmentationDataModule",
     "SegmentationDataset",
     "SyntheticDataModule",
     "SyntheticSegmentationDataset",
     "build_eval_transform",
     "build_train_transform",
+    "prepare_dataset",
     "read_image",
     "read_mask",
 ]
