@@ -1,4 +1,5 @@
-"""The ``segzoo`` console script: ``segzoo predict``, ``segzoo export``, ``segzoo list`` and ``segzoo train``.
+"""The ``segzoo`` console script: ``segzoo predict``, ``segzoo export``, ``segzoo list``, ``segzoo train`` and
+``segzoo data``.
 
 Examples::
 
@@ -7,10 +8,12 @@ Examples::
     segzoo export --model segformer-b0-ade --format onnx --out segformer-b0-ade.onnx
     segzoo list "segformer*"
     segzoo train fit --config configs/quickstart.yaml     # LightningCLI (segzoo.training), as python train.py
+    segzoo data check data/my-dataset --num-classes 5      # what the masks hold, and the settings to train them
+    segzoo data prepare ade20k ~/Downloads data/ade20k     # the downloaded archives -> the DataModule's layout
 
 A user error (a bad option, a missing file, an unknown name, a failed download) ends in one line
 ``segzoo <command>: error: <what is wrong and what to change>`` and exit status 2, as argparse does; anything else
-is a bug and keeps its traceback.
+is a bug and keeps its traceback. ``segzoo data check`` exits with status 1 when the data cannot be trained on as is.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ class UsageError(SegzooError):
     """A user error found after parsing: ``main`` prints it as one line and exits with status 2."""
 
 
+PREPARE_DATASETS = ("ade20k", "cityscapes", "pascal-context", "coco-stuff")  # segzoo.data.prepare_dataset's names
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -49,6 +55,16 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
+    return value
+
+
+def _mask_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a mask value from 0 to 255, got {text!r}") from None
+    if not 0 <= value <= 255:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 255 (masks are 8-bit), got {value}")
     return value
 
 
@@ -144,6 +160,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="list architectures and pretrained checkpoints")
     listing.add_argument("pattern", nargs="?", help="wildcard filter, e.g. 'segformer*'")
+
+    data = commands.add_parser("data", help="check a dataset folder, or prepare a public dataset for training")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="{check,prepare}")
+    check = data_commands.add_parser(
+        "check",
+        help="read every mask of a folder dataset, report what it holds and the settings to train it",
+        description="Reads every mask of a FolderDataModule folder (images/ + masks/, split by train/ val/ "
+        "subfolders or train.txt / val.txt, or not split) once and reports the mask encoding, the values and their "
+        "frequencies, what 0 and 255 look like, missing or extra files and size mismatches; then prints the "
+        "FolderDataModule settings and class weights to paste into a recipe. Exit status 1 when the data cannot be "
+        "trained on as is.",
+    )
+    check.add_argument("data_root", metavar="DIR", type=Path, help="the folder holding images/ and masks/")
+    check.add_argument("--num-classes", type=_positive_int, help="the number of classes you mean to train, if known")
+    check.add_argument(
+        "--ignore-index", type=_mask_value, default=255, help="the mask value meaning 'not labelled' (default 255)"
+    )
+    prepare = data_commands.add_parser(
+        "prepare", help="convert a downloaded public dataset into the layout its DataModule reads"
+    )
+    prepare.add_argument("dataset", choices=PREPARE_DATASETS, help="which dataset SRC holds")
+    prepare.add_argument(
+        "src", metavar="SRC", type=Path, help="the folder with the downloaded archives (or the folders they unpack to)"
+    )
+    prepare.add_argument("dst", metavar="DST", type=Path, help="the folder to write the prepared dataset to")
 
     # ``segzoo train ...`` hands every argument to the LightningCLI (see main); listed here for --help.
     commands.add_parser("train", help="train, validate, test or predict with LightningCLI (as python train.py)",
@@ -350,6 +391,22 @@ def run_list(args: argparse.Namespace) -> None:
         print(f"  {name}")
 
 
+def run_data(args: argparse.Namespace) -> int:
+    if args.data_command == "prepare":
+        from segzoo.data import prepare_dataset
+
+        print(prepare_dataset(args.dataset, args.src, args.dst))
+        return 0
+    from segzoo.data import check_dataset
+
+    try:
+        report = check_dataset(args.data_root, num_classes=args.num_classes, ignore_index=args.ignore_index)
+    except (FileNotFoundError, ValueError) as err:  # not a folder dataset at all: one line
+        raise UsageError(str(err)) from err
+    print(report)
+    return report.exit_status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``segzoo`` console script; returns the exit status (2 for a user error, as argparse)."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -358,14 +415,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)  # option errors: usage and one line, exit status 2
-    commands = {"predict": run_predict, "export": run_export, "list": run_list}
+    commands = {"predict": run_predict, "export": run_export, "list": run_list, "data": run_data}
     try:
-        commands[args.command](args)
+        status = commands[args.command](args)
     except SegzooError as err:  # what the user asked for is wrong (names, files, downloads): one line
         message = str(err)
-        print(f"segzoo {args.command}: error: {message}", file=sys.stderr)
+        name = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
+        print(f"segzoo {name}: error: {message}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

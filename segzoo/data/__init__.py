@@ -4,7 +4,8 @@ DataModules: :class:`ADE20KDataModule`, :class:`CityscapesDataModule`, :class:`P
 :class:`COCOStuffDataModule`, :class:`FolderDataModule` (your own data) and :class:`SyntheticDataModule` (generated
 scenes, no files). Each exposes ``num_classes``, ``ignore_index`` (255), ``class_names`` and ``palette`` and takes
 ``mean``/``std`` on the 0-255 scale, so ``model.pretrained_cfg["mean"]`` / ``["std"]`` can be passed in. Evaluation
-inputs are made by the checkpoint's :class:`segzoo.EvalProtocol` (``eval_protocol=``).
+inputs are made by the checkpoint's :class:`segzoo.EvalProtocol` (``eval_protocol=``). :func:`check_dataset`
+(``segzoo data check``) reads a folder dataset's masks and recommends the FolderDataModule settings to train it.
 """
 
 import os
@@ -16,6 +17,7 @@ from segzoo.data._base import SegmentationDataModule  # noqa: E402
 from segzoo.data._cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, CityscapesDataModule  # noqa: E402
 from segzoo.data._coco_stuff import COCOStuffDataModule  # noqa: E402
 from segzoo.data._dataset import SegmentationDataset, read_image, read_mask  # noqa: E402
+from segzoo.data._doctor import DatasetReport, check_dataset  # noqa: E402
 from segzoo.data._folder import FolderDataModule  # noqa: E402
 from segzoo.data._pascal_context import PascalContextDataModule  # noqa: E402
 from segzoo.data._prepare import PrepareReport, prepare_dataset  # noqa: E402
@@ -40,6 +42,7 @@ __all__ = [
     "COCOStuffDataModule",
     "CatMaxRatioRandomCrop",
     "CityscapesDataModule",
+    "DatasetReport",
     "FolderDataModule",
     "KeepRatioRescale",
     "PascalContextDataModule",
@@ -51,6 +54,7 @@ __all__ = [
     "SyntheticSegmentationDataset",
     "build_eval_transform",
     "build_train_transform",
+    "check_dataset",
     "prepare_dataset",
     "read_image",
     "read_mask",

@@ -52,26 +52,61 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.array(image.convert("RGB"))
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def colors_to_labels(rgb: np.ndarray, colors: Sequence[Sequence[int]], ignore_index: int = IGNORE_INDEX) -> np.ndarray:
+    """Class indices of an H x W x 3 colour mask: the pixels of ``colors[k]`` get ``k``, every other colour
+    ``ignore_index``."""
+    codes = _colour_codes(rgb)
+    keys = _colour_codes(np.asarray(colors, dtype=np.uint8).reshape(-1, 1, 3))[:, 0]
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+    position = np.searchsorted(sorted_keys, codes).clip(max=len(keys) - 1)
+    found = sorted_keys[position] == codes
+    return np.where(found, order[position], ignore_index).astype(np.uint8)
+
+
+def _colour_codes(rgb: np.ndarray) -> np.ndarray:
+    """One int per pixel of an H x W x 3 ``uint8`` array: 0xRRGGBB."""
+    rgb = rgb.astype(np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def read_mask(path: str | Path, colors: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """Read a class-index mask (a single-channel or palette PNG) as a ``uint8`` array of shape H x W.
 
     Palette ("P" mode) PNGs give their palette indices, which is how VOC-style masks store class ids. Unlike images,
     masks are read as stored, without EXIF rotation (see :func:`segzoo.inference._predict.load_image`).
 
+    Args:
+        path: The mask file.
+        colors: For colour-coded masks (RGB, RGBA, or palette PNGs read as their colours): the RGB colour of each
+            class index; pixels of any other colour become 255 (ignore). ``None`` reads class indices.
+
     Raises:
         OSError: If the file is missing or cannot be decoded.
-        ValueError: If the mask is an RGB image or holds values above 255.
+        ValueError: If the mask is an RGB image (and ``colors`` is not given), holds values above 255, or is a
+            single-channel mask while ``colors`` is given.
     """
     try:
         with Image.open(path) as img:
             mode = img.mode
+            if colors is not None and mode in ("RGB", "RGBA", "P"):
+                img = img.convert("RGB")
             mask = np.array(img)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise OSError(f"Cannot read mask file '{path}': {exc}. Check that it exists and is a valid PNG.") from exc
+    if colors is not None:
+        if mask.ndim != 3 or mask.shape[2] < 3:
+            raise ValueError(
+                f"Mask file '{path}' has mode {mode}: a mask of class indices, but colors= is given, which maps RGB "
+                "colour masks to classes. Remove colors (or give every mask as RGB colours)."
+            )
+        return colors_to_labels(mask[..., :3], colors)
     if mask.ndim != 2:
         raise ValueError(
             f"Mask file '{path}' has mode {mode} and shape {mask.shape}; masks must be single-channel images of class "
-            "indices (mode L or P), not colour-coded RGB images. Convert colours to class indices first."
+            "indices (mode L or P), not colour-coded RGB images. Run `segzoo data check <data_root>`: it lists the "
+            "colours and proposes colors=[[r, g, b], ...] (one per class) for FolderDataModule, which converts "
+            "colour masks as it reads them."
         )
     if mask.dtype != np.uint8:
         if mask.size and (mask.min() < 0 or mask.max() > 255):
@@ -103,6 +138,8 @@ class SegmentationDataset(Dataset):
             ``ToTensorV2``; the default normalises with ImageNet mean/std without resizing.
         label_map: 256-entry ``uint8`` lookup table applied to raw mask values; ``None`` keeps them.
         ignore_index: Mask value of ignored pixels.
+        colors: For colour-coded masks: the RGB colour of each class index (see :func:`read_mask`); the label map
+            applies to the class indices they give.
     """
 
     def __init__(
@@ -112,6 +149,7 @@ class SegmentationDataset(Dataset):
         transform: Transform | None = None,
         label_map: np.ndarray | None = None,
         ignore_index: int = IGNORE_INDEX,
+        colors: Sequence[Sequence[int]] | None = None,
     ):
         if label_map is not None and (label_map.shape != (256,) or label_map.dtype != np.uint8):
             raise ValueError(
@@ -124,6 +162,7 @@ class SegmentationDataset(Dataset):
         self.transform = transform if transform is not None else build_eval_transform()
         self.label_map = label_map
         self.ignore_index = ignore_index
+        self.colors = colors
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -140,7 +179,7 @@ class SegmentationDataset(Dataset):
         """
         image_path, mask_path = self.samples[index]
         image = read_image(image_path)
-        mask = read_mask(mask_path)
+        mask = read_mask(mask_path, self.colors)
         if image.shape[:2] != mask.shape:
             raise ValueError(
                 f"Image '{image_path}' is {image.shape[1]}x{image.shape[0]} (WxH) but its mask '{mask_path}' is "

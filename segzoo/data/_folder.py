@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from segzoo.data._base import FileSegmentationDataModule, missing_layout_error
-from segzoo.data._dataset import reduce_zero_label_map
+from segzoo.data._dataset import SegmentationDataset, identity_label_map, reduce_zero_label_map
 from segzoo.inference._predict import IMAGE_EXTENSIONS
 from segzoo.inference._visualize import default_palette
 
@@ -23,8 +23,9 @@ Either split folders:                       or split files listing names (paths 
     ├── train/a.png ...
     └── val/b.png ...
 Masks are single-channel PNGs with the image's name and size, holding class indices 0..num_classes-1 and 255 for
-"ignore" (or 1..num_classes with 0 = unlabelled when reduce_zero_label=True). A test/ folder or test.txt is optional
-(the val split is used for testing otherwise).
+"ignore" (or 1..num_classes with 0 = unlabelled when reduce_zero_label=True; RGB colour masks with colors=...). A
+test/ folder or test.txt is optional (the val split is used for testing otherwise). `segzoo data check <data_root>`
+checks a folder and prints the settings it needs.
 """
 
 
@@ -53,20 +54,74 @@ def index_images(folder: Path) -> dict[str, Path]:
     return {p.relative_to(folder).with_suffix("").as_posix(): p for p in files}
 
 
+def find_split(data_root: Path, split: str | None) -> tuple[dict[str, Path], Path, list[str]] | None:
+    """Where the images of ``split`` are and where their masks should be: the pairing rule of
+    :class:`FolderDataModule`, shared with ``segzoo data check``.
+
+    Args:
+        data_root: Folder holding ``images/`` and ``masks/``.
+        split: "train", "val" or "test"; ``None`` for every image under ``images/`` (a folder without splits).
+
+    Returns:
+        The split's images keyed by name (path under the split's image folder, without extension), the folder of
+        their masks (the mask of name ``n`` is ``<folder>/<n>.png``), and the names the split file lists that have no
+        image; ``None`` if the data has no such split (no ``images/<split>/`` folder, or no ``<split>.txt``).
+
+    Raises:
+        FileNotFoundError: If ``images/`` or ``masks/`` is missing (the message shows the expected layout).
+    """
+    image_root, mask_root = data_root / "images", data_root / "masks"
+    if not image_root.is_dir() or not mask_root.is_dir():
+        missing = image_root if not image_root.is_dir() else mask_root
+        hint = f"Missing folder: '{missing}'."
+        raise missing_layout_error(FolderDataModule.dataset_name, data_root, FOLDER_LAYOUT, hint)
+    if split is None:
+        return index_images(image_root), mask_root, []
+    if (image_root / "train").is_dir():
+        if not (image_root / split).is_dir():
+            return None
+        return index_images(image_root / split), mask_root / split, []
+    split_file = data_root / f"{split}.txt"
+    if not split_file.is_file():
+        return None
+    all_images = index_images(image_root)
+    names = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+    images = {name: all_images[name] for name in names if name in all_images}
+    return images, mask_root, [name for name in names if name not in all_images]
+
+
+def folder_label_table(label_map: Mapping[int, int] | None, reduce_zero_label: bool) -> np.ndarray | None:
+    """The 256-entry lookup table of :class:`FolderDataModule`: ``label_map`` first (values it does not name keep
+    their value), then ``reduce_zero_label``; ``None`` when neither is set."""
+    if not label_map and not reduce_zero_label:
+        return None
+    table = identity_label_map()
+    for source, target in (label_map or {}).items():
+        table[source] = target
+    return reduce_zero_label_map()[table] if reduce_zero_label else table
+
+
 class FolderDataModule(FileSegmentationDataModule):
     """Your own dataset: ``images/`` + ``masks/`` with the same names, split by subfolders or by split files.
 
     Split by ``images/{train,val}/`` and ``masks/{train,val}/`` subfolders when ``images/train`` exists, otherwise by
     ``train.txt`` / ``val.txt`` in ``data_root`` listing image names without extension (one per line). The mask of
-    ``images/<split>/x/y.jpg`` is ``masks/<split>/x/y.png``.
+    ``images/<split>/x/y.jpg`` is ``masks/<split>/x/y.png``. ``segzoo data check <data_root>`` reads every mask and
+    prints the arguments below that the data needs.
 
     Args:
         data_root: Folder holding ``images/`` and ``masks/``.
-        classes: Class names, or the path of a text file with one name per line (absolute or under data_root).
+        classes: Class names, or the path of a text file with one name per line (absolute or under data_root);
+            ``None`` with ``num_classes`` (or ``colors``) names them ``class_0``, ``class_1``, ...
         reduce_zero_label: Treat mask value 0 as "ignore" and shift other labels down by one.
         crop_size: Training crop.
         scale: Base scale of the training rescale, e.g. ``(2048, 512)`` (short side 512 at ratio 1).
         eval_scale: Keep-ratio resize of validation images, ``None`` for full resolution.
+        num_classes: Number of classes, when ``classes`` is not given (or to check its length).
+        label_map: Mask value -> class index (or 255, ignore), applied before ``reduce_zero_label``; values it does not
+            name keep their value. E.g. ``{255: 1}`` for binary masks stored as 0 / 255.
+        colors: For RGB colour masks: the ``[r, g, b]`` colour of each class index, in order; pixels of any other
+            colour are ignored (255).
         **kwargs: Other :class:`~segzoo.data.SegmentationDataModule` arguments.
     """
 
@@ -75,11 +130,14 @@ class FolderDataModule(FileSegmentationDataModule):
     def __init__(
         self,
         data_root: str | Path,
-        classes: list[str] | str,
+        classes: list[str] | str | None = None,
         reduce_zero_label: bool = False,
         crop_size: int | tuple[int, int] = 512,
         scale: tuple[int, int] = (2048, 512),
         eval_scale: tuple[int, int] | None = (2048, 512),
+        num_classes: int | None = None,
+        label_map: dict[int, int] | None = None,
+        colors: list[list[int]] | None = None,
         **kwargs: Any,
     ):
         super().__init__(data_root, crop_size=crop_size, scale=scale, eval_scale=eval_scale, **kwargs)
@@ -89,42 +147,47 @@ class FolderDataModule(FileSegmentationDataModule):
                 f"{self.dataset_name}: data_root '{self.data_root}' {what}; give the folder that holds images/ and "
                 "masks/"
             )
-        self.names = read_class_names(classes, self.data_root)
-        self.num_classes = len(self.names)
+        self.colors = _check_colors(colors)
+        names = read_class_names(classes, self.data_root) if classes is not None else None
+        counts = {"classes": len(names) if names else None, "num_classes": num_classes,
+                  "colors": len(self.colors) if self.colors else None}
+        given = {key: count for key, count in counts.items() if count is not None}
+        if not given:
+            raise ValueError(
+                f"{self.dataset_name}: give classes (names, or a text file with one name per line) or num_classes."
+            )
+        if len(set(given.values())) > 1:
+            raise ValueError(
+                f"{self.dataset_name}: the number of classes disagrees: "
+                + ", ".join(f"{key} gives {count}" for key, count in given.items())
+                + "; give one class name and one colour per class index."
+            )
+        self.num_classes = next(iter(given.values()))
+        if not 0 < self.num_classes < 255:
+            raise ValueError(f"num_classes must be from 1 to 254 (255 means ignore), got {self.num_classes}.")
+        self.names = names or [f"class_{i}" for i in range(self.num_classes)]
         self.reduce_zero_label = reduce_zero_label
+        self.label_map = _check_label_map(label_map)
 
     def _split_pairs(self, split: str) -> list[tuple[Path, Path]] | None:
         """(image, mask) paths of ``split``, or ``None`` if the data has no such split."""
-        image_root, mask_root = self.data_root / "images", self.data_root / "masks"
-        if not image_root.is_dir() or not mask_root.is_dir():
-            missing = image_root if not image_root.is_dir() else mask_root
-            raise missing_layout_error(
-                self.dataset_name, self.data_root, FOLDER_LAYOUT, f"Missing folder: '{missing}'."
-            )
-        if (image_root / "train").is_dir():
-            if not (image_root / split).is_dir():
+        found = find_split(self.data_root, split)
+        if found is None:
+            image_root = self.data_root / "images"
+            if split == "test" or (image_root / "train").is_dir():
                 return None
-            images, mask_dir = index_images(image_root / split), mask_root / split
-        else:
-            split_file = self.data_root / f"{split}.txt"
-            if not split_file.is_file():
-                if split == "test":
-                    return None
-                raise missing_layout_error(
-                    self.dataset_name,
-                    self.data_root,
-                    FOLDER_LAYOUT,
-                    f"Neither '{image_root / 'train'}' nor '{split_file}' exists.",
-                )
-            all_images = index_images(image_root)
-            names = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
-            unknown = [name for name in names if name not in all_images]
-            if unknown:
-                raise FileNotFoundError(
-                    f"{len(unknown)} name(s) in '{split_file}' have no image under '{image_root}', e.g. '{unknown[0]}' "
-                    f"(looked for {', '.join(IMAGE_EXTENSIONS)})."
-                )
-            images, mask_dir = {name: all_images[name] for name in names}, mask_root
+            raise missing_layout_error(
+                self.dataset_name,
+                self.data_root,
+                FOLDER_LAYOUT,
+                f"Neither '{image_root / 'train'}' nor '{self.data_root / f'{split}.txt'}' exists.",
+            )
+        images, mask_dir, unknown = found
+        if unknown:
+            raise FileNotFoundError(
+                f"{len(unknown)} name(s) in '{self.data_root / f'{split}.txt'}' have no image under "
+                f"'{self.data_root / 'images'}', e.g. '{unknown[0]}' (looked for {', '.join(IMAGE_EXTENSIONS)})."
+            )
         pairs = [(image, mask_dir / f"{key}.png") for key, image in images.items()]
         missing_masks = [mask for _, mask in pairs if not mask.is_file()]
         if missing_masks:
@@ -144,7 +207,46 @@ class FolderDataModule(FileSegmentationDataModule):
                 FOLDER_LAYOUT,
                 f"Missing folder: '{self.data_root / 'images' / split}'.",
             )
-        return pairs, reduce_zero_label_map() if self.reduce_zero_label else None
+        return pairs, folder_label_table(self.label_map, self.reduce_zero_label)
+
+    def build_dataset(self, split: str, transform: Any) -> SegmentationDataset:
+        samples, table = self.find_samples(split)
+        if not samples:
+            raise FileNotFoundError(
+                f"{self.dataset_name}: no images found for split '{split}' under '{self.data_root}'."
+            )
+        return SegmentationDataset(samples, self.num_classes, transform, table, self.ignore_index, colors=self.colors)
 
     def _class_info(self) -> tuple[list[str], list[tuple[int, int, int]]]:
-        return self.names, default_palette(self.num_classes)
+        palette = [tuple(colour) for colour in self.colors] if self.colors else default_palette(self.num_classes)
+        return self.names, palette
+
+
+def _check_label_map(label_map: Mapping[int, int] | None) -> dict[int, int] | None:
+    if label_map is None:
+        return None
+    checked = {}
+    for source, target in label_map.items():
+        if not (0 <= int(source) <= 255 and 0 <= int(target) <= 255):
+            raise ValueError(
+                f"label_map maps 8-bit mask values to class indices (or 255 = ignore); {source}: {target} is outside "
+                "0-255."
+            )
+        checked[int(source)] = int(target)
+    return checked
+
+
+def _check_colors(colors: Sequence[Sequence[int]] | None) -> list[tuple[int, int, int]] | None:
+    if colors is None:
+        return None
+    checked = []
+    for colour in colors:
+        if len(colour) != 3 or not all(0 <= int(c) <= 255 for c in colour):
+            raise ValueError(f"colors holds one [r, g, b] per class, each from 0 to 255; got {list(colour)}.")
+        checked.append(tuple(int(c) for c in colour))
+    repeated = sorted({colour for colour in checked if checked.count(colour) > 1})
+    if repeated:
+        raise ValueError(f"colors gives the colour {list(repeated[0])} to several classes; give each class its own.")
+    if not checked:
+        raise ValueError("colors is empty; give the [r, g, b] colour of each class.")
+    return checked
