@@ -9,6 +9,7 @@ position embeddings are resampled to each input's grid by timm (``dynamic_img_si
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -98,9 +99,11 @@ class TimmViTEncoder(nn.Module):
         self.model_name = model_name
         self._timm_args = dict(num_classes=0, dynamic_img_size=True, in_chans=in_chans, **kwargs)
         try:
-            self.vit = timm.create_model(
-                model_name, pretrained=pretrained, drop_path_rate=drop_path_rate, **self._timm_args
-            ).to(device=device, dtype=dtype)
+            # built on the device asked for: a ViT-g on "meta" allocates nothing
+            with torch.device(device) if device is not None else contextlib.nullcontext():
+                self.vit = timm.create_model(
+                    model_name, pretrained=pretrained, drop_path_rate=drop_path_rate, **self._timm_args
+                ).to(dtype=dtype)
         except TypeError:  # a model that takes no ViT arguments (dynamic_img_size): say what it is, if not a ViT
             with torch.device("meta"):
                 check_timm_vit(model_name, timm.create_model(model_name, pretrained=False))
