@@ -27,7 +27,8 @@ CITYSCAPES_LAYOUT = """
 """
 CITYSCAPES_HINT = (
     "Download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from https://www.cityscapes-dataset.com "
-    "and unzip both into data_root."
+    "into a folder SRC and run `segzoo data prepare cityscapes SRC DST` (it unpacks them and writes the "
+    "*_gtFine_labelTrainIds.png files; data_root DST)."
 )
 
 

@@ -27,8 +27,8 @@ COCO_STUFF_LAYOUT = """
     └── val2017/000000000139_labelTrainIds.png ...
 """
 COCO_STUFF_HINT = (
-    "Unzip train2017.zip and val2017.zip into images/ and stuffthingmaps_trainval2017.zip into annotations/; "
-    "mmsegmentation's tools/dataset_converters/coco_stuff164k.py writes the *_labelTrainIds.png files."
+    "Put train2017.zip, val2017.zip and stuffthingmaps_trainval2017.zip in one folder SRC and run "
+    "`segzoo data prepare coco-stuff SRC DST`: it unpacks them and writes the *_labelTrainIds.png files."
 )
 
 

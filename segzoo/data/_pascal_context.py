@@ -23,7 +23,7 @@ PASCAL_CONTEXT_LAYOUT = """
 """
 PASCAL_CONTEXT_HINT = (
     "Download VOCtrainval_03-May-2010.tar and trainval_merged.json, then build SegmentationClassContext and the "
-    "split files with mmsegmentation's tools/dataset_converters/pascal_context.py."
+    "split files with `segzoo data prepare pascal-context SRC DST` (SRC: the folder holding both)."
 )
 
 
