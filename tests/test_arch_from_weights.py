@@ -322,10 +322,32 @@ def test_load_ambiguous_file_names_the_candidates_and_the_file(tmp_path, twin_ar
         segzoo.load(str(path))
 
 
-def test_load_lightning_checkpoint_points_to_load_from_checkpoint(tmp_path):
+def test_load_a_training_checkpoint_with_its_classes_and_test_pipeline(tmp_path):
+    """A .ckpt train.py wrote loads by path: architecture and classes from the module's hyperparameters, mean/std and
+    test scale from the DataModule's, evaluation mode from the module's."""
+    reference = randomized("segformer-test", num_classes=3).eval()
+    path = tmp_path / "last.ckpt"
+    torch.save({
+        "state_dict": {f"model.{k}": v for k, v in reference.state_dict().items()},
+        "hyper_parameters": {"model": "segformer-test", "num_classes": 3, "model_args": {"pretrained_encoder": True},
+                             "eval_mode": "slide", "eval_crop": 64, "eval_stride": 48, "class_names": ["a", "b", "c"]},
+        "datamodule_hyper_parameters": {"mean": [127.5] * 3, "std": [127.5] * 3, "eval_scale": [256, 64]},
+    }, path)
+    model = segzoo.load(str(path))
+    x = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x))
+    protocol = model.eval_protocol
+    assert (protocol.mean, protocol.test_scale, protocol.mode, protocol.crop) == ((127.5,) * 3, (256, 64), "slide",
+                                                                                 (64, 64))
+    assert model.pretrained_cfg["class_names"] == ["a", "b", "c"] and model.predict(torch.rand(3, 50, 70)).shape == (
+        50, 70)
+
+
+def test_training_checkpoint_of_a_module_model_points_to_load_from_checkpoint(tmp_path):
     state = {f"model.{k}": v for k, v in randomized("segformer-test").state_dict().items()}
     path = tmp_path / "last.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": {"model": "segformer-test"}}, path)
+    torch.save({"state_dict": state, "hyper_parameters": {"model": None}}, path)
     with pytest.raises(ValueError, match="load_from_checkpoint"):
         segzoo.load(str(path))
 

@@ -161,3 +161,21 @@ def test_wandb_logger_offline_gets_metrics_table_and_overlays(tmp_path, monkeypa
     tables = list((runs[0] / "files" / "media").rglob("*.table.json"))
     assert media, "validation overlays were not logged as images"
     assert tables, "the per-class IoU table was not logged"
+
+
+def test_a_trained_run_predicts_from_its_last_checkpoint(tmp_path, monkeypatch):
+    """The your-own-data loop ends in `segzoo predict --model <run>/checkpoints/last.ckpt`: the checkpoint loads by
+    path with the run's classes and normalisation, and writes one label PNG per image."""
+    import numpy as np
+    from PIL import Image
+
+    from segzoo._cli import main as segzoo_main
+
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(["fit", "--config", TINY, "--trainer.max_steps=2", *QUIET])
+    last = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(photo)
+    assert segzoo_main(["predict", "--model", str(last), str(photo), "--out", str(tmp_path / "out")]) == 0
+    labels = np.asarray(Image.open(tmp_path / "out" / "photo.png"))
+    assert labels.shape == (40, 56) and labels.max() < 3

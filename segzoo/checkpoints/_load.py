@@ -310,10 +310,7 @@ def _load_self_described_file(path: Path, model_args: dict, model_cls: type[Enco
     header = _read_without_weights(path)
     state = unwrap_checkpoint(header)
     if isinstance(header.get("hyper_parameters"), dict) and all(k.startswith("model.") for k in state):
-        raise ValueError(
-            f"{path} is a Lightning checkpoint of segzoo's SegmentationModule: load it with "
-            f"segzoo.training.SegmentationModule.load_from_checkpoint({str(path)!r}).model"
-        )
+        return _load_training_checkpoint(path, model_args, model_cls)
     try:
         fmt = detect_format(state)
     except ConversionError as err:
@@ -325,6 +322,49 @@ def _load_self_described_file(path: Path, model_args: dict, model_cls: type[Enco
         model.pretrained_cfg["class_names"] = list(match.class_names)
     log.info("%s: inferred architecture %s", path.name, match.describe())
     return model
+
+
+# Training switches in a run's model_args that say how it was trained, not what the network is.
+_TRAINING_ONLY_ARGS = ("pretrained_encoder", "freeze_encoder", "grad_checkpointing")
+
+
+def _load_training_checkpoint(path: Path, model_args: dict, model_cls: type[EncoderDecoder]) -> EncoderDecoder:
+    """A ``.ckpt`` that ``train.py`` / ``segzoo train`` wrote: the architecture, its arguments and the classes from the
+    module's hyperparameters, the test pipeline from the DataModule's (mean/std, test scale) and the module's
+    evaluation settings, the weights from ``model.*``."""
+    checkpoint = hub.read_state_dict(path)
+    hparams = checkpoint["hyper_parameters"]
+    arch = hparams.get("model")
+    if not isinstance(arch, str) or arch not in ARCHS:
+        raise ConversionError(
+            f"{path} is a Lightning checkpoint of a model given as a module, not a registry architecture ({arch!r}): "
+            f"load it with segzoo.training.SegmentationModule.load_from_checkpoint({str(path)!r}).model"
+        )
+    state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    build_args = {k: v for k, v in (hparams.get("model_args") or {}).items() if k not in _TRAINING_ONLY_ARGS}
+    num_classes = hparams.get("num_classes") or _head_classes(state, arch)
+    model = build_model(arch, num_classes=num_classes, model_cls=model_cls, **(build_args | model_args))
+    _load_weights(model, state, "segzoo", source=str(path))
+    model.pretrained_cfg = _trained_cfg(hparams, checkpoint.get("datamodule_hyper_parameters") or {}, num_classes)
+    return model
+
+
+def _trained_cfg(hparams: dict[str, Any], data: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """The pretrained_cfg of a model trained here: what its validation used (the DataModule's normalisation and test
+    scale, the module's evaluation mode) and the class names it was trained with."""
+    slide = hparams.get("eval_mode") == "slide" and hparams.get("eval_crop") and hparams.get("eval_stride")
+    names = hparams.get("class_names") or data.get("classes")
+    return {
+        "num_classes": num_classes,
+        "mean": data.get("mean"),
+        "std": data.get("std"),
+        "test_scale": data.get("eval_scale"),
+        "size_divisor": data.get("size_divisor"),
+        "eval_mode": "slide" if slide else "whole",
+        "crop_size": hparams.get("eval_crop") if slide else None,
+        "stride": hparams.get("eval_stride") if slide else None,
+        "class_names": list(names) if isinstance(names, (list, tuple)) and len(names) == num_classes else None,
+    }
 
 
 def _read_without_weights(path: Path) -> dict[str, Any]:
