@@ -27,7 +27,8 @@ class DownloadError(SegzooError, ConnectionError):
 
 
 class CorruptedFileError(SegzooError, OSError):
-    """A checkpoint file is truncated, corrupted, or does not match its published sha256."""
+    """A checkpoint or dataset file is truncated, corrupted, does not match its published sha256, or does not hold
+    what its format promises."""
 
 
 class UnknownFormatError(SegzooError, ValueError):

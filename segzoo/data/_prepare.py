@@ -445,7 +445,7 @@ def _prepare_pascal_context(run: _Run) -> None:
     for split in ("train", "val"):
         entries = sorted((e for e in images if e.get("phase") == split), key=lambda e: e["file_name"])
         if not entries:
-            raise ValueError(f"PASCAL Context: '{json_path}' lists no image of phase '{split}'.")
+            raise CorruptedFileError(f"PASCAL Context: '{json_path}' lists no image of phase '{split}'.")
         missing = [e["file_name"] for e in entries if not (image_dir / e["file_name"]).is_file()]
         if missing:
             raise DatasetSourceError(
@@ -477,7 +477,7 @@ def read_detail_annotations(path: Path) -> tuple[list[dict], list[dict], list[st
         data = json.loads(path.read_bytes())
         images, segments = data["images"], data["annos_segmentation"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(
+        raise CorruptedFileError(
             f"PASCAL Context: '{path}' is not a PASCAL in Detail annotation file ({exc!r}); expected {_DETAIL_SITE}."
         ) from exc
     unique = {segment["id"]: segment for segment in segments}
@@ -515,7 +515,7 @@ def _pascal_context_label(entry: dict, segments: Iterable[dict], table: np.ndarr
     for segment in segments:
         mask = decode_rle(segment["segmentation"])
         if mask.shape != labels.shape:
-            raise ValueError(
+            raise CorruptedFileError(
                 f"PASCAL Context: segment {segment['id']} of {entry['file_name']} is {mask.shape[0]}x{mask.shape[1]}, "
                 f"the image {labels.shape[0]}x{labels.shape[1]}."
             )
@@ -538,7 +538,7 @@ def decode_rle(rle: dict) -> np.ndarray:
         counts = _counts_from_string(counts.encode() if isinstance(counts, str) else counts)
     runs = np.asarray(counts, dtype=np.int64)
     if (runs < 0).any() or runs.sum() != height * width:
-        raise ValueError(f"A run-length encoding of {runs.sum()} pixels for a {height}x{width} mask.")
+        raise CorruptedFileError(f"A run-length encoding of {runs.sum()} pixels for a {height}x{width} mask.")
     values = np.arange(len(runs)) % 2 == 1
     return np.repeat(values, runs).reshape(width, height).T
 
