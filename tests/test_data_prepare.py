@@ -277,7 +277,7 @@ def test_decode_rle_matches_cocoapi():
         for density in (0.0, 0.1, 0.9, 1.0):
             random = rng.random(shape) < density
             np.testing.assert_array_equal(decode_rle(rle_encode(random)), random)
-    with pytest.raises(ValueError, match="4x6"):
+    with pytest.raises(segzoo.CorruptedFileError, match="4x6"):
         decode_rle({"size": [4, 6], "counts": [3, 4]})
 
 
