@@ -72,6 +72,21 @@ def test_failed_export_keeps_the_existing_file(tmp_path):
     assert path.read_bytes() == b"the previous, good export" and _leftovers(tmp_path) == ["model.onnx"]
 
 
+class _WithProtocol(nn.Module):
+    """A 1×1 conv carrying a checkpoint's pretrained_cfg and eval_protocol, as segzoo models do."""
+
+    def __init__(self, checkpoint: str):
+        super().__init__()
+        import segzoo
+
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.pretrained_cfg = segzoo.get_pretrained_cfg(checkpoint).to_dict()
+        self.eval_protocol = segzoo.EvalProtocol.from_pretrained_cfg(self.pretrained_cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
 def test_export_records_the_checkpoints_preprocessing_and_class_names(tmp_path):
     """The graph takes normalised images: the file says how to make them (segzoo.EvalProtocol as JSON) and names
     the classes, so an ONNX user needs no segzoo."""
@@ -81,11 +96,11 @@ def test_export_records_the_checkpoints_preprocessing_and_class_names(tmp_path):
 
     import segzoo
 
-    model = segzoo.create_model("segformer-test", num_classes=150)
-    model.pretrained_cfg = segzoo.get_pretrained_cfg("setr-pup-ade").to_dict()  # slide mode, 127.5 mean
+    model = _WithProtocol("segmenter-t16-mask-ade")  # slide mode 512/480, mean 127.5
     path = tmp_path / "model.onnx"
-    model.export_onnx(path, height=256, width=256, verify=False)
+    export_onnx(model, path, height=32, width=32, verify=False)
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     protocol = segzoo.EvalProtocol.from_dict(json.loads(props["segzoo.eval_protocol"]))
     assert protocol == model.eval_protocol and protocol.mode == "slide" and protocol.crop == (512, 512)
+    assert protocol.mean == (127.5, 127.5, 127.5)
     assert json.loads(props["segzoo.class_names"])[:3] == ["wall", "building", "sky"]
