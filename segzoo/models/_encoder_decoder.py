@@ -63,6 +63,7 @@ class EncoderDecoder(nn.Module):
         self.pad_to_multiple = pad_to_multiple
         self.unpad = unpad
         self.in_chans = in_chans
+        self.encoder_frozen = False  # see freeze_encoder
         self.arch_name: str | None = None  # set by create_model, with the overrides it used in build_args
         self.build_args: dict[str, Any] = {}
         self.pretrained_cfg: dict[str, Any] = {}
@@ -119,7 +120,7 @@ class EncoderDecoder(nn.Module):
 
     def train(self, mode: bool = True) -> EncoderDecoder:
         super().train(mode)
-        if getattr(self, "encoder_frozen", False):
+        if self.encoder_frozen:
             self.backbone.eval()
         return self
 

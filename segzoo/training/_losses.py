@@ -81,7 +81,7 @@ class OhemCrossEntropyLoss(nn.Module):
         weight = _class_weight(self.class_weight, logits)
         losses = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=self.ignore_index,
                                  reduction="none")
-        kept = self.hard_pixels(logits.detach(), target, losses.detach()) & valid
+        kept = self.hard_pixels(logits.detach(), target, losses.detach())  # labelled pixels only
         return losses[kept].mean()
 
     @torch.no_grad()

@@ -69,11 +69,10 @@ class TimmViTEncoder(nn.Module):
         model_name: A timm model name, with or without its pretrained tag (``vit_base_patch14_reg4_dinov2.lvd142m``).
         out_indices: Block indices (0-based; negative counts from the end) whose outputs are returned, in order.
         out_fractions: Instead of ``out_indices``: depths as fractions of the encoder's depth (block
-            ``round(f × depth) - 1``), so one architecture row reads the same relative depths of any encoder (SETR-MLA:
+            ``⌈f × depth⌉ - 1``), so one architecture row reads the same relative depths of any encoder (SETR-MLA:
             a quarter, a half, three quarters and the last block).
         final_norm: Apply the encoder's final norm to every returned map (as DINOv2's ``get_intermediate_layers``
             with ``norm=True``; Segmenter normalises the last block's tokens).
-        pretrained: Load timm's pretrained weights (from the Hugging Face Hub, through timm).
         in_chans, drop_path_rate, img_size: Passed to ``timm.create_model``; ``img_size`` (default: the model's own)
             is the grid the position embeddings are stored for; any other input size is resampled on the fly.
         **kwargs: Other ``timm.create_model`` overrides (e.g. ``embed_dim``, ``depth``, ``num_heads`` for tests).
@@ -85,7 +84,6 @@ class TimmViTEncoder(nn.Module):
         out_indices: Sequence[int] | None = None,
         out_fractions: Sequence[float] | None = None,
         final_norm: bool = True,
-        pretrained: bool = False,
         in_chans: int = 3,
         drop_path_rate: float = 0.0,
         img_size: int | None = None,
@@ -102,7 +100,7 @@ class TimmViTEncoder(nn.Module):
             # built on the device asked for: a ViT-g on "meta" allocates nothing
             with torch.device(device) if device is not None else contextlib.nullcontext():
                 self.vit = timm.create_model(
-                    model_name, pretrained=pretrained, drop_path_rate=drop_path_rate, **self._timm_args
+                    model_name, pretrained=False, drop_path_rate=drop_path_rate, **self._timm_args
                 ).to(dtype=dtype)
         except TypeError:  # a model that takes no ViT arguments (dynamic_img_size): say what it is, if not a ViT
             with torch.device("meta"):
@@ -150,7 +148,9 @@ class TimmViTEncoder(nn.Module):
 
     def load_pretrained(self) -> None:
         """Fill the encoder with timm's pretrained weights for ``model_name``: timm downloads them (Hugging Face Hub)
-        and adapts them (position embeddings to ``img_size``, ``in_chans``) as it would for its own model."""
+        and adapts them (position embeddings to ``img_size``, ``in_chans``) as it would for its own model. Called by
+        ``create_model(..., pretrained_encoder=True)``; never a build argument, so a saved model does not download
+        them again when it is rebuilt."""
         pretrained = timm.create_model(self.model_name, pretrained=True, **self._timm_args).state_dict()
         own = self.vit.state_dict()
         # strict, but for the final norm, which a head that reads no normalised tokens (SETR) does not have
