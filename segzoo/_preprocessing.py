@@ -13,7 +13,15 @@ Multi-scale + flip testing differs between mmseg versions, and the published num
   (``(int(long·r), int(short·r))``), then rounded to ``size_divisor`` when the pipeline has one (NVlabs'
   ``AlignedResize``);
 - ``"mmseg-1.x"`` (``tools/test.py --tta``): the original image is resized by the ratio itself
-  (``Resize(scale_factor=r, keep_ratio=True)``), whatever the test scale.
+  (``Resize(scale_factor=r, keep_ratio=True)``), whatever the test scale;
+- ``"setr-official"`` (fudan-zvg/SETR's ``*_MS.py`` configs, ``Resize(setr_multi_scale=True)``): the short side
+  becomes ``int(short scale · r)`` but at least the window, and the long side follows the image's aspect ratio
+  (no long-side limit).
+
+The official Segmenter code (rstrudel/segmenter, ``segm.eval.miou``) runs mmseg 0.x's pipeline (so ``"mmseg-0.x"``),
+then one more resize before its sliding windows (``segm.model.utils.resize``): an image whose short side is below the
+window is resized, as the normalised float tensor, bilinearly (``align_corners=False``, no antialiasing) so that the
+short side equals the window and the long side is ``int(long / short × window)``. ``min_short_side`` is that window.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TTA_SCALES", "TTA_STYLES", "EvalProtocol", "keep_ratio_size"]
@@ -35,7 +44,7 @@ IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 # mmsegmentation's ``img_ratios`` for multi-scale testing (0.x and 1.x alike).
 TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-TTA_STYLES = ("mmseg-0.x", "mmseg-1.x")
+TTA_STYLES = ("mmseg-0.x", "mmseg-1.x", "setr-official")
 EVAL_MODES = ("whole", "slide")
 
 
@@ -83,6 +92,8 @@ class EvalProtocol:
         tta_scales: Ratios of multi-scale testing.
         tta_style: ``"mmseg-0.x"`` or ``"mmseg-1.x"`` (see the module docstring).
         flip: Add horizontally flipped passes to multi-scale testing.
+        min_short_side: After normalising, resize (float, bilinear) an image whose short side is below this so that
+            it is this: the official Segmenter code's resize to its window (see the module docstring).
     """
 
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -95,6 +106,7 @@ class EvalProtocol:
     tta_scales: tuple[float, ...] = TTA_SCALES
     tta_style: str = "mmseg-0.x"
     flip: bool = True
+    min_short_side: int | None = None
 
     def __post_init__(self):
         if self.mode not in EVAL_MODES:
@@ -105,6 +117,8 @@ class EvalProtocol:
             raise ValueError(f"unknown multi-scale style {self.tta_style!r}; expected one of {TTA_STYLES}")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"mean and std need one value per RGB channel, got {self.mean!r} and {self.std!r}")
+        if self.min_short_side is not None and not (isinstance(self.min_short_side, int) and self.min_short_side > 0):
+            raise ValueError(f"min_short_side must be a positive int (a window size) or None, got {self.min_short_side!r}")
 
     @classmethod
     def from_pretrained_cfg(cls, cfg: Mapping[str, Any] | None) -> EvalProtocol:
@@ -121,6 +135,7 @@ class EvalProtocol:
             crop=_pair(cfg.get("crop_size")) if mode == "slide" else None,
             stride=_pair(cfg.get("stride")) if mode == "slide" else None,
             tta_style=cfg.get("tta") or "mmseg-0.x",
+            min_short_side=cfg.get("min_short_side"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,6 +155,12 @@ class EvalProtocol:
         if ratio is not None and self.tta_style == "mmseg-1.x":
             # Resize(scale_factor=r, keep_ratio=True): the scale is the image size times r, then the keep-ratio rule
             return keep_ratio_size(height, width, (int(width * ratio + 0.5), int(height * ratio + 0.5)))
+        if ratio is not None and self.tta_style == "setr-official" and self.test_scale is not None:
+            # SETR's Resize(setr_multi_scale=True): a scale of the image's own aspect with the short side
+            # max(int(short · r), window), then mmcv's keep-ratio rule with it
+            short = max(int(min(self.test_scale) * ratio), min(self.crop or (0,)))
+            scale = (short * height / width, short) if height > width else (short, short * width / height)
+            return keep_ratio_size(height, width, scale)
         ratio = 1.0 if ratio is None else ratio
         if self.test_scale is None:
             return int(height * ratio + 0.5), int(width * ratio + 0.5)
@@ -147,12 +168,30 @@ class EvalProtocol:
 
     def resize(self, image: np.ndarray, ratio: float | None = None) -> np.ndarray:
         """The test pipeline's resize of an H×W×C image (``ratio=None``), or that of the multi-scale pass at
-        ``ratio``."""
+        ``ratio``: the ``uint8`` steps (keep-ratio resize, ``size_divisor``), before normalisation."""
         image = resize_image(image, self.resized_size(*image.shape[:2], ratio))
         if self.size_divisor:
-            d = self.size_divisor
-            image = resize_image(image, (-(-image.shape[0] // d) * d, -(-image.shape[1] // d) * d))
+            image = resize_image(image, self._divisible(*image.shape[:2]))
         return image
+
+    def _divisible(self, height: int, width: int) -> tuple[int, int]:
+        d = self.size_divisor
+        return (-(-height // d) * d, -(-width // d) * d) if d else (height, width)
+
+    def short_side_size(self, height: int, width: int) -> tuple[int, int]:
+        """Size after the official Segmenter code's float resize (``segm.model.utils.resize``): unchanged unless the
+        short side is below ``min_short_side``; then that side becomes ``min_short_side`` and the other
+        ``int(long / short × min_short_side)``."""
+        side = self.min_short_side
+        if side is None or min(height, width) >= side:
+            return height, width
+        if height < width:
+            return side, int(width / height * side)
+        return int(height / width * side), side
+
+    def input_size(self, height: int, width: int, ratio: float | None = None) -> tuple[int, int]:
+        """Size of the model input made from a ``height``×``width`` image (every resize of the pipeline)."""
+        return self.short_side_size(*self._divisible(*self.resized_size(height, width, ratio)))
 
     def normalize(self, image: np.ndarray) -> Tensor:
         """An H×W×3 image on the 0–255 scale as the normalised 1×3×H×W float32 tensor."""
@@ -164,7 +203,11 @@ class EvalProtocol:
     def __call__(self, image: np.ndarray, ratio: float | None = None) -> Tensor:
         """Resize (for the multi-scale pass at ``ratio``, if given) and normalise one H×W×3 image: the model's
         input."""
-        return self.normalize(self.resize(image, ratio))
+        tensor = self.normalize(self.resize(image, ratio))
+        size = self.short_side_size(*tensor.shape[-2:])
+        if size != tuple(tensor.shape[-2:]):
+            tensor = F.interpolate(tensor, size, mode="bilinear", align_corners=False)
+        return tensor
 
     def tta_inputs(self, image: np.ndarray, scales: Sequence[float] | None = None) -> list[Tensor]:
         """The model inputs of multi-scale testing, one per ratio, each resized once from the original image."""

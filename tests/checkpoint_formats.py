@@ -27,6 +27,7 @@ def to_mmseg(sd):
 def to_segmenter_official(sd):
     out = {}
     for k, v in sd.items():
+        k = k.replace("backbone.reg_token", "encoder.dist_token")  # DeiT's distillation token
         k = k.replace("backbone.", "encoder.").replace("decode_head.", "decoder.")
         if k in ("decoder.proj_patch.weight", "decoder.proj_classes.weight"):
             k, v = k[: -len(".weight")], v.t()
@@ -35,6 +36,8 @@ def to_segmenter_official(sd):
         out[k.replace("decoder.conv_seg.bias", "decoder.head.bias")] = v
     dim = sd["backbone.cls_token"].shape[-1]
     out["encoder.head.weight"], out["encoder.head.bias"] = torch.randn(1000, dim), torch.randn(1000)  # unused
+    if "encoder.dist_token" in out:
+        out["encoder.head_dist.weight"], out["encoder.head_dist.bias"] = torch.randn(1000, dim), torch.randn(1000)
     return out
 
 

@@ -23,6 +23,9 @@ def test_registry_holds_every_published_variant_and_nothing_else():
     expected = {f"segformer-b{i}" for i in range(6)} | {f"segformer-b{i}-mmseg" for i in range(6)}
     expected |= {f"segmenter-{s}{p}-{d}" for s in "tsbl" for p in (8, 16, 32) for d in ("linear", "mask")}
     expected |= {f"setr-{h}-{s}16" for h in ("naive", "pup", "mla") for s in "bl"} | {"setr-hybrid-naive"}
+    expected |= {"segmenter-deit-b16-linear", "segmenter-deit-b16-mask"}  # DeiT-B distilled (official Seg-B†)
+    # the official SETR code's heads (fudan-zvg/SETR files): Naive (L and Base), PUP, MLA
+    expected |= {"setr-naive-l16-official", "setr-naive-b16-official", "setr-pup-l16-official", "setr-mla-l16-official"}
     # the ViT heads on any timm ViT (encoder=...)
     expected |= {"segmenter-linear", "segmenter-mask", "setr-naive", "setr-pup", "setr-mla", "linear-probe",
                  "linear-probe-4"}

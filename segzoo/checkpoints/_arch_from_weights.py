@@ -74,7 +74,8 @@ class ArchMatch:
 
 
 def infer_architecture(
-    state_dict: Mapping[str, torch.Tensor], meta: Mapping | None = None, source: str | None = None
+    state_dict: Mapping[str, torch.Tensor], meta: Mapping | None = None, source: str | None = None,
+    fmt: str | None = None,
 ) -> ArchMatch:
     """The registry architecture whose weights have exactly these key names and shapes.
 
@@ -82,25 +83,35 @@ def infer_architecture(
         state_dict: Weights in segzoo names (convert first); meta-device tensors are enough.
         meta: An mmsegmentation checkpoint's ``meta`` dict; its config confirms or disambiguates.
         source: The file, named in error messages.
+        fmt: The file's format (``segzoo.checkpoints._convert.detect_format``): a format with rows of its own
+            (``Arch.checkpoint_format``, official SETR) is matched to those rows only, any other to the shared rows.
 
     Raises:
         ArchitectureNotFoundError: The encoder or the head fits no architecture (the message says what was found).
         AmbiguousArchitectureError: Several architectures fit and nothing in the file decides between them.
     """
     try:
-        return _infer(state_dict, meta, repr(str(source)) if source else "path")
+        return _infer(state_dict, meta, repr(str(source)) if source else "path", fmt)
     except ConversionError as err:
         if source:
             err.args = (f"{source}: {err}",)
         raise
 
 
-def _infer(state_dict: Mapping[str, torch.Tensor], meta: Mapping | None, path: str) -> ArchMatch:
+def rows_for_format(fmt: str | None) -> list[Arch]:
+    """The registry rows a file of format ``fmt`` may be for: the rows of that format's own code where it has some,
+    else the shared rows."""
+    own = [r for r in ARCHS.values() if fmt is not None and r.checkpoint_format == fmt]
+    return own or [r for r in ARCHS.values() if r.checkpoint_format is None]
+
+
+def _infer(state_dict: Mapping[str, torch.Tensor], meta: Mapping | None, path: str, fmt: str | None) -> ArchMatch:
     shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
     kind, found_args, encoder = describe_encoder(shapes)
-    rows = [r for r in ARCHS.values() if r.encoder == kind and _agrees(r, found_args)]
+    candidates = rows_for_format(fmt)
+    rows = [r for r in candidates if r.encoder == kind and _agrees(r, found_args)]
     if not rows:
-        same_kind = sorted(r.name for r in ARCHS.values() if r.encoder == kind and "-test" not in r.name)
+        same_kind = sorted(r.name for r in candidates if r.encoder == kind and "-test" not in r.name)
         raise ArchitectureNotFoundError(
             f"found {encoder}; no segzoo architecture has this encoder (those with a {kind} encoder: "
             f"{', '.join(same_kind)}). segzoo.create_model(<one of them>, encoder_args={{...}}) builds a model with "
@@ -173,7 +184,8 @@ def describe_encoder(shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, dict[s
     hybrid = any(k.startswith("backbone.patch_embed.backbone.") for k in shapes)
     if "backbone.patch_embed.proj.weight" in shapes or hybrid:
         width = shapes["backbone.pos_embed"][-1] if "backbone.pos_embed" in shapes else None
-        args = {"embed_dim": width, "depth": depth("backbone.blocks."), "final_norm": "backbone.norm.weight" in shapes}
+        args = {"embed_dim": width, "depth": depth("backbone.blocks."), "final_norm": "backbone.norm.weight" in shapes,
+                "dist_token": "backbone.reg_token" in shapes}
         if not hybrid:
             args["patch_size"] = shapes["backbone.patch_embed.proj.weight"][-1]
             width = shapes["backbone.patch_embed.proj.weight"][0]
@@ -182,6 +194,7 @@ def describe_encoder(shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, dict[s
         name = f"ViT-{size.upper()}" if size else "ViT"
         parts = [f"{width} wide", f"{args['depth']} blocks"]
         parts += ["class token"] if "backbone.cls_token" in shapes else []
+        parts += ["distillation token"] if "backbone.reg_token" in shapes else []
         parts += ["final norm"] if "backbone.norm.weight" in shapes else []
         if hybrid:
             return "hybrid_vit", args, f"a ResNet-50 + {name} hybrid encoder ({', '.join(parts)})"
@@ -253,7 +266,7 @@ def _img_size(shapes: Mapping[str, tuple[int, ...]], sig: _Signature) -> int | N
     """The crop the position embeddings were stored for: grid × patch (a square grid after any class token)."""
     if sig.patch is None or "backbone.pos_embed" not in shapes:
         return None
-    tokens = shapes["backbone.pos_embed"][1] - ("backbone.cls_token" in shapes)
+    tokens = shapes["backbone.pos_embed"][1] - ("backbone.cls_token" in shapes) - ("backbone.reg_token" in shapes)
     grid = math.isqrt(tokens)
     return grid * sig.patch if grid * grid == tokens else None
 

@@ -182,6 +182,7 @@ def convert_mmseg(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
 # Official Segmenter (rstrudel/segmenter ``checkpoint.pth['model']``): timm names under ``encoder.``/``decoder.``.
 _SEGMENTER_OFFICIAL_RULES = [
     (r"encoder\.(patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed|norm\.(?:weight|bias))", r"backbone.\1"),
+    (r"encoder\.dist_token", "backbone.reg_token"),
     (r"encoder\.blocks\.(.+)", r"backbone.blocks.\1"),
     (r"decoder\.head\.(weight|bias)", r"decode_head.conv_seg.\1"),
     (r"decoder\.(proj_dec\.(?:weight|bias)|cls_emb|decoder_norm\.(?:weight|bias)|mask_norm\.(?:weight|bias))",
@@ -193,10 +194,9 @@ _SEGMENTER_OFFICIAL_RULES = [
 
 def convert_segmenter_official(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """Official Segmenter → segzoo: raw [D, D] projections become ``nn.Linear`` weights (transposed), the linear
-    decoder becomes a 1×1 conv, and the encoder's unused ImageNet classifier is dropped."""
-    if "encoder.dist_token" in state_dict:
-        raise ConversionError("DeiT-distilled Segmenter checkpoints (with encoder.dist_token) are not supported yet")
-    sd = {k: v for k, v in state_dict.items() if not k.startswith("encoder.head.")}
+    decoder becomes a 1×1 conv, the encoder's unused ImageNet classifiers (``head``, DeiT's ``head_dist``) are
+    dropped, and DeiT's distillation token becomes the encoder's ``reg_token`` (see ``ViTEncoder``)."""
+    sd = {k: v for k, v in state_dict.items() if not k.startswith(("encoder.head.", "encoder.head_dist."))}
     out = rename_keys(sd, _SEGMENTER_OFFICIAL_RULES, "official Segmenter")
     for name in ("decode_head.proj_patch.weight", "decode_head.proj_classes.weight"):
         if name in out:
@@ -216,9 +216,68 @@ def convert_segformer_official(state_dict: Mapping[str, torch.Tensor]) -> StateD
 
 
 def convert_timm_vit(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
-    """timm / AugReg ImageNet ViT → segzoo encoder keys (``backbone.*``); the classifier is dropped."""
-    skip = ("head.", "fc_norm.", "attn_pool.")
-    return {f"backbone.{k}": v for k, v in state_dict.items() if not k.startswith(skip)}
+    """timm / AugReg ImageNet ViT (and DeiT) → segzoo encoder keys (``backbone.*``); the classifiers are dropped and
+    DeiT's distillation token becomes ``reg_token``."""
+    skip = ("head.", "head_dist.", "fc_norm.", "attn_pool.")
+    return {f"backbone.{'reg_token' if k == 'dist_token' else k}": v for k, v in state_dict.items()
+            if not k.startswith(skip)}
+
+
+# Official SETR (fudan-zvg/SETR, an mmseg 0.x fork): timm names in the ViT; heads of their own (see
+# ``_setr_official_arch`` in the registry). ``mla_p{2..5}`` name the four MLA levels, shallow to deep; segzoo's MLA
+# modules index the projections shallow first but the aggregated maps (and the head's branches) deepest first.
+_SETR_OFFICIAL_BN = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+_SETR_OFFICIAL_RULES: list[tuple[str, str | Callable]] = [
+    (r"backbone\.(patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed)", r"backbone.\1"),
+    (r"backbone\.blocks\.(.+)", r"backbone.blocks.\1"),
+    (r"backbone\.norm_(\d)\.(weight|bias)", r"neck.norm.\1.\2"),
+    (r"backbone\.mla\.mla_p(\d)_1x1\.0\.weight", lambda m: f"neck.mla.channel_proj.{int(m.group(1)) - 2}.conv.weight"),
+    (r"backbone\.mla\.mla_p(\d)_1x1\.1\." + _SETR_OFFICIAL_BN,
+     lambda m: f"neck.mla.channel_proj.{int(m.group(1)) - 2}.bn.{m.group(2)}"),
+    (r"backbone\.mla\.mla_p(\d)\.0\.weight", lambda m: f"neck.mla.feat_extract.{5 - int(m.group(1))}.conv.weight"),
+    (r"backbone\.mla\.mla_p(\d)\.1\." + _SETR_OFFICIAL_BN,
+     lambda m: f"neck.mla.feat_extract.{5 - int(m.group(1))}.bn.{m.group(2)}"),
+    (r"decode_head\.mlahead\.head(\d)\.([03])\.weight",
+     lambda m: f"decode_head.up_convs.{5 - int(m.group(1))}.{int(m.group(2)) // 3}.conv.weight"),
+    (r"decode_head\.mlahead\.head(\d)\.([14])\." + _SETR_OFFICIAL_BN,
+     lambda m: f"decode_head.up_convs.{5 - int(m.group(1))}.{int(m.group(2)) // 3}.bn.{m.group(3)}"),
+    (r"decode_head\.cls\.(weight|bias)", r"decode_head.conv_seg.\1"),
+    (r"decode_head\.norm\.(weight|bias)", r"decode_head.norm.\1"),
+    # conv_k + syncbn_fc_k are one conv block; the last conv_k (after the last BatchNorm) is the classifier
+    (r"decode_head\.conv_(\d)\.(weight|bias)", r"decode_head.official_conv.\1.\2"),
+    (r"decode_head\.syncbn_fc_(\d)\." + _SETR_OFFICIAL_BN, r"decode_head.up_convs.\1.0.bn.\2"),
+]
+
+
+def convert_setr_official(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """An official SETR checkpoint (fudan-zvg/SETR, ``state_dict`` of its mmseg 0.x fork) → segzoo's
+    ``setr-{naive,pup,mla}-*-official`` architectures.
+
+    Exact rewrites, no approximation: the bias of each conv followed by a BatchNorm is folded into that
+    BatchNorm's running mean (``BN(Wx + b) = BN'(Wx)`` with ``mean' = mean - b``, in training too); the MLA
+    classifier's input channels are put in segzoo's branch order. Dropped: the unused ``conv_seg`` every mmseg 0.x
+    head builds, and the auxiliary heads (training only, with layers segzoo's heads do not have).
+    """
+    skip = ("auxiliary_head.", "decode_head.conv_seg.")
+    out = rename_keys({k: v for k, v in state_dict.items() if not k.startswith(skip)}, _SETR_OFFICIAL_RULES,
+                      "official SETR")
+    convs = sorted(int(k.split(".")[2]) for k in out if k.startswith("decode_head.official_conv.") and
+                   k.endswith(".weight"))
+    for index in convs:
+        weight, bias = out.pop(f"decode_head.official_conv.{index}.weight"), out.pop(
+            f"decode_head.official_conv.{index}.bias")
+        if index == convs[-1]:
+            out["decode_head.conv_seg.weight"], out["decode_head.conv_seg.bias"] = weight, bias
+            continue
+        out[f"decode_head.up_convs.{index}.0.conv.weight"] = weight
+        mean = f"decode_head.up_convs.{index}.0.bn.running_mean"
+        if mean not in out:
+            raise ConversionError(f"official SETR head: conv_{index} has no BatchNorm (syncbn_fc_{index}) after it")
+        out[mean] = out[mean] - bias
+    if "neck.mla.channel_proj.0.conv.weight" in out and "decode_head.conv_seg.weight" in out:
+        weight = out["decode_head.conv_seg.weight"]  # [K, 4·C, k, k]: official branches p2..p5, segzoo's p5..p2
+        out["decode_head.conv_seg.weight"] = torch.cat(weight.chunk(4, dim=1)[::-1], dim=1).contiguous()
+    return out
 
 
 CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
@@ -227,6 +286,7 @@ CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
     "mmseg": convert_mmseg,
     "segmenter-official": convert_segmenter_official,
     "segformer-official": convert_segformer_official,
+    "setr-official": convert_setr_official,
     "timm": convert_timm_vit,
 }
 
@@ -242,6 +302,8 @@ def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
         return "transformers"
     if has("encoder.blocks.") and (has("decoder.") or has("encoder.head.")):
         return "segmenter-official"
+    if has("backbone.blocks.") and (has("decode_head.syncbn_fc_0.") or has("decode_head.mlahead.")):
+        return "setr-official"
     if has("backbone.layers.") or has("backbone.patch_embed.projection."):
         return "mmseg"
     if has("backbone.patch_embed1.") or has("patch_embed1.") or has("block1."):
@@ -251,7 +313,8 @@ def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
     if has("blocks.") and has("patch_embed.proj."):
         return "timm"
     raise ConversionError(
-        f"this checkpoint matches no known format (segzoo, transformers, mmseg, official Segmenter/SegFormer, timm); "
+        f"this checkpoint matches no known format (segzoo, transformers, mmseg, official Segmenter/SegFormer/SETR, "
+        f"timm); "
         f"first keys seen: {keys[:8]}"
     )
 

@@ -116,6 +116,12 @@ def download_file(
             f"Cannot download {source!r}: expected a checkpoints.yaml row (PretrainedCfg), a Source or an http(s):// "
             "URL"
         )
+    if source.manual:
+        raise DownloadError(
+            f"This checkpoint is published as a web page ({source.url}) that only a browser can download from: "
+            "open it, download the file, then pass it as a local file: segzoo.load(name, "
+            "checkpoint='path/to/file')."
+        )
     cache_dir = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
     if source.is_hf_hub:
         path = _download_hf(source, cache_dir, force_download)

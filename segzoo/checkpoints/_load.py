@@ -315,13 +315,35 @@ def _load_self_described_file(path: Path, model_args: dict, model_cls: type[Enco
         fmt = detect_format(state)
     except ConversionError as err:
         raise ConversionError(f"{path} does not say which architecture it is for, and {err}") from None
-    match = infer_architecture(CONVERTERS[fmt](state), meta=header.get("meta"), source=str(path))
+    match = infer_architecture(CONVERTERS[fmt](state), meta=header.get("meta"), source=str(path), fmt=fmt)
     args = ({"img_size": match.img_size} if match.img_size else {}) | model_args
     model = load(match.arch, checkpoint=path, model_cls=model_cls, **args)
+    if not header.get("meta"):  # a file that does not describe its test pipeline: its publisher's, from the table
+        model.pretrained_cfg = _published_protocol(fmt, match.arch, match.num_classes, match.img_size)
     if match.class_names and not model.pretrained_cfg.get("class_names"):
         model.pretrained_cfg["class_names"] = list(match.class_names)
     log.info("%s: inferred architecture %s", path.name, match.describe())
     return model
+
+
+# pretrained_cfg keys that describe one published file rather than the protocol its kind of file shares
+_FILE_KEYS = ("name", "metrics", "source", "sha256", "notes")
+
+
+def _published_protocol(fmt: str, arch: str, num_classes: int, img_size: int | None) -> dict[str, Any]:
+    """The preprocessing and evaluation protocol of the table rows a bare file is one of: same format, architecture,
+    classes and crop (official Segmenter and SETR files carry no config). Rows that differ only in training (40k or
+    80k iterations) share it; rows that disagree give nothing. Empty when no row fits."""
+    rows = [
+        cfg for name in list_pretrained() if (cfg := get_pretrained_cfg(name)).format == fmt and cfg.arch == arch
+        and cfg.num_classes == num_classes and (img_size is None or cfg.crop_size[0] == img_size)
+    ]
+    protocols = [{k: v for k, v in cfg.to_dict().items() if k not in _FILE_KEYS} for cfg in rows]
+    if not protocols or any(p != protocols[0] for p in protocols):
+        return {}
+    if len(rows) == 1:
+        return rows[0].to_dict()
+    return protocols[0] | {"notes": f"one of {', '.join(cfg.name for cfg in rows)} (same protocol)"}
 
 
 # Training switches in a run's model_args that say how it was trained, not what the network is.

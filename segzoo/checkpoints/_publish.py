@@ -21,7 +21,8 @@ _LICENSE_LINKS = {"nvidia-source-code-license-nc": "https://github.com/NVlabs/Se
 # The card's body: a Jinja2 template shipped with the package (package-data ``checkpoints/*.md``).
 _TEMPLATE = Path(__file__).with_name("model_card_template.md")
 # pretrained_cfg keys of the evaluation protocol (see EvalProtocol.from_pretrained_cfg).
-_PROTOCOL_KEYS = {"mean", "std", "test_scale", "size_divisor", "eval_mode", "crop_size", "stride", "tta"}
+_PROTOCOL_KEYS = {"mean", "std", "test_scale", "size_divisor", "min_short_side", "eval_mode", "crop_size", "stride",
+                  "tta"}
 
 
 def _cfg_dict(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | None) -> dict[str, Any]:

@@ -37,13 +37,14 @@ from segzoo._errors import CheckpointTableError, UnknownCheckpointError
 from segzoo._preprocessing import TTA_STYLES, EvalProtocol
 from segzoo.checkpoints._datasets import DATASETS
 
-FORMATS = ("transformers", "mmseg", "segmenter-official", "segformer-official", "timm", "segzoo")
+FORMATS = ("transformers", "mmseg", "segmenter-official", "segformer-official", "setr-official", "timm", "segzoo")
 EVAL_MODES = ("whole", "slide")
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
 
-_MANDATORY = ("name", "dataset", "num_classes", "crop_size", "mean", "std", "source", "format", "license", "paper")
+_MANDATORY = ("name", "dataset", "crop_size", "mean", "std", "source", "format", "license", "paper")
 _OPTIONAL = (
+    "num_classes",  # mandatory, but null for an encoder file without a classifier
     "arch",
     "encoder_of",
     "eval",
@@ -54,8 +55,8 @@ _OPTIONAL = (
     "notes",
     "model_args",
 )
-_SOURCE_KEYS = ("hf_hub_id", "filename", "revision", "url")
-_EVAL_KEYS = ("mode", "crop", "stride", "scale", "size_divisor", "tta")
+_SOURCE_KEYS = ("hf_hub_id", "filename", "revision", "url", "manual")
+_EVAL_KEYS = ("mode", "crop", "stride", "scale", "size_divisor", "min_short_side", "tta")
 
 
 @dataclass(frozen=True)
@@ -67,12 +68,15 @@ class Source:
         filename: File inside the Hub repository.
         revision: Branch, tag or commit of the Hub repository.
         url: Plain HTTP(S) URL (instead of a Hub file).
+        manual: ``url`` is a web page a person downloads the file from (Google Drive), not the file: segzoo cannot
+            fetch it, and asks for the downloaded file (``segzoo.load(name, checkpoint=path)``).
     """
 
     hf_hub_id: str | None = None
     filename: str | None = None
     revision: str = "main"
     url: str | None = None
+    manual: bool = False
 
     @property
     def is_hf_hub(self) -> bool:
@@ -89,7 +93,7 @@ class Source:
         """The source as written in ``checkpoints.yaml``."""
         if self.is_hf_hub:
             return {"hf_hub_id": self.hf_hub_id, "filename": self.filename, "revision": self.revision}
-        return {"url": self.url}
+        return {"url": self.url, "manual": True} if self.manual else {"url": self.url}
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ class EvalCfg:
         scale: mmseg keep-ratio test resize ``(long, short)``: the image is scaled by
             ``min(long / max(h, w), short / min(h, w))`` before inference.
         size_divisor: Round the resized image to a multiple of this (NVlabs ``AlignedResize``).
+        min_short_side: Then resize the normalised image (float, bilinear) so that its short side is at least this
+            (the official Segmenter code's resize to its window; see :mod:`segzoo._preprocessing`).
         tta: The multi-scale + flip protocol of the published multi-scale score: ``"mmseg-0.x"`` (each ratio
             resizes the original image to ratio × ``scale``) or ``"mmseg-1.x"`` (to ratio × the image size); see
             :mod:`segzoo._preprocessing`.
@@ -113,6 +119,7 @@ class EvalCfg:
     stride: tuple[int, int] | None = None
     scale: tuple[int, int] | None = None
     size_divisor: int | None = None
+    min_short_side: int | None = None
     tta: str = "mmseg-0.x"
 
 
@@ -125,7 +132,7 @@ class PretrainedCfg:
         source: Where the file lives.
         format: File format (one of :data:`FORMATS`).
         dataset: Dataset key (``segzoo.checkpoints._datasets.DATASETS``) or ``imagenet-1k`` for encoders.
-        num_classes: Classes of the published head.
+        num_classes: Classes of the published head (``None``: an encoder file without a classifier).
         crop_size: Training crop ``(height, width)`` (encoders: pretraining input size).
         mean: RGB normalisation mean on the 0-255 scale.
         std: RGB normalisation std on the 0-255 scale.
@@ -146,7 +153,7 @@ class PretrainedCfg:
     source: Source
     format: str
     dataset: str
-    num_classes: int
+    num_classes: int | None
     crop_size: tuple[int, int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -208,6 +215,7 @@ class PretrainedCfg:
             "stride": list(ev.stride) if slide and ev.stride else None,
             "test_scale": list(ev.scale) if ev and ev.scale else None,
             "size_divisor": ev.size_divisor if ev else None,
+            "min_short_side": ev.min_short_side if ev else None,
             "tta": ev.tta if ev else None,
             "reduce_zero_label": self.reduce_zero_label,
             "ignore_index": self.ignore_index,
@@ -266,7 +274,11 @@ def _parse_source(name: str, raw: Any) -> Source:
             raise _fail(name, "source with a url takes no filename or revision (the file name is the URL's last part)")
         if not str(raw["url"]).startswith(("http://", "https://")):
             raise _fail(name, f"source url must start with http:// or https://, got {raw['url']!r}")
-        return Source(url=str(raw["url"]))
+        if not isinstance(raw.get("manual", False), bool):
+            raise _fail(name, f"source manual must be true or false, got {raw['manual']!r}")
+        return Source(url=str(raw["url"]), manual=bool(raw.get("manual", False)))
+    if raw.get("manual"):
+        raise _fail(name, "source manual: true goes with a url (the page to download the file from)")
     if raw.get("hf_hub_id") and not raw.get("url"):
         if not raw.get("filename"):
             raise _fail(name, "source with hf_hub_id needs a filename")
@@ -293,6 +305,7 @@ def _parse_eval(name: str, raw: Any) -> EvalCfg:
         stride=_pair(name, "eval.stride", raw.get("stride")),
         scale=_pair(name, "eval.scale", raw.get("scale")),
         size_divisor=raw.get("size_divisor"),
+        min_short_side=raw.get("min_short_side"),
         tta=raw["tta"],
     )
     if ev.tta not in TTA_STYLES:
@@ -301,8 +314,10 @@ def _parse_eval(name: str, raw: Any) -> EvalCfg:
         raise _fail(name, "eval mode slide needs crop and stride")
     if mode == "whole" and ev.scale is None:
         raise _fail(name, "eval mode whole needs the keep-ratio test scale [long, short]")
-    if ev.size_divisor is not None and not (isinstance(ev.size_divisor, int) and ev.size_divisor > 0):
-        raise _fail(name, f"eval.size_divisor must be a positive integer, got {ev.size_divisor!r}")
+    for key in ("size_divisor", "min_short_side"):
+        value = getattr(ev, key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            raise _fail(name, f"eval.{key} must be a positive integer, got {value!r}")
     return ev
 
 
@@ -347,9 +362,13 @@ def parse_entry(raw: dict[str, Any]) -> PretrainedCfg:
         raise _fail(name, f"encoder_of must be a list of architecture patterns, got {encoder_of!r}")
     if raw["format"] not in FORMATS:
         raise _fail(name, f"unknown format {raw['format']!r}; known formats are {list(FORMATS)}")
-    num_classes = raw["num_classes"]
-    if not (isinstance(num_classes, int) and num_classes > 0):
-        raise _fail(name, f"num_classes must be a positive integer, got {num_classes!r}")
+    num_classes = raw.get("num_classes")
+    if num_classes is None and not ("num_classes" in raw and encoder_of):
+        raise _fail(name, "missing mandatory field(s) ['num_classes'] in the entry (null only for an encoder file "
+                          "without a classifier)")
+    if not (isinstance(num_classes, int) and num_classes > 0) and not (num_classes is None and encoder_of):
+        raise _fail(name, f"num_classes must be a positive integer (null only for an encoder without a classifier), "
+                          f"got {num_classes!r}")
     if arch is not None:
         _check_keys(
             name,

@@ -306,7 +306,7 @@ class TestPipeline(A.DualTransform):
         return self.protocol(img)[0].permute(1, 2, 0).numpy()  # H×W×3 float32, normalised
 
     def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
-        height, width = self.protocol.resize(np.zeros((*mask.shape[:2], 1), np.uint8)).shape[:2]
+        height, width = self.protocol.input_size(*mask.shape[:2])
         return _resize_pair(mask, height, width, cv2.INTER_NEAREST)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:

@@ -54,6 +54,9 @@ class Arch:
     pad_to_multiple: int = 1  # 0: the encoder's patch size (timm encoders, whose patch size the row does not fix)
     unpad: str = "resize"  # logits of a padded input are resized to the input size, as mmseg does (see EncoderDecoder)
     paper: str = ""
+    # The checkpoint format whose publisher's own code this row reproduces, where that code differs from the shared
+    # rows in ways the weights do not show (official SETR): files of that format are matched to these rows only.
+    checkpoint_format: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -130,6 +133,15 @@ def _segmenter_arch(size: str, patch: int, decoder: str, img_size: int = 512) ->
     )
 
 
+def _segmenter_deit_arch(decoder: str) -> Arch:
+    """Segmenter on DeiT-B/16 distilled (the official Seg-B†/16 models): ViT-B with DeiT's distillation token."""
+    base = _segmenter_arch("b", 16, decoder)
+    return dataclasses.replace(
+        base, name=f"segmenter-deit-b16-{decoder}", encoder_args=dict(base.encoder_args, dist_token=True),
+        paper="Segmenter (arXiv 2105.05633) on DeiT-B/16 distilled (arXiv 2012.12877)",
+    )
+
+
 def _setr_arch(head: str, size: str, img_size: int = 512) -> Arch:
     width, depth, heads = VIT_SIZES[size]
     # T-Base (12 blocks) reads the same relative depths as T-Large; no public T-Base config or checkpoint fixes them
@@ -153,6 +165,28 @@ def _setr_arch(head: str, size: str, img_size: int = 512) -> Arch:
         decoder="setr_up", decoder_args=dict(channels=256, in_index=3, **main),
         aux_heads=tuple(("setr_up", dict(channels=256, in_index=i, **aux)) for i in range(3)),
         pad_to_multiple=16, paper="SETR (arXiv 2012.15840)",
+    )
+
+
+def _setr_official_arch(head: str, size: str) -> Arch:
+    """SETR as the authors' code (fudan-zvg/SETR) computes it, for their released files (format ``setr-official``).
+
+    Naive: LayerNorm, 1×1 conv + BN + ReLU, 1×1 classifier, one bilinear ×16 to the input (mmseg: ×4 twice);
+    PUP: mmseg's head (the official classifier runs before the last ×2, with which a 1×1 conv commutes); MLA: the
+    same neck as mmseg's, a head upsampling with ``align_corners=True`` and classifying with a 3×3 conv. Conv biases
+    before a BatchNorm are folded into its running mean by the converter. No auxiliary heads: the official ones
+    (one conv + BN + classifier) are not mmseg's; they only serve training and are not loaded.
+    """
+    mmseg_style = _setr_arch(head, size)
+    vit = dict(mmseg_style.encoder_args)
+    if head == "mla":
+        decoder_args = dict(mmseg_style.decoder_args, align_corners=True, kernel_size=3)
+    else:
+        vit["out_indices"] = (vit["depth"] - 1,)
+        decoder_args = dict(mmseg_style.decoder_args, in_index=-1, up_scale=16 if head == "naive" else 2)
+    return dataclasses.replace(
+        mmseg_style, name=f"setr-{head}-{size}16-official", encoder_args=vit, decoder_args=decoder_args,
+        aux_heads=(), checkpoint_format="setr-official", paper="SETR (arXiv 2012.15840), official code (fudan-zvg/SETR)",
     )
 
 
@@ -253,7 +287,10 @@ def _all_archs() -> dict[str, Arch]:
         for patch in SEGMENTER_PATCHES
         for decoder in ("linear", "mask")
     ]
+    archs += [_segmenter_deit_arch(decoder) for decoder in ("linear", "mask")]
     archs += [_setr_arch(head, size) for head in ("naive", "pup", "mla") for size in ("b", "l")]
+    archs += [_setr_official_arch(head, size) for head, size in (("naive", "l"), ("naive", "b"), ("pup", "l"),
+                                                                   ("mla", "l"))]
     archs += [_setr_hybrid_arch(), *_timm_archs(), *_test_archs()]
     return {a.name: a for a in archs}
 

@@ -7,7 +7,10 @@ weights load without renaming. What segmentation adds:
   (mmsegmentation: bicubic; official Segmenter: bilinear), never antialiased;
 - the outputs of the blocks a decoder asks for, as NCHW maps;
 - no class token for SETR-MLA: mmsegmentation's ``with_cls_token=False`` adds the class token's position embedding
-  and drops the token before the first block, which is the same as having none (converters drop both).
+  and drops the token before the first block, which is the same as having none (converters drop both);
+- DeiT's distillation token (``dist_token=True``): a second prefix token after the class token, with its own position
+  embedding, which is what timm's single register token is, so it is stored as ``reg_token`` (DeiT-distilled
+  Segmenter, arXiv 2012.12877).
 
 Papers: SETR (arXiv 2012.15840), Segmenter (arXiv 2105.05633); ViT (arXiv 2010.11929).
 """
@@ -35,6 +38,7 @@ class ViTEncoder(VisionTransformer):
         final_norm: Apply the final LayerNorm to the last block's output (Segmenter); SETR has none.
         pos_embed_interp: Interpolation used to resample position embeddings to another grid.
         norm_eps: LayerNorm eps (timm and mmsegmentation: 1e-6; the official Segmenter code: 1e-5).
+        dist_token: Add DeiT's distillation token (timm's ``reg_token``) after the class token (never returned).
         **kwargs: Passed to timm's ``VisionTransformer`` (``patch_size``, ``embed_dim``, ``depth``, ``num_heads``,
             ``drop_path_rate``, ``device``, ...).
     """
@@ -48,6 +52,7 @@ class ViTEncoder(VisionTransformer):
         pos_embed_interp: str = "bicubic",
         norm_eps: float = 1e-6,
         drop_rate: float = 0.0,
+        dist_token: bool = False,
         **kwargs,
     ):
         super().__init__(
@@ -56,6 +61,7 @@ class ViTEncoder(VisionTransformer):
             num_classes=0,
             global_pool="",
             class_token=class_token,
+            reg_tokens=1 if dist_token else 0,
             final_norm=final_norm,
             dynamic_img_size=True,
             pos_drop_rate=drop_rate,
@@ -69,7 +75,8 @@ class ViTEncoder(VisionTransformer):
         self.pos_embed_interp = pos_embed_interp
 
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Prepend the class token (if any) and add position embeddings resampled to the grid of ``x`` (B×h×w×C)."""
+        """Prepend the class and distillation tokens (if any) and add position embeddings resampled to the grid of
+        ``x`` (B×h×w×C)."""
         B, H, W, C = x.shape
         pos_embed = resample_abs_pos_embed(
             self.pos_embed,
@@ -80,8 +87,9 @@ class ViTEncoder(VisionTransformer):
             antialias=False,
         )
         x = x.reshape(B, H * W, C)
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)
+        prefix = [token.expand(B, -1, -1) for token in (self.cls_token, self.reg_token) if token is not None]
+        if prefix:
+            x = torch.cat([*prefix, x], dim=1)
         return self.pos_drop(x + pos_embed)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

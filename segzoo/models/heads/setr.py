@@ -102,7 +102,12 @@ class MlaNeck(nn.Module):
 
 
 class SetrMlaHead(nn.Module):
-    """MLA head: per neck output two 3×3 conv blocks and a bilinear ×``up_scale``; concatenated; 1×1 classifier."""
+    """MLA head: per neck output two 3×3 conv blocks and a bilinear ×``up_scale``; concatenated; a classifier.
+
+    mmsegmentation's ``SETRMLAHead`` upsamples with ``align_corners=False`` and classifies with a 1×1 conv; the
+    official SETR code's ``VIT_MLAHead`` (fudan-zvg/SETR) with ``align_corners=True`` and a 3×3 conv
+    (``align_corners=True, kernel_size=3``).
+    """
 
     classifier_names = ("conv_seg",)
 
@@ -113,6 +118,8 @@ class SetrMlaHead(nn.Module):
         mla_channels: int = 128,
         up_scale: int = 4,
         dropout: float = 0.0,
+        align_corners: bool = False,
+        kernel_size: int = 1,
         device=None,
         dtype=None,
     ):
@@ -123,12 +130,14 @@ class SetrMlaHead(nn.Module):
             nn.Sequential(
                 ConvBNReLU(c, mla_channels, 3, **dd),
                 ConvBNReLU(mla_channels, mla_channels, 3, **dd),
-                nn.Upsample(scale_factor=up_scale, mode="bilinear", align_corners=False),
+                nn.Upsample(scale_factor=up_scale, mode="bilinear", align_corners=align_corners),
             )
             for c in in_channels
         )
         self.dropout = nn.Dropout2d(dropout)
-        self.conv_seg = nn.Conv2d(mla_channels * len(in_channels), num_classes, 1, **dd)
+        self.conv_seg = nn.Conv2d(
+            mla_channels * len(in_channels), num_classes, kernel_size, padding=kernel_size // 2, **dd
+        )
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         x = torch.cat([up(f) for up, f in zip(self.up_convs, feats)], dim=1)
