@@ -2,6 +2,9 @@
 ``tests/test_official_segmenter.py``. Run once, by hand, where the official code is checked out; never in CI, and
 the official code is never a segzoo dependency.
 
+It also records the key-and-shape layout of the nine published models, built at full size by the official factory
+(``layouts.json.gz``), from which tests check that segzoo recognises each kind of official file.
+
 What runs is the official code itself: ``segm.model.factory.create_segmenter`` builds each model from a variant
 (``net_kwargs`` as ``segm/train.py`` writes them into ``variant.yml``, from ``segm/config.yml``), filled with seeded
 random weights (``tests/official_weights.py``; no ImageNet weights are loaded); the test pipeline is the official
@@ -12,7 +15,7 @@ without compiled ops), a sample collated by torch's ``default_collate`` as the o
 merge, logits resized to the original size, mean of the softmax over scales and flips) with ``miou.py``'s defaults
 (image size from ``segm/config.yml``, window = the variant's crop, stride = crop - 32).
 
-Every model keeps the official layout; some are narrower than the published ones (``widths``) so that the tests stay
+Every recorded model keeps the official layout; some are narrower than the published ones (``widths``) so that the tests stay
 fast: the protocol does not depend on the width. Outputs in ``--out``: one recipe per model (``<key>.json``: the
 variant, the seed and every parameter's name, shape and draw), ``labels.npz`` (uint8 label maps, ``<key>/<photo>/
 <ss|ms>``) and ``manifest.json``.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gzip
 import importlib.util
 import json
 import os
@@ -71,6 +75,19 @@ MODELS = {
         row="segmenter-l16-mask-cityscapes-official", dataset="cityscapes", backbone="vit_large_patch16_384",
         decoder="mask_transformer", crop=768, n_cls=19, widths=dict(d_model=64, n_heads=2, n_layers=2), seed=106,
     ),
+}
+
+# The nine published models (README), for their key-and-shape layouts at full size: backbone, decoder, crop, classes.
+PUBLISHED = {
+    "segmenter-t16-mask-ade-official": ("vit_tiny_patch16_384", "mask_transformer", 512, 150),
+    "segmenter-s16-mask-ade-official": ("vit_small_patch16_384", "mask_transformer", 512, 150),
+    "segmenter-b16-mask-ade-official": ("vit_base_patch16_384", "mask_transformer", 512, 150),
+    "segmenter-b8-linear-ade-official": ("vit_base_patch8_384", "linear", 512, 150),
+    "segmenter-l16-mask-ade-official": ("vit_large_patch16_384", "mask_transformer", 640, 150),
+    "segmenter-deit-b16-linear-ade-official": ("deit_base_distilled_patch16_384", "linear", 512, 150),
+    "segmenter-deit-b16-mask-ade-official": ("deit_base_distilled_patch16_384", "mask_transformer", 512, 150),
+    "segmenter-l16-mask-pascal-context-official": ("vit_large_patch16_384", "mask_transformer", 480, 60),
+    "segmenter-l16-mask-cityscapes-official": ("vit_large_patch16_384", "mask_transformer", 768, 19),
 }
 
 # How each parameter is drawn, by its official name (first match wins): large enough that every part of the
@@ -123,15 +140,37 @@ def variant_of(spec: dict, cfg: dict) -> dict:
 
 def build_official(spec: dict, cfg: dict, factory, vit_module, weights_module, torch_home: Path):
     net = variant_of(spec, cfg)
-    if net["backbone"] == "vit_base_patch8_384":  # factory.create_vit reads its ImageNet weights from TORCH_HOME
-        vit_args = {k: v for k, v in net.items() if k not in ("backbone", "normalization", "decoder", "n_cls")}
-        vit = vit_module.VisionTransformer(**vit_args, n_cls=1000, d_ff=4 * net["d_model"])
-        (torch_home / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
-        torch.save(vit.state_dict(), torch_home / "hub" / "checkpoints" / "vit_base_patch8_384.pth")
+    if net["backbone"] == "vit_base_patch8_384":
+        write_patch8_weights(net, vit_module, torch_home)
     model = factory.create_segmenter(copy.deepcopy(net))
     recipe = recipe_of(model.state_dict(), spec["seed"])
     model.load_state_dict(weights_module.weights_from_recipe(recipe), strict=True)
     return model.eval(), net, recipe
+
+
+def record_layouts(cfg: dict, factory, vit_module, torch_home: Path, out: Path) -> None:
+    """Every key and shape of the nine published models, built at full size by the official factory."""
+    layouts = {}
+    for row, (backbone, decoder, crop, n_cls) in PUBLISHED.items():
+        spec = dict(backbone=backbone, decoder=decoder, crop=crop, n_cls=n_cls, widths=None)
+        net = variant_of(spec, cfg)
+        if backbone == "vit_base_patch8_384":
+            write_patch8_weights(net, vit_module, torch_home)
+        model = factory.create_segmenter(copy.deepcopy(net))
+        layouts[row] = {"variant": net, "keys": {k: list(v.shape) for k, v in model.state_dict().items()}}
+        print(row, len(layouts[row]["keys"]), "keys", flush=True)
+        del model
+    with gzip.open(out / "layouts.json.gz", "wt") as f:
+        json.dump(layouts, f)
+
+
+def write_patch8_weights(net: dict, vit_module, torch_home: Path) -> None:
+    """``factory.create_vit`` reads ViT-B/8's ImageNet weights from ``$TORCH_HOME``: give it a file of the right
+    shapes (the weights are replaced afterwards)."""
+    vit_args = {k: v for k, v in net.items() if k not in ("backbone", "normalization", "decoder", "n_cls")}
+    vit = vit_module.VisionTransformer(**vit_args, n_cls=1000, d_ff=4 * net["d_model"])
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(vit.state_dict(), torch_home / "hub" / "checkpoints" / "vit_base_patch8_384.pth")
 
 
 def pipeline_for(spec: dict, cfg: dict, multiscale: bool, segm_root: Path):
@@ -179,6 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--photos", type=Path, default=REPO / "tests" / "data" / "photos")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--modes", nargs="+", default=["ss", "ms"], choices=["ss", "ms"])
+    parser.add_argument("--layouts-only", action="store_true", help="only the nine published models' layouts")
+    parser.add_argument("--commit", default=None, help="the checkout's commit, when it is not a git work tree")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     sys.path.insert(0, str(args.segmenter))
@@ -195,11 +236,14 @@ def main(argv: list[str] | None = None) -> None:
     factory.load_custom_pretrained = factory.load_pretrained = lambda *a, **k: None  # random weights, no download
     weights_module = load_weights_module()
     cfg = config.load_config()
+    args.out.mkdir(parents=True, exist_ok=True)
+    record_layouts(cfg, factory, vit_module, workdir / "torch", args.out)
+    if args.layouts_only:
+        return
     portrait = workdir / "hubble_portrait.png"
     cv2.imwrite(str(portrait), np.ascontiguousarray(cv2.imread(str(args.photos / PHOTOS[2])).transpose(1, 0, 2)))
     photos = {name: args.photos / name for name in PHOTOS} | {PORTRAIT: portrait}
 
-    args.out.mkdir(parents=True, exist_ok=True)
     labels, manifest_models = {}, {}
     for key in args.models:
         spec = MODELS[key]
@@ -223,12 +267,13 @@ def main(argv: list[str] | None = None) -> None:
         }
     np.savez_compressed(args.out / "labels.npz", **labels)
     commit = subprocess.run(["git", "-C", str(args.segmenter), "rev-parse", "HEAD"], capture_output=True, text=True)
+    commit_id = args.commit or commit.stdout.strip() or "unknown (not a git checkout; pass --commit)"
     import mmcv
     import mmseg
     import timm
 
     manifest = {
-        "segmenter_commit": commit.stdout.strip() or "unknown (not a git checkout)",
+        "segmenter_commit": commit_id,
         "versions": {"torch": torch.__version__, "timm": timm.__version__, "mmcv": mmcv.__version__,
                      "mmseg": mmseg.__version__, "numpy": np.__version__},
         "photos": PHOTOS + [PORTRAIT],

@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setr", type=Path, required=True, help="a checkout of fudan-zvg/SETR")
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "data" / "official_setr")
+    parser.add_argument("--commit", default=None, help="the checkout's commit, when it is not a git work tree")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     builder = install_fork(args.setr)
@@ -230,11 +231,12 @@ def main(argv: list[str] | None = None) -> None:
         print(head, logits[head].shape, float(np.abs(logits[head]).mean()), flush=True)
     np.savez_compressed(args.out / "logits.npz", **logits)
     commit = subprocess.run(["git", "-C", str(args.setr), "rev-parse", "HEAD"], capture_output=True, text=True)
+    commit_id = args.commit or commit.stdout.strip() or "unknown (not a git checkout; pass --commit)"
     import mmcv
     import mmseg
 
     (args.out / "manifest.json").write_text(json.dumps({
-        "setr_commit": commit.stdout.strip() or "unknown (not a git checkout; fetched snapshot 1361561)",
+        "setr_commit": commit_id,
         "versions": {"torch": torch.__version__, "mmcv": mmcv.__version__, "mmseg (core, ops)": mmseg.__version__},
         "tiny": {"crop": TINY_CROP, "classes": TINY_CLASSES, "width": TINY_WIDTH, "heads": TINY_HEADS,
                  "mla_channels": TINY_MLA, "mlahead_channels": TINY_MLA_HEAD},

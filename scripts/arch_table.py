@@ -27,22 +27,37 @@ def arch_table() -> str:
     return "\n".join(rows)
 
 
+# Who publishes each format's files, for the table's source column (Hub files show their repository).
+PUBLISHERS = {"mmseg": "mmsegmentation", "segmenter-official": "rstrudel/segmenter",
+              "setr-official": "fudan-zvg/SETR (Google Drive: download by hand)"}
+
+
+def test_pipeline(ev) -> str:
+    """A row's evaluation protocol in a few words: keep-ratio test scale (long×short) and the resizes after it,
+    inference mode, and the multi-scale rule of its MS score."""
+    resize = f"{ev.scale[0]}×{ev.scale[1]}" if ev.scale else "none"
+    if ev.size_divisor:
+        resize += f", /{ev.size_divisor}"
+    if ev.min_short_side:
+        resize += f", short side ≥ {ev.min_short_side} (float)"
+    mode = f"slide {ev.crop[0]}/{ev.stride[0]}" if ev.mode == "slide" else "whole"
+    return f"{resize}; {mode}; MS {ev.tta}"
+
+
 def checkpoint_table() -> str:
     from segzoo.checkpoints._table import get_pretrained_cfg, list_pretrained
 
     rows = [
-        "| checkpoint | architecture | dataset | crop | evaluation | mIoU SS / MS (publisher) | source | license |",
+        "| checkpoint | architecture | dataset | crop | test pipeline | mIoU SS / MS (publisher) | source | license |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name in list_pretrained():
         cfg = get_pretrained_cfg(name)
-        ev = cfg.eval
-        mode = f"slide {ev.crop[0]}/{ev.stride[0]}" if ev.mode == "slide" else "whole"
         scores = cfg.metrics.get("publisher") or cfg.metrics.get("paper") or {}
         miou = f"{scores.get('miou_ss', '-')} / {scores.get('miou_ms', '-')}"
-        source = cfg.source.hf_hub_id or "mmsegmentation"
-        rows.append(f"| `{name}` | `{cfg.arch}` | {cfg.dataset} | {cfg.crop_size[0]}×{cfg.crop_size[1]} | {mode} | "
-                    f"{miou} | {source} | {cfg.license} |")
+        source = cfg.source.hf_hub_id or PUBLISHERS[cfg.format]
+        rows.append(f"| `{name}` | `{cfg.arch}` | {cfg.dataset} | {cfg.crop_size[0]}×{cfg.crop_size[1]} | "
+                    f"{test_pipeline(cfg.eval)} | {miou} | {source} | {cfg.license} |")
     return "\n".join(rows)
 
 

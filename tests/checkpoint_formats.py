@@ -24,6 +24,81 @@ def to_mmseg(sd):
     return out
 
 
+def to_mmseg_mit(sd):
+    """segzoo MiT → mmseg's MixVisionTransformer names (REFERENCE §3.2): layers.{i}.{0,1,2}, in_proj = cat(q, kv),
+    1×1-conv FFN."""
+    out = {}
+    for key, value in sd.items():
+        parts = key.split(".")
+        if parts[0] != "backbone":
+            out[key] = value
+            continue
+        stage = int(parts[1][-1]) - 1
+        if parts[1].startswith("patch_embed"):
+            out[f"backbone.layers.{stage}.0.{'projection' if parts[2] == 'proj' else 'norm'}.{parts[3]}"] = value
+        elif parts[1].startswith("norm"):
+            out[f"backbone.layers.{stage}.2.{parts[2]}"] = value
+        else:
+            block = f"backbone.layers.{stage}.1.{parts[2]}."
+            rest = ".".join(parts[3:])
+            if rest.startswith("attn.q."):
+                kv = sd[key.replace(".attn.q.", ".attn.kv.")]
+                out[block + f"attn.attn.in_proj_{parts[-1]}"] = torch.cat([value, kv])
+            elif rest.startswith("attn.kv."):
+                continue
+            else:
+                rest = rest.replace("attn.proj.", "attn.attn.out_proj.").replace("mlp.fc1.", "ffn.layers.0.")
+                rest = rest.replace("mlp.dwconv.dwconv.", "ffn.layers.1.").replace("mlp.fc2.", "ffn.layers.4.")
+                is_conv = rest.startswith(("ffn.layers.0.w", "ffn.layers.4.w"))
+                out[block + rest] = value[..., None, None] if is_conv else value
+    return out
+
+
+def to_setr_official(sd, num_classes=None):
+    """segzoo ``setr-*-official`` → the official SETR layout (the inverse of ``convert_setr_official``, written from
+    the official module names): conv biases (random) unfolded from the BatchNorm means, the MLA classifier's branches
+    in the official order, the class token the official MLA backbone stores, the unused ``conv_seg`` of mmseg 0.x's
+    base head."""
+    out, gen = {}, torch.Generator().manual_seed(0)
+    convs = sorted({int(k.split(".")[2]) for k in sd if re.match(r"decode_head\.up_convs\.\d+\.0\.conv", k)})
+    mla = any(k.startswith("neck.") for k in sd)
+    for k, v in sd.items():
+        if k.startswith("backbone.") or k.startswith("decode_head.norm."):
+            out[k] = v
+        elif m := re.fullmatch(r"neck\.norm\.(\d)\.(\w+)", k):
+            out[f"backbone.norm_{m[1]}.{m[2]}"] = v
+        elif m := re.fullmatch(r"neck\.mla\.channel_proj\.(\d)\.(conv|bn)\.(\w+)", k):
+            out[f"backbone.mla.mla_p{int(m[1]) + 2}_1x1.{0 if m[2] == 'conv' else 1}.{m[3]}"] = v
+        elif m := re.fullmatch(r"neck\.mla\.feat_extract\.(\d)\.(conv|bn)\.(\w+)", k):
+            out[f"backbone.mla.mla_p{5 - int(m[1])}.{0 if m[2] == 'conv' else 1}.{m[3]}"] = v
+        elif mla and (m := re.fullmatch(r"decode_head\.up_convs\.(\d)\.([01])\.(conv|bn)\.(\w+)", k)):
+            index = 3 * int(m[2]) + (0 if m[3] == "conv" else 1)
+            out[f"decode_head.mlahead.head{5 - int(m[1])}.{index}.{m[4]}"] = v
+        elif mla and k.startswith("decode_head.conv_seg."):
+            out[k.replace("conv_seg", "cls")] = torch.cat(v.chunk(4, dim=1)[::-1], dim=1) if v.ndim == 4 else v
+        elif m := re.fullmatch(r"decode_head\.up_convs\.(\d)\.0\.conv\.weight", k):
+            out[f"decode_head.conv_{m[1]}.weight"] = v
+            bias = torch.randn(v.shape[0], generator=gen)
+            out[f"decode_head.conv_{m[1]}.bias"] = bias
+            mean = sd[f"decode_head.up_convs.{m[1]}.0.bn.running_mean"]
+            out[f"decode_head.syncbn_fc_{m[1]}.running_mean"] = mean + bias
+        elif m := re.fullmatch(r"decode_head\.up_convs\.(\d)\.0\.bn\.(\w+)", k):
+            if m[2] != "running_mean":
+                out[f"decode_head.syncbn_fc_{m[1]}.{m[2]}"] = v
+        elif k.startswith("decode_head.conv_seg."):
+            out[k.replace("conv_seg", f"conv_{len(convs)}")] = v
+        elif not k.startswith("auxiliary_head."):
+            raise KeyError(f"no official SETR name for {k}")
+    classes = num_classes or sd["decode_head.conv_seg.bias"].shape[0]
+    out["decode_head.conv_seg.weight"], out["decode_head.conv_seg.bias"] = torch.randn(classes, 512, 1, 1), torch.randn(
+        classes)
+    if mla:  # the official MLA backbone keeps a class token and its position embedding, then drops both
+        dim = sd["backbone.pos_embed"].shape[-1]
+        out["backbone.cls_token"] = torch.randn(1, 1, dim)
+        out["backbone.pos_embed"] = torch.cat([torch.randn(1, 1, dim), sd["backbone.pos_embed"]], dim=1)
+    return out
+
+
 def to_segmenter_official(sd):
     out = {}
     for k, v in sd.items():

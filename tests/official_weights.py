@@ -26,7 +26,8 @@ def weights_from_recipe(recipe: dict) -> dict[str, torch.Tensor]:
         elif kind == "uniform":
             value = rng.uniform(a, b, shape)
         elif kind == "zeros":
-            state[name] = torch.zeros(shape, dtype=torch.int64 if name.endswith("num_batches_tracked") else torch.float32)
+            integer = name.endswith("num_batches_tracked")
+            state[name] = torch.zeros(shape, dtype=torch.int64 if integer else torch.float32)
             continue
         else:
             raise ValueError(f"unknown draw {kind!r} for {name} in the recipe")
@@ -34,6 +35,7 @@ def weights_from_recipe(recipe: dict) -> dict[str, torch.Tensor]:
     return state
 
 
-def shapes(recipe: dict) -> dict[str, tuple[int, ...]]:
-    """Key names and shapes of a recipe (the publisher's module layout), as meta-device tensors."""
-    return {name: torch.empty(shape, device="meta") for name, shape, *_ in recipe["keys"]}
+def meta_state_dict(layout: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+    """A module layout (key name -> shape) as meta-device tensors: what a file of that layout looks like to segzoo's
+    architecture inference, without its weights."""
+    return {name: torch.empty(shape, device="meta") for name, shape in layout.items()}

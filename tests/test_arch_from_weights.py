@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 import transformers
-from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
+from checkpoint_formats import randomized, to_mmseg, to_mmseg_mit, to_segmenter_official
 
 import segzoo
 import segzoo.models._registry as registry
@@ -41,36 +41,6 @@ def mmseg_vit(sd):
         dim = out["backbone.pos_embed"].shape[-1]
         out["backbone.cls_token"] = torch.empty(1, 1, dim, device="meta")
         out["backbone.pos_embed"] = torch.empty(1, out["backbone.pos_embed"].shape[1] + 1, dim, device="meta")
-    return out
-
-
-def mmseg_mit(sd):
-    """segzoo MiT → mmseg's MixVisionTransformer names (REFERENCE §3.2): layers.{i}.{0,1,2}, in_proj = cat(q, kv),
-    1×1-conv FFN."""
-    out = {}
-    for key, value in sd.items():
-        parts = key.split(".")
-        if parts[0] != "backbone":
-            out[key] = value
-            continue
-        stage = int(parts[1][-1]) - 1
-        if parts[1].startswith("patch_embed"):
-            out[f"backbone.layers.{stage}.0.{'projection' if parts[2] == 'proj' else 'norm'}.{parts[3]}"] = value
-        elif parts[1].startswith("norm"):
-            out[f"backbone.layers.{stage}.2.{parts[2]}"] = value
-        else:
-            block = f"backbone.layers.{stage}.1.{parts[2]}."
-            rest = ".".join(parts[3:])
-            if rest.startswith("attn.q."):
-                kv = sd[key.replace(".attn.q.", ".attn.kv.")]
-                out[block + f"attn.attn.in_proj_{parts[-1]}"] = torch.cat([value, kv])
-            elif rest.startswith("attn.kv."):
-                continue
-            else:
-                rest = rest.replace("attn.proj.", "attn.attn.out_proj.").replace("mlp.fc1.", "ffn.layers.0.")
-                rest = rest.replace("mlp.dwconv.dwconv.", "ffn.layers.1.").replace("mlp.fc2.", "ffn.layers.4.")
-                is_conv = rest.startswith(("ffn.layers.0.w", "ffn.layers.4.w"))
-                out[block + rest] = value[..., None, None] if is_conv else value
     return out
 
 
@@ -153,7 +123,7 @@ def test_segformer_in_nvlabs_names(size):
 
 @pytest.mark.parametrize("size", list(registry.MIT_SIZES))
 def test_segformer_in_mmseg_names_is_the_mmseg_head_architecture(size):
-    sd = mmseg_mit(meta_state(f"segformer-{size}-mmseg", num_classes=171))
+    sd = to_mmseg_mit(meta_state(f"segformer-{size}-mmseg", num_classes=171))
     assert any(k.startswith("decode_head.fusion_conv.") for k in sd) and "backbone.layers.0.1.0.norm1.weight" in sd
     match = infer_file(sd)
     assert (match.arch, match.num_classes) == (f"segformer-{size}-mmseg", 171)
