@@ -15,9 +15,9 @@ without compiled ops), a sample collated by torch's ``default_collate`` as the o
 merge, logits resized to the original size, mean of the softmax over scales and flips) with ``miou.py``'s defaults
 (image size from ``segm/config.yml``, window = the variant's crop, stride = crop - 32).
 
-Every recorded model keeps the official layout; some are narrower than the published ones (``widths``) so that the tests stay
-fast: the protocol does not depend on the width. Outputs in ``--out``: one recipe per model (``<key>.json``: the
-variant, the seed and every parameter's name, shape and draw), ``labels.npz`` (uint8 label maps, ``<key>/<photo>/
+Every recorded model keeps the official layout; some are narrower than the published ones (``widths``) so that the
+tests stay fast: the protocol does not depend on the width. Outputs in ``--out``: one recipe per model (``<key>.json``:
+the variant, the seed and every parameter's name, shape and draw), ``labels.npz`` (uint8 label maps, ``<key>/<photo>/
 <ss|ms>``) and ``manifest.json``.
 
 Environment used (2026-12): Python 3.11, torch 2.14.1 (CPU), timm 0.4.12, mmcv 1.3.8 (no ops), mmsegmentation
@@ -175,10 +175,9 @@ def write_patch8_weights(net: dict, vit_module, torch_home: Path) -> None:
 
 def pipeline_for(spec: dict, cfg: dict, multiscale: bool, segm_root: Path):
     """The official validation pipeline of the variant's dataset, as ``BaseMMSeg`` sets it up."""
+    import segm.data.base as base
     from mmcv.utils import Config
     from mmseg.datasets.pipelines import Compose
-
-    import segm.data.base as base
     from segm.data.utils import STATS
 
     dataset_cfg = cfg["dataset"][spec["dataset"]]

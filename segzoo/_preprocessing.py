@@ -118,7 +118,7 @@ class EvalProtocol:
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"mean and std need one value per RGB channel, got {self.mean!r} and {self.std!r}")
         if self.min_short_side is not None and not (isinstance(self.min_short_side, int) and self.min_short_side > 0):
-            raise ValueError(f"min_short_side must be a positive int (a window size) or None, got {self.min_short_side!r}")
+            raise ValueError(f"min_short_side must be a positive int (a window) or None, got {self.min_short_side!r}")
 
     @classmethod
     def from_pretrained_cfg(cls, cfg: Mapping[str, Any] | None) -> EvalProtocol:

@@ -133,3 +133,31 @@ def test_predict_follows_the_row_protocol(name, image, windows):
     recorder.pretrained_cfg = cfg.to_dict()
     labels = segzoo.predict(recorder, np.random.default_rng(0).integers(0, 256, (*image, 3), dtype=np.uint8))
     assert labels.shape == image and recorder.sizes == windows
+
+
+def test_deit_distilled_imagenet_weights_initialise_the_official_seg_b_dagger_encoder(fake_hub, monkeypatch):
+    """DeiT's own file layout (``{"model": ...}`` with ``dist_token`` and ``head_dist``, timm's DeiT modules, as
+    facebookresearch/deit publishes it): the distillation token becomes the encoder's ``reg_token`` and the encoder
+    then computes DeiT's patch tokens (a tiny DeiT, its width set on the DeiT-B architecture)."""
+    import timm
+
+    deit = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False).eval()
+    with torch.no_grad():
+        deit.dist_token.normal_()
+        deit.pos_embed.normal_()
+    buffer = io.BytesIO()
+    torch.save({"model": deit.state_dict()}, buffer)
+    name = "deit-b16-distilled-384"
+    fake_hub.urls["/deit.pth"] = buffer.getvalue()
+    rows = table._default_table()
+    monkeypatch.setitem(rows, name, dataclasses.replace(rows[name], source=Source(url=fake_hub.url + "/deit.pth"),
+                                                        sha256=None))
+    model = segzoo.create_model("segmenter-deit-b16-mask", num_classes=5, img_size=224, pretrained_encoder=name,
+                                encoder_args=dict(embed_dim=192, num_heads=3, norm_eps=1e-6),
+                                decoder_args=dict(num_heads=3)).eval()
+    assert torch.equal(model.backbone.reg_token, deit.dist_token)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        tokens = deit.forward_features(x)[:, 2:]  # after the class and distillation tokens
+        ours = model.backbone(x)[-1].flatten(2).transpose(1, 2)
+    assert (ours - tokens).abs().max() < 1e-4

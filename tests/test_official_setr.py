@@ -84,3 +84,18 @@ def test_mmsegs_head_numerics_differ_from_the_official_ones(tmp_path):
     with torch.no_grad():
         logits = model(torch.from_numpy(recorded["naive/input"])).numpy()
     assert np.abs(logits - recorded["naive"]).max() > 1e-2
+
+
+def test_a_released_file_takes_the_tables_protocol_and_class_names_not_its_meta():
+    """The released files hold their mmseg 0.x ``meta`` (config text, ``CLASSES``); the fork's Pascal Context names
+    are in another order than the label ids, so a bare file takes the table's protocol and names."""
+    from segzoo.checkpoints._arch_from_weights import ArchMatch
+    from segzoo.checkpoints._load import _bare_file_cfg
+
+    voc_first = ("background", "aeroplane", "bicycle", "bird") + tuple(f"class {i}" for i in range(56))
+    match = ArchMatch(arch="setr-pup-l16-official", num_classes=60, img_size=480, encoder="a ViT-L/16 encoder",
+                      class_names=voc_first)
+    cfg = _bare_file_cfg("setr-official", match, {})
+    expected = segzoo.get_pretrained_cfg("setr-pup-pascal-context-official")
+    assert cfg["name"] == expected.name and cfg["class_names"] == list(expected.class_names)
+    assert cfg["class_names"][:3] == ["background", "aeroplane", "bag"]

@@ -318,16 +318,27 @@ def _load_self_described_file(path: Path, model_args: dict, model_cls: type[Enco
     match = infer_architecture(CONVERTERS[fmt](state), meta=header.get("meta"), source=str(path), fmt=fmt)
     args = ({"img_size": match.img_size} if match.img_size else {}) | model_args
     model = load(match.arch, checkpoint=path, model_cls=model_cls, **args)
-    if not header.get("meta"):  # a file that does not describe its test pipeline: its publisher's, from the table
-        model.pretrained_cfg = _published_protocol(fmt, match.arch, match.num_classes, match.img_size)
-    if match.class_names and not model.pretrained_cfg.get("class_names"):
-        model.pretrained_cfg["class_names"] = list(match.class_names)
+    model.pretrained_cfg = _bare_file_cfg(fmt, match, model.pretrained_cfg)
     log.info("%s: inferred architecture %s", path.name, match.describe())
     return model
 
 
+# Formats whose files are their publishers' own releases: they carry no test pipeline segzoo reads (official SETR
+# files hold an mmseg 0.x config and class names, the latter in another order than their labels), so the table's rows
+# of that publisher give it.
+PUBLISHER_FORMATS = ("segmenter-official", "setr-official")
 # pretrained_cfg keys that describe one published file rather than the protocol its kind of file shares
 _FILE_KEYS = ("name", "metrics", "source", "sha256", "notes")
+
+
+def _bare_file_cfg(fmt: str, match, loaded: dict[str, Any]) -> dict[str, Any]:
+    """The ``pretrained_cfg`` of a bare file: its publisher's protocol from the table where the format has one, else
+    what loading gave, completed with class names from the file's mmseg ``meta``."""
+    cfg = _published_protocol(fmt, match.arch, match.num_classes, match.img_size) if fmt in PUBLISHER_FORMATS else {}
+    cfg = cfg or dict(loaded)
+    if match.class_names and not cfg.get("class_names"):
+        cfg["class_names"] = list(match.class_names)
+    return cfg
 
 
 def _published_protocol(fmt: str, arch: str, num_classes: int, img_size: int | None) -> dict[str, Any]:

@@ -186,7 +186,8 @@ def _setr_official_arch(head: str, size: str) -> Arch:
         decoder_args = dict(mmseg_style.decoder_args, in_index=-1, up_scale=16 if head == "naive" else 2)
     return dataclasses.replace(
         mmseg_style, name=f"setr-{head}-{size}16-official", encoder_args=vit, decoder_args=decoder_args,
-        aux_heads=(), checkpoint_format="setr-official", paper="SETR (arXiv 2012.15840), official code (fudan-zvg/SETR)",
+        aux_heads=(), checkpoint_format="setr-official",
+        paper="SETR (arXiv 2012.15840), official code (fudan-zvg/SETR)",
     )
 
 
