@@ -122,6 +122,12 @@ class WindowRecorder(torch.nn.Module):
         ("segmenter-l16-mask-cityscapes-official", (32, 64), [(768, 768)] * 6),
         # mmseg's re-trained SegFormer: whole image, 512 x 768
         ("segformer-b0-ade-mmseg-retrained", (40, 60), [(512, 768)]),
+        # mmseg's re-trained Segmenter-L: test scale 2560x640 -> 640 x 960, windows 640 / stride 608: cols [0, 320]
+        ("segmenter-l16-mask-ade-retrained", (40, 60), [(640, 640)] * 2),
+        # official SETR, ADE20K: 512 x 768, windows 512 / stride 341: cols [0, 256]
+        ("setr-pup-ade-official", (40, 60), [(512, 512)] * 2),
+        # official SETR, Cityscapes: 2049x1025 -> 1025 x 2050, windows 768 / stride 512: 2 rows x 4 cols
+        ("setr-mla-cityscapes-official", (32, 64), [(768, 768)] * 8),
     ],
 )
 def test_predict_follows_the_row_protocol(name, image, windows):
