@@ -23,10 +23,12 @@ import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from segzoo._errors import SegzooError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["main"]
 

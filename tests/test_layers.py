@@ -1,7 +1,7 @@
 """The package knows its layers: each module imports only modules of its own layer or below (at the top of the file
 or inside a function alike), and no two modules import each other, directly or in a ring.
 
-    base (errors, version, preprocessing) -> models -> checkpoints -> inference (and the public API)
+    base (errors, version, preprocessing, image files) -> models -> checkpoints -> inference (and the public API)
     -> training (Lightning, albumentations, wandb) -> command line
 """
 
@@ -16,6 +16,7 @@ LAYERS = {  # module-name prefix -> layer; the longest matching prefix decides
     "segzoo._errors": 0,
     "segzoo._version": 0,
     "segzoo._preprocessing": 0,
+    "segzoo._images": 0,
     "segzoo.models": 1,
     "segzoo.checkpoints": 2,
     "segzoo.inference": 3,

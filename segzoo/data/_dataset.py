@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,45 +11,29 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from segzoo.data._transforms import IGNORE_INDEX, build_eval_transform
-from segzoo.inference._predict import load_image
+from segzoo._images import image_to_rgb, load_image
+from segzoo.data._files import (  # noqa: F401  (the label tables are public here too)
+    IGNORE_INDEX,
+    identity_label_map,
+    label_map_from_dict,
+    reduce_zero_label_map,
+)
+from segzoo.data._transforms import build_eval_transform
 
 Transform = Callable[..., dict[str, Any]]
 
 
-def identity_label_map() -> np.ndarray:
-    """Lookup table that keeps every 8-bit label as it is."""
-    return np.arange(256, dtype=np.uint8)
-
-
-def reduce_zero_label_map() -> np.ndarray:
-    """Lookup table for ``reduce_zero_label``: 0 (background / unlabelled) -> 255, k -> k - 1, 255 stays 255."""
-    table = np.arange(-1, 255, dtype=np.int32)
-    table[0] = IGNORE_INDEX
-    table[255] = IGNORE_INDEX
-    return table.astype(np.uint8)
-
-
-def label_map_from_dict(mapping: Mapping[int, int], default: int = IGNORE_INDEX) -> np.ndarray:
-    """Lookup table sending each key of ``mapping`` to its value and every other 8-bit label to ``default``."""
-    table = np.full(256, default, dtype=np.uint8)
-    for source, target in mapping.items():
-        table[source] = target
-    return table
-
-
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as an RGB ``uint8`` array of shape H x W x 3, with
-    :func:`segzoo.inference._predict.load_image` (EXIF orientation applied, as for prediction).
+    """Read an image file as an RGB ``uint8`` array of shape H x W x 3, exactly as ``predict`` reads it
+    (:mod:`segzoo._images`: EXIF orientation applied; 16-bit images by their high byte, float images as 0–1).
 
     Raises:
-        OSError: If the file is missing or cannot be decoded.
+        OSError: If the file is missing, cannot be decoded, or holds pixels segzoo cannot read as RGB.
     """
     try:
-        image = load_image(path)
+        return image_to_rgb(load_image(path), f"image file {path}")
     except ValueError as exc:  # not decodable: the data layer reports file problems as OSError
         raise OSError(str(exc)) from exc
-    return np.array(image.convert("RGB"))
 
 
 def colors_to_labels(rgb: np.ndarray, colors: Sequence[Sequence[int]], ignore_index: int = IGNORE_INDEX) -> np.ndarray:

@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from segzoo.data._folder import find_split, folder_label_table, index_images
-from segzoo.data._transforms import IGNORE_INDEX
-from segzoo.inference._predict import IMAGE_EXTENSIONS
+from segzoo._images import IMAGE_EXTENSIONS, image_to_rgb, load_image, missing_file_error, walk_files
+from segzoo.data._files import IGNORE_INDEX, find_split, folder_label_table, group_images, same_name_message
 
 __all__ = ["DatasetReport", "check_dataset"]
 
@@ -35,6 +34,7 @@ MAX_ROWS = 40  # rows of the value / colour table
 INDEX_KINDS = ("index", "palette", "16-bit")
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 EXIF_ORIENTATION = 0x0112
+DARK_16_BIT = 4096  # 16-bit images below this read as 0..15 of 255: nearly black
 FIXED = " (the settings below fix this)"  # ends the problems that the recommended settings fix
 
 
@@ -55,6 +55,8 @@ class _Mask:
     error: str | None = None
     image_size: tuple[int, int] | None = None
     image_error: str | None = None
+    image_mode: str = ""
+    image_max: int | None = None  # the largest value of a 16-bit image
 
 
 @dataclass
@@ -302,9 +304,11 @@ def _find_samples(root: Path, report: DatasetReport) -> list[tuple[str, Path, Pa
     else:
         report.layout = "no split"
     groups: dict[str, tuple[dict[str, Path], Path]] = {}
+    same_name: list[list[Path]] = []
     if report.layout == "no split":
-        images, mask_dir, _ = find_split(root, None)
-        groups["all"] = (images, mask_dir)
+        found = find_split(root, None)
+        groups["all"] = (found.images, found.mask_dir)
+        same_name += found.same_name
         report.problems.append(
             "no train/val split: FolderDataModule reads images/train/ + images/val/ (with masks/train/, masks/val/) "
             "or train.txt + val.txt in the folder, listing image names without extension (one per line)"
@@ -316,13 +320,23 @@ def _find_samples(root: Path, report: DatasetReport) -> list[tuple[str, Path, Pa
                 where = root / "images" / split if report.layout == "split folders" else root / f"{split}.txt"
                 report.problems.append(f"no {split} split: '{where}' is missing (training needs train and val)")
             continue
-        images, mask_dir, unknown = found
-        if unknown:
+        if found.unknown:
             report.problems.append(
-                f"{len(unknown)} name(s) in {split}.txt have no image under images/, e.g. '{unknown[0]}' (names are "
-                "paths under images/ without extension)"
+                f"{len(found.unknown)} name(s) in {split}.txt have no image under images/, e.g. '{found.unknown[0]}' "
+                "(names are paths under images/ without extension)"
             )
-        groups[split] = (images, mask_dir)
+        if not found.images:
+            where = root / "images" / split if report.layout == "split folders" else root / f"{split}.txt"
+            if split == "test":
+                report.warnings.append(f"the test split ('{where}') has no images: `test` would stop at it; remove "
+                                       "it to test on the val split")
+            else:
+                report.problems.append(f"the {split} split ('{where}') has no images: training needs train and val "
+                                       f"images ({', '.join(IMAGE_EXTENSIONS)})")
+        groups[split] = (found.images, found.mask_dir)
+        same_name += [paths for paths in found.same_name if paths not in same_name]
+    if same_name:
+        report.problems.append(same_name_message(same_name[0], len(same_name)))
 
     samples, seen = [], set()
     for split, (images, mask_dir) in groups.items():
@@ -337,28 +351,43 @@ def _find_samples(root: Path, report: DatasetReport) -> list[tuple[str, Path, Pa
     if not any(report.num_images.values()):
         report.problems.append(f"no images found under '{root / 'images'}' ({', '.join(IMAGE_EXTENSIONS)})")
     if report.layout == "split files":
-        listed = set().union(*(images for images, _ in groups.values())) if groups else set()
-        unlisted = sorted(set(index_images(root / "images")) - listed)
-        if unlisted:
-            report.warnings.append(
-                f"{len(unlisted)} image(s) are in no split file (never used), e.g. '{unlisted[0]}'"
-            )
+        _check_split_files(root, report, groups)
     _find_orphans(root, report)
     return samples
+
+
+def _check_split_files(root: Path, report: DatasetReport, groups: dict[str, tuple[dict[str, Path], Path]]) -> None:
+    """Images in no split file, and images in several (validation on training images)."""
+    listed = set().union(*(images for images, _ in groups.values())) if groups else set()
+    unlisted = sorted(set(group_images(root / "images")) - listed)
+    if unlisted:
+        report.warnings.append(f"{len(unlisted)} image(s) are in no split file (never used), e.g. '{unlisted[0]}'")
+    for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+        if first in groups and second in groups:
+            both = sorted(set(groups[first][0]) & set(groups[second][0]))
+            if both:
+                report.problems.append(
+                    f"{len(both)} image(s) are listed in both {first}.txt and {second}.txt, e.g. '{both[0]}': the "
+                    f"{second} scores would be measured on images the model trained on; list each image in one split"
+                    if first == "train" else
+                    f"{len(both)} image(s) are listed in both {first}.txt and {second}.txt, e.g. '{both[0]}'"
+                )
 
 
 def _find_orphans(root: Path, report: DatasetReport) -> None:
     """Mask files that pair with no image, and the naming mistakes that explain them."""
     # The pairing rule is the same in every layout: images/<name>.<ext> <-> masks/<name>.png
-    images, mask_root, _ = find_split(root, None)
-    expected = {mask_root / f"{key}.png" for key in images}
-    orphans = [path for path in sorted(mask_root.rglob("*")) if path.is_file() and path not in expected
+    found = find_split(root, None)
+    mask_root = found.mask_dir
+    expected = {mask_root / f"{key}.png" for key in found.images}
+    orphans = [path for path in sorted(walk_files(mask_root)) if path.is_file() and path not in expected
                and path.suffix.lower() in IMAGE_EXTENSIONS]
     report.orphan_masks = orphans
     if report.missing_masks:
         n = len(report.missing_masks)
         image, mask = report.missing_masks[0]
-        report.problems.append(f"{n} image(s) have no mask, e.g. '{image}' (looked for '{mask}')")
+        why = f"'{mask}' is a symbolic link to nothing" if mask.is_symlink() else f"looked for '{mask}'"
+        report.problems.append(f"{n} image(s) have no mask, e.g. '{image}' ({why})")
     if not orphans:
         return
     report.warnings.append(f"{len(orphans)} mask(s) have no image (never used), e.g. '{orphans[0]}'")
@@ -383,25 +412,40 @@ def _find_orphans(root: Path, report: DatasetReport) -> None:
         )
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image as training reads it, from its header: EXIF rotations by 90° swap the sides."""
+def _image_header(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) of an image as training reads it, from its header (EXIF rotations by 90° swap the sides), and
+    its mode."""
     with Image.open(path) as image:
         width, height = image.size
         # A PNG's getexif() decodes the whole file when the EXIF block is not in the header: look only there.
         if image.format != "PNG" or "exif" in image.info:
             if image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):
                 width, height = height, width
-    return width, height
+        return (width, height), image.mode
+
+
+def _inspect_image(found: _Mask) -> None:
+    """The image's size and mode from its header; images that are not 8-bit are read as training reads them (only
+    those: decoding every photo would cost as much as the masks)."""
+    if not found.image.exists():
+        found.image_error = str(missing_file_error(found.image, "the image"))
+        return
+    try:
+        found.image_size, found.image_mode = _image_header(found.image)
+        if found.image_mode in WIDE_MODES + ("F",):
+            image = load_image(found.image)
+            image_to_rgb(image, f"'{found.image}'")  # raises where training would
+            if found.image_mode in WIDE_MODES:
+                found.image_max = int(np.asarray(image).max(initial=0))
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        found.image_error = str(err)
 
 
 def _inspect(sample: tuple[str, Path, Path], ignore_index: int) -> _Mask:
     """Read one mask once (values and their pixel counts) and its image's header."""
     split, image, path = sample
     found = _Mask(split, image, path)
-    try:
-        found.image_size = _image_size(image)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
-        found.image_error = str(err)
+    _inspect_image(found)
     try:
         with Image.open(path) as img:
             found.mode, found.size = img.mode, img.size
@@ -471,6 +515,7 @@ def _summarise(report: DatasetReport, masks: list[_Mask]) -> None:
         report.modes[mask.mode] += 1
         if mask.image_size is not None and mask.image_size != mask.size:
             report.size_mismatches.append((mask.image, mask.path, mask.image_size, mask.size))
+    _describe_image_depths(report, masks)
     if report.unreadable:
         path, why = report.unreadable[0]
         report.problems.append(f"{len(report.unreadable)} file(s) cannot be read, e.g. '{path}': {why}")
@@ -506,6 +551,31 @@ def _summarise(report: DatasetReport, masks: list[_Mask]) -> None:
         pixels, in_masks = _totals(rgb_masks)
         report.colors = {_rgb(code): count for code, count in pixels.items()}
         report.color_masks = {_rgb(code): count for code, count in in_masks.items()}
+
+
+def _describe_image_depths(report: DatasetReport, masks: list[_Mask]) -> None:
+    """How images that are not 8-bit are read (as training and predict read them), and 16-bit images that would be
+    nearly black that way."""
+    wide = [mask for mask in masks if mask.image_max is not None]
+    if wide:
+        report.findings.append(
+            f"{len(wide)} image(s) are 16-bit (e.g. '{wide[0].image}', mode {wide[0].image_mode}): training and "
+            "predict read them by their high byte (value // 256), as OpenCV (mmseg's reader) does"
+        )
+        dark = [mask for mask in wide if mask.image_max < DARK_16_BIT]
+        if dark:
+            brightest = max(mask.image_max for mask in dark)
+            report.warnings.append(
+                f"{len(dark)} 16-bit image(s) hold only small values (at most {brightest}, e.g. '{dark[0].image}'): "
+                f"read by their high byte they are nearly black (0..{brightest >> 8} of 255); scale them to the 16-bit "
+                "range, or convert them to 8-bit yourself"
+            )
+    floats = [mask for mask in masks if mask.image_mode == "F" and mask.image_error is None]
+    if floats:
+        report.findings.append(
+            f"{len(floats)} image(s) are 32-bit float (e.g. '{floats[0].image}'), with values in 0–1: read as 0–1 "
+            "(times 255), in training and predict alike"
+        )
 
 
 def _totals(masks: list[_Mask], split: str | None = None) -> tuple[dict[int, int], dict[int, int]]:

@@ -29,11 +29,10 @@ import cv2
 import numpy as np
 
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol, keep_ratio_size
+from segzoo.data._files import IGNORE_INDEX
 from segzoo.inference._predict import size_pair
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "keep_ratio_size"]  # re-exported: the data layer's users import them here
-
-IGNORE_INDEX = 255
 
 
 def _resize_pair(img: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor, nn
 
+from segzoo._images import IMAGE_EXTENSIONS, image_to_rgb, list_images, load_image
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol, keep_ratio_size
 from segzoo.models._resize import interpolation_matrix
 
@@ -41,9 +42,6 @@ __all__ = [
     "slide_inference",
     "whole_inference",
 ]
-
-# The image files segzoo reads: folders given to ``predict`` and FolderDataModule's ``images/`` alike.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 ImageInput = str | Path | Image.Image | np.ndarray | Tensor
 
@@ -271,63 +269,6 @@ def inference(model: nn.Module, images: Tensor, eval_cfg: dict[str, Any] | None 
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def list_images(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Expands files and folders (searched recursively, sorted) into a list of image files.
-
-    Raises:
-        FileNotFoundError: A path does not exist.
-        ValueError: A folder holds no image files, or nothing was given.
-    """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise ValueError(
-                    f"folder {path} holds no images (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
-                )
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"input {path} does not exist")
-    if not files:
-        raise ValueError("no input images given")
-    return files
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """Opens an image file (applying its EXIF orientation) without converting its mode: segzoo's one image reader,
-    for prediction and for training images (``segzoo.data.read_image``).
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        IsADirectoryError: The path is a folder.
-        ValueError: The file is not an image PIL can read.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(
-            f"{path} is a folder; pass image files, or expand it with segzoo.inference.list_images({str(path)!r})"
-        )
-    if not path.exists():
-        raise FileNotFoundError(f"image file {path} does not exist")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            # EXIF orientation is applied to every image, for training and prediction alike, as mmseg's reader does
-            # (cv2 IMREAD_COLOR); label masks are read as stored (mmseg: 'unchanged'; segzoo.data.read_mask), as
-            # they are drawn on the upright image (a mask of a 90°-tagged image's stored pixels fails the dataset's
-            # size check).
-            return ImageOps.exif_transpose(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(
-            f"cannot read image file {path}: {err}; expected an image PIL can open (PNG, JPEG, ...)"
-        ) from err
-
-
 def _channels_to_rgb(array: np.ndarray, source: str) -> np.ndarray:
     """Makes an H×W×C float array RGB: grayscale is repeated, an alpha channel dropped (both with a warning)."""
     channels = array.shape[2]
@@ -346,14 +287,12 @@ def _channels_to_rgb(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def _pil_to_array(image: Image.Image, source: str) -> np.ndarray:
-    if image.mode in ("L", "LA", "I", "I;16", "F", "1"):
+    """A PIL image as training reads it (:func:`segzoo._images.image_to_rgb`), saying what was converted."""
+    if image.mode in ("L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "1"):
         warnings.warn(f"{source} is grayscale (mode {image.mode}); converting it to RGB", stacklevel=4)
-        if image.mode in ("I", "I;16", "F"):  # 16/32-bit grayscale: rescale to 0–255 before converting
-            values = np.asarray(image, dtype=np.float32)
-            return np.repeat(values[:, :, None] * (255.0 / max(float(values.max()), 1.0)), 3, axis=2)
     elif image.mode in ("RGBA", "PA"):
         warnings.warn(f"{source} has an alpha channel (mode {image.mode}); dropping it", stacklevel=4)
-    return np.asarray(image.convert("RGB"))
+    return image_to_rgb(image, source)
 
 
 def _warn_if_not_unit_range(array: np.ndarray, source: str) -> None:
@@ -375,7 +314,8 @@ def _to_rgb_array(image: ImageInput) -> np.ndarray:
     """Any supported input as an H×W×3 array on the 0–255 scale: ``uint8`` where the input is 8-bit (files, PIL
     images, ``uint8`` arrays and tensors), so that it is resized as the publishers' pipelines resize it, else float32.
 
-    Integer arrays/tensors are read as 0–255; float ones as 0–1 (torchvision's convention).
+    Integer arrays/tensors are read as 0–255, except ``uint16`` ones, which are 16-bit images read as 16-bit files
+    are (their high byte, :mod:`segzoo._images`); float ones as 0–1 (torchvision's convention).
     """
     if isinstance(image, (str, Path)):
         return _pil_to_array(load_image(image), f"image {image}")
@@ -410,6 +350,8 @@ def _to_rgb_array(image: ImageInput) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         _warn_if_not_unit_range(array, source)
         array = array.astype(np.float32) * 255.0
+    elif array.dtype == np.uint16:
+        array = (array >> 8).astype(np.uint8)
     elif array.dtype != np.uint8:
         array = array.astype(np.float32)
     return _channels_to_rgb(array, f"{source} of shape {tuple(image.shape)}")

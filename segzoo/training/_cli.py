@@ -37,8 +37,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Pr
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-import segzoo.data  # noqa: F401  (registers the DataModules so --data takes their short names)
 from segzoo._errors import CheckpointMismatchError, CheckpointReadError
+from segzoo.data import (  # noqa: F401  (imported so that --data takes their short names)
+    ADE20KDataModule,
+    CityscapesDataModule,
+    COCOStuffDataModule,
+    FolderDataModule,
+    PascalContextDataModule,
+    SyntheticDataModule,
+)
 from segzoo.training._callbacks import LastCheckpoint, SigtermWatchdog
 from segzoo.training._module import SegmentationModule, read_checkpoint
 
