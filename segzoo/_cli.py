@@ -106,7 +106,11 @@ def _opset(text: str) -> int:
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (give --model, or --arch with --num-classes for random weights)")
-    group.add_argument("--model", help="checkpoint name, hf-hub:org/repo, or a local folder or file")
+    group.add_argument(
+        "--model",
+        help="checkpoint name (always the published one), hf-hub:org/repo, or a local folder or file written as a "
+        "path (./my-run, run/last.ckpt, weights.pth) or as local-dir:PATH",
+    )
     group.add_argument("--checkpoint", help="weights file or folder to load instead of the published ones")
     group.add_argument("--arch", help="architecture name for segzoo.create_model (random weights unless --checkpoint)")
     group.add_argument(
@@ -345,9 +349,15 @@ def _check_slide_options(args: argparse.Namespace, cfg: dict) -> None:
 
 
 def _local_sources(args: argparse.Namespace) -> list[Path]:
-    """Local files the model is read from (--checkpoint, or --model as a path)."""
-    sources = [Path(p).expanduser() for p in (args.checkpoint, args.model) if p]
-    return [p.resolve() for p in sources if p.exists()]
+    """Local files the model is read from (--checkpoint, or --model as a path: segzoo.load's rule)."""
+    from segzoo.checkpoints._load import local_path
+
+    sources = [Path(args.checkpoint).expanduser()] if args.checkpoint else []
+    try:
+        sources += [local_path(args.model)] if args.model else []
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from err
+    return [p.resolve() for p in sources if p is not None and p.exists()]
 
 
 def run_export(args: argparse.Namespace) -> None:
