@@ -14,6 +14,8 @@ Examples::
 A user error (a bad option, a missing file, an unknown name, a failed download) ends in one line
 ``segzoo <command>: error: <what is wrong and what to change>`` and exit status 2, as argparse does; anything else
 is a bug and keeps its traceback. ``segzoo data check`` exits with status 1 when the data cannot be trained on as is.
+``segzoo predict`` skips an image it cannot read or predict (one line naming it and why) and goes on with the others;
+it exits with status 1 when it skipped some, 2 when it wrote none.
 """
 
 from __future__ import annotations
@@ -175,13 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reads every mask of a FolderDataModule folder (images/ + masks/, split by train/ val/ "
         "subfolders or train.txt / val.txt, or not split) once and reports the mask encoding, the values and their "
         "frequencies, what 0 and 255 look like, missing or extra files and size mismatches; then prints the "
-        "FolderDataModule settings and class weights to paste into a recipe. Exit status 1 when the data cannot be "
+        "FolderDataModule settings and class weights, as a config file to give after a recipe (--config recipe.yaml "
+        "--config data.yaml). Exit status 1 when the data cannot be "
         "trained on as is.",
     )
     check.add_argument("data_root", metavar="DIR", type=Path, help="the folder holding images/ and masks/")
     check.add_argument("--num-classes", type=_positive_int, help="the number of classes you mean to train, if known")
     check.add_argument(
         "--ignore-index", type=_mask_value, default=255, help="the mask value meaning 'not labelled' (default 255)"
+    )
+    check.add_argument(
+        "--save-config",
+        metavar="FILE",
+        type=Path,
+        help="also write the recommended settings to FILE (YAML), to give after a recipe: --config recipe.yaml "
+        "--config FILE (merged key by key: the recipe's other settings are kept)",
     )
     prepare = data_commands.add_parser(
         "prepare", help="convert a downloaded public dataset into the layout its DataModule reads"
@@ -297,10 +307,14 @@ def plan_outputs(
     return plan
 
 
-def run_predict(args: argparse.Namespace) -> None:
+def run_predict(args: argparse.Namespace) -> int:
+    """Predicts every input; an image that cannot be read or predicted (named, with why) is skipped and the others
+    go on. Exit status 0 when all were written, 1 when some were skipped, 2 when none could be written."""
+    from PIL import Image
     from rich.console import Console
     from rich.progress import track
 
+    from segzoo._images import image_to_rgb
     from segzoo.inference._predict import list_images, load_image, predict
     from segzoo.inference._visualize import default_palette, overlay_with_legend, save_label_png
 
@@ -318,18 +332,33 @@ def run_predict(args: argparse.Namespace) -> None:
         _check_slide_options(args, cfg)
 
     console = Console(stderr=True)
+    skipped = []
+
+    def skip(file: Path, why: str) -> None:
+        skipped.append(file)
+        console.print(f"segzoo predict: skipped {file}: {why}", markup=False, highlight=False, soft_wrap=True)
+
     for file, (label_path, overlay_path) in track(list(zip(files, plan)), description="Predicting", console=console):
         try:
             image = load_image(file)
-        except (OSError, ValueError) as err:  # an unreadable image: the message names the file
-            raise UsageError(str(err)) from err
-        labels = predict(model, image, mode=args.mode, tta=args.tta, crop_size=args.crop_size, stride=args.stride)
+            rgb = image_to_rgb(image, f"image file {file}")  # the pixels predict reads: refused here, naming the file
+        except (OSError, ValueError) as err:  # unreadable, or pixels segzoo does not read
+            skip(file, str(err))
+            continue
+        try:  # the PIL image, so that predict says what it converts (grayscale, alpha)
+            labels = predict(model, image, mode=args.mode, tta=args.tta, crop_size=args.crop_size, stride=args.stride)
+        except SegzooError as err:  # e.g. too small for the encoder; anything else is a bug and keeps its traceback
+            skip(file, f"a {image.width}×{image.height} image: {err}")
+            continue
         label_path.parent.mkdir(parents=True, exist_ok=True)
         save_label_png(labels, label_path, palette, num_classes)
         if overlay_path is not None:
-            rgb = image.convert("RGB")
-            overlay_with_legend(rgb, labels, class_names, palette, alpha=args.alpha).save(overlay_path)
-    console.print(f"wrote {len(files)} prediction(s) to {args.out}")
+            overlay_with_legend(Image.fromarray(rgb), labels, class_names, palette, alpha=args.alpha).save(overlay_path)
+    written = len(files) - len(skipped)
+    console.print(f"wrote {written} prediction(s) to {args.out}" + (
+        f"; {len(skipped)} of {len(files)} image(s) skipped (named above)" if skipped else ""
+    ), markup=False, highlight=False, soft_wrap=True)
+    return 0 if not skipped else 1 if written else 2
 
 
 def _check_slide_options(args: argparse.Namespace, cfg: dict) -> None:
@@ -416,6 +445,12 @@ def run_data(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:  # not a folder dataset at all: one line
         raise UsageError(str(err)) from err
     print(report)
+    if args.save_config is not None and report.settings:
+        try:
+            args.save_config.write_text(report.recommended_yaml)
+        except OSError as err:
+            raise UsageError(f"--save-config {args.save_config}: cannot write it ({err.strerror or err})") from err
+        print(f"wrote the recommended settings to {args.save_config}")
     return report.exit_status
 
 

@@ -67,6 +67,11 @@ class CheckpointMismatchError(SegzooError, ValueError):
     """``--ckpt_path`` holds a checkpoint of another architecture than the one the config asks for."""
 
 
+class InputSizeError(SegzooError, ValueError):
+    """An input image too small for the model (MiT encoders need at least 4 × their first reduction ratio pixels a
+    side); ``segzoo predict`` names the image and goes on with the others."""
+
+
 class DatasetSourceError(SegzooError, FileNotFoundError):
     """``segzoo data prepare``: an archive or folder of the dataset is missing; the message names it and its site."""
 
@@ -82,6 +87,7 @@ __all__ = [
     "DatasetSourceError",
     "DownloadError",
     "ExportError",
+    "InputSizeError",
     "SegzooError",
     "UnknownCheckpointError",
     "UnknownFormatError",
