@@ -436,7 +436,12 @@ def run_data(args: argparse.Namespace) -> int:
     if args.data_command == "prepare":
         from segzoo.data import prepare_dataset
 
-        print(prepare_dataset(args.dataset, args.src, args.dst))
+        try:
+            print(prepare_dataset(args.dataset, args.src, args.dst))
+        except KeyboardInterrupt:  # every file written is complete (written under a temporary name, then renamed)
+            print(f"segzoo data prepare: interrupted; the files written so far are complete: run the same command "
+                  f"again to finish {args.dst}", file=sys.stderr)
+            return 130
         return 0
     from segzoo.data import check_dataset
 

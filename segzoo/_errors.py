@@ -76,6 +76,10 @@ class DatasetSourceError(SegzooError, FileNotFoundError):
     """``segzoo data prepare``: an archive or folder of the dataset is missing; the message names it and its site."""
 
 
+class DatasetTargetError(SegzooError, OSError):
+    """``segzoo data prepare``: DST is a file, or cannot be written (permissions, a full or read-only disk)."""
+
+
 __all__ = [
     "AmbiguousArchitectureError",
     "ArchitectureNotFoundError",
@@ -85,6 +89,7 @@ __all__ = [
     "ConversionError",
     "CorruptedFileError",
     "DatasetSourceError",
+    "DatasetTargetError",
     "DownloadError",
     "ExportError",
     "InputSizeError",
