@@ -376,15 +376,12 @@ def _check_split_files(root: Path, report: DatasetReport, groups: dict[str, tupl
     if unlisted:
         report.warnings.append(f"{len(unlisted)} image(s) are in no split file (never used), e.g. '{unlisted[0]}'")
     for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
-        if first in groups and second in groups:
-            both = sorted(set(groups[first][0]) & set(groups[second][0]))
-            if both:
-                report.problems.append(
-                    f"{len(both)} image(s) are listed in both {first}.txt and {second}.txt, e.g. '{both[0]}': the "
-                    f"{second} scores would be measured on images the model trained on; list each image in one split"
-                    if first == "train" else
-                    f"{len(both)} image(s) are listed in both {first}.txt and {second}.txt, e.g. '{both[0]}'"
-                )
+        both = sorted(set(groups[first][0]) & set(groups[second][0])) if first in groups and second in groups else []
+        if both:
+            report.problems.append(
+                f"{len(both)} image(s) are listed in both {first}.txt and {second}.txt, e.g. '{both[0]}': the "
+                f"{second} scores would be measured on images also in {first}; list each image in one split"
+            )
 
 
 def _find_orphans(root: Path, report: DatasetReport) -> None:
