@@ -146,8 +146,9 @@ def change_summary(before: dict[str, torch.Tensor], after: dict[str, torch.Tenso
     for name, old in before.items():
         if not old.is_floating_point():
             continue
-        delta = (after[name].double() - old.double()).flatten()
-        out[name] = [float(delta.sum()), float((delta * delta).sum()), float(delta.abs().max())]
+        delta = (after[name] - old).flatten()  # exact: an update is far smaller than the weight it changes
+        norm = torch.linalg.vector_norm(delta, dtype=torch.float64)
+        out[name] = [float(delta.sum(dtype=torch.float64)), float(norm) ** 2, float(delta.abs().max())]
     return out
 
 
@@ -226,10 +227,9 @@ def run_model(key: str, ref: Path, out: Path) -> dict:
     }
     initial_lrs = sorted({lr for lr, _ in record["param_groups"].values()})
     record["schedule"] = schedule(cfg, initial_lrs)
-    load_weights(model, ref / f"{key}.pth")  # the noisy forward above moved the BatchNorm statistics
     noise_off(model)
-    _, record["losses"] = loss_values(model, images, samples)
-    load_weights(model, ref / f"{key}.pth")
+    _, record["losses"] = loss_values(model, images, samples)  # in training mode: batch statistics, not running ones
+    load_weights(model, ref / f"{key}.pth")  # the forwards above moved the BatchNorm running statistics
     record["steps"] = three_steps(model, cfg, images, samples, STEPS_DTYPE.get(key, torch.float32))
     record["seconds"] = round(time.perf_counter() - t0, 1)
     del model

@@ -9,6 +9,7 @@ inference-parity tests prove.
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 from dataclasses import dataclass
@@ -25,14 +26,19 @@ from segzoo.training import SegmentationModule, cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 LOSS_TOL = 1e-5  # absolute, on losses of about 5 (fp32 sums over 12k pixels in another order: ~1e-6)
-# Three optimizer steps: each parameter's (and BatchNorm statistic's) change over the steps is compared by its sum,
-# norm and largest magnitude. segzoo and mmseg compute the same functions with other kernels (timm's fused attention
-# vs nn.MultiheadAttention, SegFormer's fused head). In float32 (the SGD models: a step is linear in the gradient)
-# gradients agree to about 1e-5 of a tensor's norm, 1e-4 where a LayerNorm parameter's gradient is a sum that
-# cancels: tolerance 1e-3. Adam's step divides by sqrt(v) + eps and turns the last fp32 digits of a gradient near eps
-# (1e-8) into a step of any size up to lr, so the AdamW model (SegFormer) takes its steps in float64 on both sides
-# (mmseg_train_side.py STEPS_DTYPE), where they agree to 1e-9: tolerance 1e-6.
-CHANGE_REL = {"float32": 1e-3, "float64": 1e-6}
+# Three optimizer steps: the losses before each step and after the third, and each parameter's (and BatchNorm
+# statistic's) change over the steps by its norm, sum and largest magnitude. segzoo and mmseg compute the same
+# functions with other kernels (timm's fused attention vs nn.MultiheadAttention, SegFormer's fused head), so their
+# gradients agree to fp32 rounding, and the steps amplify that rounding: with SETR-Naive's head lr of 0.1, mmseg's own
+# float32 and float64 runs of these three steps end 7e-5 apart in the loss and 7e-4 in the change of a LayerNorm
+# weight. The SGD models (SETR, Segmenter) run in float32 with tolerances of 3x that: 2e-4 of the loss after the
+# steps, 2e-3 of each tensor's change. Adam's step divides by sqrt(v) + eps and turns the last fp32 digits of a
+# gradient near eps (1e-8) into a step of any size up to lr, so the AdamW model (SegFormer) takes its steps in float64
+# on both sides (mmseg_train_side.py STEPS_DTYPE), with tolerances of 1e-9 and 1e-6. Changes that are rounding noise
+# (a LayerNorm bias before a BatchNorm has no gradient but rounding) are absorbed by a floor of 1e-6 of the model's
+# largest change.
+LOSS_AFTER_REL = {"float32": 2e-4, "float64": 1e-9}
+CHANGE_REL = {"float32": 2e-3, "float64": 1e-6}
 
 
 def noise_off(model: nn.Module) -> None:
@@ -142,8 +148,9 @@ class TrainSide:
         change = {}
         for name, tensor in model.state_dict().items():
             if tensor.is_floating_point():
-                delta = (tensor.double() - self.initial_state[name].double()).flatten()
-                change[name] = (float(delta.sum()), float((delta * delta).sum()), float(delta.abs().max()))
+                delta = (tensor - self.initial_state[name].to(tensor.dtype)).flatten()
+                norm = torch.linalg.vector_norm(delta, dtype=torch.float64)
+                change[name] = (float(delta.sum(dtype=torch.float64)), float(norm) ** 2, float(delta.abs().max()))
         with torch.no_grad():
             loss_after = float(self.module.compute_loss(images, labels)[0])
         model.float()
@@ -158,6 +165,7 @@ def sides(mmseg_train_ref, mmseg_ref):
     def get(key: str) -> TrainSide:
         if key not in cache:
             cache.clear()
+            gc.collect()  # the optimizer and scheduler of the previous model form reference cycles
             cache[key] = TrainSide.build(key, mmseg_ref.path(f"{key}.pth"), *mmseg_train_ref.batch())
         return cache[key]
 
@@ -209,9 +217,9 @@ def test_lr_and_weight_decay_of_every_parameter_over_the_schedule(key, sides, mm
             assert group["weight_decay"] == pytest.approx(weight_decay, rel=1e-12, abs=1e-15), name
             column = schedule["initial_lrs"].index(start_lr)
             for step in iterations:
-                error = abs(lrs[step][index] - schedule["lrs"][str(step)][column]) / start_lr
-                if error > worst[0]:
-                    worst = (error, f"{name} at {step}: {lrs[step][index]:.6e} vs {schedule['lrs'][str(step)][column]:.6e}")
+                ours, theirs = lrs[step][index], schedule["lrs"][str(step)][column]
+                if abs(ours - theirs) / start_lr > worst[0]:
+                    worst = (abs(ours - theirs) / start_lr, f"{name} at {step}: {ours:.6e} vs {theirs:.6e}")
     record("largest |lr - mmseg's| / start lr", f"{worst[0]:.2e} ({worst[1]})")
     assert worst[0] <= 1e-6, worst[1]
 
@@ -221,7 +229,8 @@ def test_loss_on_a_fixed_batch_equals_mmseg_model_loss(key, sides, mmseg_train_r
     expected = mmseg_train_ref.model(key)["losses"]
     with torch.no_grad():
         total, parts = sides(key).loss(*mmseg_train_ref.batch())
-    record("loss segzoo / mmseg", f"{float(total):.6f} / {expected['loss']:.6f} = {float(total) / expected['loss']:.4f}")
+    ratio = float(total) / expected["loss"]
+    record("loss segzoo / mmseg", f"{float(total):.6f} / {expected['loss']:.6f} = {ratio:.4f}")
     assert float(total) == pytest.approx(expected["loss"], abs=LOSS_TOL)
     assert float(parts["loss_main"]) == pytest.approx(expected["decode.loss_ce"], abs=LOSS_TOL)
     aux = sorted((k for k in expected if k.startswith("aux_") and k.endswith(".loss_ce")), key=lambda k: int(k[4]))
@@ -236,24 +245,25 @@ def test_three_optimizer_steps_change_the_weights_as_mmseg(key, sides, mmseg_tra
     steps = ref["steps"]
     dtype = getattr(torch, steps["dtype"])
     losses, loss_after, change = sides(key).three_steps(*mmseg_train_ref.batch(), steps["from_iteration"], dtype)
-    tolerance = CHANGE_REL[steps["dtype"]]
     record("step losses and after", f"{[round(x, 6) for x in losses]} {loss_after:.6f}, mmseg "
            f"{[round(x, 6) for x in steps['losses']]} {steps['loss_after']:.6f}")
     assert losses == pytest.approx(steps["losses"], abs=LOSS_TOL)
-    assert loss_after == pytest.approx(steps["loss_after"], abs=LOSS_TOL)
+    assert loss_after == pytest.approx(steps["loss_after"], rel=LOSS_AFTER_REL[steps["dtype"]])
     pairs = counterparts(ref["state_shapes"])
     combined: dict[str, list[float]] = {}
     for ours, (total, squares, largest) in change.items():
         acc = combined.setdefault(pairs[ours], [0.0, 0.0, 0.0])  # mmseg's fused q-kv is two tensors here
         acc[0], acc[1], acc[2] = acc[0] + total, acc[1] + squares, max(acc[2], largest)
+    rel = CHANGE_REL[steps["dtype"]]
+    floor = 1e-6 * max(largest for *_, largest in steps["change"].values())
     worst = (0.0, None)
     for theirs, (mm_total, mm_squares, mm_largest) in steps["change"].items():
         total, squares, largest = combined.get(theirs, (0.0, 0.0, 0.0))  # MLA's class token: never trained, 0
         norm, mm_norm = math.sqrt(squares), math.sqrt(mm_squares)
-        numel = math.prod(ref["state_shapes"][theirs]) or 1
-        errors = (abs(norm - mm_norm) / (tolerance * mm_norm + 1e-30),
-                  abs(total - mm_total) / (tolerance * mm_norm * math.sqrt(numel) + 1e-30),
-                  abs(largest - mm_largest) / (tolerance * mm_largest + 1e-30))
+        root_n = math.sqrt(math.prod(ref["state_shapes"][theirs]))
+        errors = (abs(norm - mm_norm) / (rel * mm_norm + floor * root_n),
+                  abs(total - mm_total) / ((rel * mm_norm + floor) * root_n),
+                  abs(largest - mm_largest) / (rel * mm_largest + floor))
         if max(errors) > worst[0]:
             worst = (max(errors), f"{theirs}: norm {norm:.6e} vs {mm_norm:.6e}, sum {total:.6e} vs {mm_total:.6e}, "
                                   f"largest {largest:.6e} vs {mm_largest:.6e}")
