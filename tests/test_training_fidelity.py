@@ -5,6 +5,8 @@ training switches on loaded models."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import sys
@@ -111,7 +113,7 @@ def test_a_nan_loss_skips_the_step_with_a_warning_and_changes_no_weight():
     module = SegmentationModule(TinySegNet(with_aux=False), num_classes=3, loss=NanLoss(bad={1, 2}),
                                 optimizer=partial(torch.optim.SGD, lr=0.1, momentum=0.9), num_log_images=0)
     recorder = WeightsAtEachStep()
-    with pytest.warns(UserWarning, match=r"the loss is nan .* this batch is skipped"):
+    with pytest.warns(UserWarning, match=r"the loss is NaN or infinite .* this step is skipped"):
         quiet_trainer(max_steps=4, limit_val_batches=0, callbacks=[recorder]).fit(module, ColourDataModule())
     assert module.skipped_steps == 2
     before_bad, after_bad, last = recorder.weights[1], recorder.weights[3], list(module.parameters())
@@ -126,6 +128,22 @@ def test_a_run_whose_loss_stays_nan_stops_with_a_clear_error(monkeypatch):
                                 num_log_images=0)
     with pytest.warns(UserWarning), pytest.raises(segzoo.NonFiniteLossError, match="3 steps in a row"):
         quiet_trainer(max_steps=10, limit_val_batches=0).fit(module, ColourDataModule())
+
+
+def test_under_ddp_a_nan_on_one_process_drops_the_step_on_every_process(tmp_path):
+    """Gradients are averaged over the processes, so one process's NaN reaches all: every process drops that update
+    (one all-reduced flag), and they stay in step and equal."""
+    from test_ddp import clean_env, finish, start
+
+    out = tmp_path / "report"
+    proc = start([sys.executable, str(Path(__file__).parent / "nan_ddp_worker.py"), "--out", str(out)], tmp_path,
+                 clean_env())
+    (code, stdout, stderr), = finish([proc], timeout=150)
+    assert code == 0, stderr[-3000:]
+    reports = [json.loads(Path(f"{out}.rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["skipped"] for r in reports] == [1, 1] and [r["global_step"] for r in reports] == [4, 4]
+    assert all(r["unchanged_by_the_skipped_step"] for r in reports)
+    assert reports[0]["checksum"] == reports[1]["checksum"] and math.isfinite(reports[0]["checksum"])
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ One module serves every encoder–decoder pairing: the model comes from the regi
 given in the config), the optimizer and schedule are injected by LightningCLI, and the per-parameter rules (the
 publisher's ``custom_keys``, or head lr ×10, no weight decay on norms and position embeddings, layer-wise decay) are
 arguments that each recipe sets (see :mod:`segzoo.training._optim`). A training step whose loss is NaN or infinite
-changes no weight: it is skipped with a warning (on every process together under DDP), and a run stops with
+changes no weight: its update is dropped with a warning (on every process together under DDP), and a run stops with
 :class:`~segzoo.NonFiniteLossError` after ``MAX_CONSECUTIVE_SKIPS`` such steps in a row.
 
 Validation and test run in the checkpoint's evaluation mode (whole image or sliding window, optionally multi-scale
@@ -263,6 +263,7 @@ class SegmentationModule(L.LightningModule):
         param_groups(self.model, **self.group_rules)  # bad custom_keys or layer_decay: say so now, not at step 0
         self.skipped_steps = 0  # training steps skipped for a NaN or infinite loss
         self._consecutive_skips = 0
+        self._drop_update = False
         self.eval_mode, self.eval_crop, self.eval_stride = eval_mode, eval_crop, eval_stride
         self.eval_batch_size = eval_batch_size
         self.test_tta = test_tta
@@ -301,11 +302,12 @@ class SegmentationModule(L.LightningModule):
             parts[f"loss_aux{i}"] = weight * self.loss(aux, masks)
         return sum(parts.values()), parts
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         images, masks = batch["image"], batch["mask"]
         loss, parts = self.compute_loss(images, masks)
         if not self._all_finite(loss):
-            return self._skip_step(loss, parts)
+            self._skip_update(loss, parts)
+            return loss  # every process still runs the backward pass (DDP waits for it); the update is dropped
         self._consecutive_skips = 0
         batch_size = images.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
@@ -314,16 +316,17 @@ class SegmentationModule(L.LightningModule):
         return loss
 
     def _all_finite(self, loss: Tensor) -> bool:
-        """Whether the loss is finite on every process (one all-reduced flag under DDP, so that all processes skip
-        the same steps together: a process that skipped alone would leave the others waiting for its gradients)."""
+        """Whether the loss is finite on every process (one all-reduced flag under DDP, so that all processes drop
+        the same updates: their gradients are averaged, so a NaN on one reaches all)."""
         finite = bool(torch.isfinite(loss.detach()).all())
         if self._trainer is not None:
             finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
         return finite
 
-    def _skip_step(self, loss: Tensor, parts: dict[str, Tensor]) -> None:
-        """No backward pass and no weight update for this batch (Lightning skips the step when training_step returns
-        None); warns, counts, and stops the run after ``MAX_CONSECUTIVE_SKIPS`` in a row."""
+    def _skip_update(self, loss: Tensor, parts: dict[str, Tensor]) -> None:
+        """Marks this step's update to be dropped (:meth:`on_before_optimizer_step`); warns, counts, and stops the run
+        after ``MAX_CONSECUTIVE_SKIPS`` in a row."""
+        self._drop_update = True
         self.skipped_steps += 1
         self._consecutive_skips += 1
         values = ", ".join(f"{name} {float(value):.4g}" for name, value in parts.items())
@@ -335,13 +338,21 @@ class SegmentationModule(L.LightningModule):
                 "the images, class weights) and the loss settings, then resume from the last checkpoint"
             )
         warnings.warn(
-            f"step {step}: the loss is {float(loss)} ({values}); this batch is skipped (no weight update). "
+            f"step {step}: the loss is NaN or infinite (here {float(loss)}: {values}); this step is skipped (no "
+            "weight update). "
             f"{self.skipped_steps} step(s) skipped so far",
             stacklevel=2,
         )
         if self._trainer is not None:
-            self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1)
-        return None
+            self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1, sync_dist=False)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Drops the update of a step whose loss was not finite: without gradients, torch's optimizers leave every
+        parameter, momentum and Adam moment as it was (mixed precision's GradScaler skips such a step itself)."""
+        if self._drop_update:
+            self._drop_update = False
+            if getattr(self.trainer.precision_plugin, "scaler", None) is None:
+                optimizer.zero_grad(set_to_none=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = param_groups(self.model, **self.group_rules)
