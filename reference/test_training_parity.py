@@ -174,11 +174,12 @@ def sides(mmseg_train_ref, mmseg_ref):
 
 def counterparts(shapes: dict[str, list[int]]) -> dict[str, str]:
     """segzoo tensor name -> the mmseg tensor it comes from, through segzoo's converter: each mmseg tensor is given a
-    unique value, and each converted tensor tells by its value which one it came from (the fused q-kv projection of
-    mmseg's MiT becomes two tensors)."""
+    unique value from 1 up, and each converted tensor tells by its value which one it came from (the fused q-kv
+    projection of mmseg's MiT becomes two tensors; a tensor the converter made up, holding 0, has none)."""
     names = sorted(shapes)
-    tagged = {name: torch.tensor(float(i)).expand(shapes[name]) for i, name in enumerate(names)}
-    return {ours: names[int(t.reshape(-1)[0])] for ours, t in convert_mmseg(tagged).items() if t.numel()}
+    tagged = {name: torch.tensor(float(i + 1)).expand(shapes[name]) for i, name in enumerate(names)}
+    converted = {ours: int(t.reshape(-1)[0]) for ours, t in convert_mmseg(tagged).items() if t.numel()}
+    return {ours: names[tag - 1] for ours, tag in converted.items() if tag > 0}
 
 
 # --------------------------------------------------------------------------------------------------------------
