@@ -15,7 +15,6 @@ torchmetrics sums over processes, so DDP gives the numbers of a single process.
 from __future__ import annotations
 
 import pickle
-import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
@@ -337,11 +337,9 @@ class SegmentationModule(L.LightningModule):
                 f"{values}); the weights have not changed since. Lower the learning rate, check the data (NaN in "
                 "the images, class weights) and the loss settings, then resume from the last checkpoint"
             )
-        warnings.warn(
+        rank_zero_warn(
             f"step {step}: the loss is NaN or infinite (here {float(loss)}: {values}); this step is skipped (no "
-            "weight update). "
-            f"{self.skipped_steps} step(s) skipped so far",
-            stacklevel=2,
+            f"weight update). {self.skipped_steps} step(s) skipped so far"
         )
         if self._trainer is not None:
             self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1, sync_dist=False)
