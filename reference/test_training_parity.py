@@ -165,6 +165,9 @@ def sides(mmseg_train_ref, mmseg_ref):
     def get(key: str) -> TrainSide:
         if key not in cache:
             cache.clear()
+            inference_tests = sys.modules.get("test_mmseg_parity")  # run just before, model by model (conftest)
+            if inference_tests is not None:
+                inference_tests._CURRENT.clear()  # their model of the same key: one ViT-L in memory at a time
             gc.collect()  # the optimizer and scheduler of the previous model form reference cycles
             cache[key] = TrainSide.build(key, mmseg_ref.path(f"{key}.pth"), *mmseg_train_ref.batch())
         return cache[key]
