@@ -71,6 +71,10 @@ class DatasetSourceError(SegzooError, FileNotFoundError):
     """``segzoo data prepare``: an archive or folder of the dataset is missing; the message names it and its site."""
 
 
+class NonFiniteLossError(SegzooError, FloatingPointError):
+    """Training stopped: the loss was NaN or infinite for many steps in a row (each was skipped, no weight changed)."""
+
+
 __all__ = [
     "AmbiguousArchitectureError",
     "ArchitectureNotFoundError",
@@ -80,6 +84,7 @@ __all__ = [
     "ConversionError",
     "CorruptedFileError",
     "DatasetSourceError",
+    "NonFiniteLossError",
     "DownloadError",
     "ExportError",
     "SegzooError",
