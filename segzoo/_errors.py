@@ -76,6 +76,10 @@ class DatasetSourceError(SegzooError, FileNotFoundError):
     """``segzoo data prepare``: an archive or folder of the dataset is missing; the message names it and its site."""
 
 
+class NonFiniteLossError(SegzooError, FloatingPointError):
+    """Training stopped: the loss was NaN or infinite for many steps in a row (each was skipped, no weight changed)."""
+
+
 class DatasetTargetError(SegzooError, OSError):
     """``segzoo data prepare``: DST is a file, or cannot be written (permissions, a full or read-only disk)."""
 
@@ -93,6 +97,7 @@ __all__ = [
     "DownloadError",
     "ExportError",
     "InputSizeError",
+    "NonFiniteLossError",
     "SegzooError",
     "UnknownCheckpointError",
     "UnknownFormatError",

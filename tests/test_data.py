@@ -312,7 +312,7 @@ def test_train_transform_pads_image_with_zero_and_mask_with_ignore():
 def test_photometric_distortion():
     image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
     distort = PhotoMetricDistortion()
-    neutral = {"brightness": 0.0, "contrast": 1.0, "contrast_first": True, "saturation": 1.0, "hue": 0}
+    neutral = {"brightness": None, "contrast": None, "contrast_first": True, "saturation": None, "hue": None}
     np.testing.assert_array_equal(distort.apply(image, **neutral), image)
     brighter = distort.apply(image, **{**neutral, "brightness": 20.0})
     np.testing.assert_array_equal(brighter, np.clip(image.astype(int) + 20, 0, 255))

@@ -47,10 +47,17 @@ from segzoo.models.encoders import TimmViTEncoder
 log = logging.getLogger("segzoo")
 
 # Numerics a checkpoint format was trained with, where they differ from the registry rows (mmsegmentation's): the
-# official Segmenter code resamples position embeddings bilinearly, uses LayerNorm eps 1e-5 in its ViT, and crops
-# the logits of a padded input instead of resizing them.
+# official Segmenter code resamples position embeddings bilinearly, uses LayerNorm eps 1e-5 in its ViT, crops the
+# logits of a padded input instead of resizing them, and trains with drop path on both residual branches of its
+# blocks and (Mask decoder) dropout 0.1 without drop path (segm/model/blocks.py, segm/config.yml).
 FORMAT_MODEL_ARGS = {
-    "segmenter-official": {"encoder_args": {"pos_embed_interp": "bilinear", "norm_eps": 1e-5}, "unpad": "crop"},
+    "segmenter-official": {
+        "encoder_args": {"pos_embed_interp": "bilinear", "norm_eps": 1e-5, "drop_path_branches": "both"},
+        "unpad": "crop",
+    },
+}
+FORMAT_DECODER_ARGS = {  # (format, registry decoder) -> decoder arguments
+    ("segmenter-official", "mask_transformer"): {"dropout": 0.1, "drop_path_rate": 0.0, "drop_path_branches": "both"},
 }
 
 # transformers SegFormer config (hidden_sizes, depths) -> our architecture, derived from the registry's MiT sizes
@@ -112,7 +119,8 @@ def load(
         if path.is_dir():
             return _finish(_load_folder(path, args, model_cls, expected_arch=arch, cfg=cfg), num_classes, map_location)
         state, fmt = _read_converted(path)
-    args = _with_format_numerics(args, fmt)
+    args = _with_format_numerics(args, fmt, arch)
+    args = _with_structure_of_weights(args, state)
     num_classes_saved = cfg.num_classes if cfg and checkpoint is None else _head_classes(state, arch)
     model = build_model(arch, num_classes=num_classes_saved, model_cls=model_cls, **args)
     _load_weights(model, state, fmt, source=str(path))
@@ -238,13 +246,27 @@ def _local_or_downloaded(checkpoint: str | Path, cache_dir) -> Path:
     return path
 
 
-def _with_format_numerics(args: dict[str, Any], fmt: str) -> dict[str, Any]:
+def _with_format_numerics(args: dict[str, Any], fmt: str, arch: str) -> dict[str, Any]:
     """``args`` completed with the numerics checkpoints of format ``fmt`` were trained with; explicit args win."""
-    fmt_args = FORMAT_MODEL_ARGS.get(fmt, {})
-    out = {k: v for k, v in fmt_args.items() if k != "encoder_args"} | dict(args)
-    if "encoder_args" in fmt_args:
-        out["encoder_args"] = fmt_args["encoder_args"] | dict(args.get("encoder_args") or {})
+    fmt_args = dict(FORMAT_MODEL_ARGS.get(fmt, {}))
+    decoder_args = FORMAT_DECODER_ARGS.get((fmt, ARCHS[arch].decoder))
+    if decoder_args:
+        fmt_args["decoder_args"] = decoder_args
+    out = {k: v for k, v in fmt_args.items() if k not in ("encoder_args", "decoder_args")} | dict(args)
+    for part in ("encoder_args", "decoder_args"):
+        if part in fmt_args:
+            out[part] = fmt_args[part] | dict(args.get(part) or {})
     return out
+
+
+def _with_structure_of_weights(args: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """``args`` completed with what the weights say about the network's structure: a ViT patch projection without
+    bias (mmseg >= 1.1 writes its ViTs with ``patch_bias=False``) is built without one, so that no parameter trains
+    that the publisher's model does not have; the fact travels in the model's ``build_args`` (saved configs and
+    training checkpoints). Explicit args win."""
+    if "backbone.patch_embed.proj.weight" in state and "backbone.patch_embed.proj.bias" not in state:
+        return args | {"encoder_args": {"patch_bias": False} | dict(args.get("encoder_args") or {})}
+    return args
 
 
 def _table_model_args(cfg: PretrainedCfg | None) -> dict[str, Any]:
@@ -440,7 +462,8 @@ def _load_training_checkpoint(path: Path, model_args: dict, model_cls: type[Enco
     state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     build_args = {k: v for k, v in (hparams.get("model_args") or {}).items() if k not in _TRAINING_ONLY_ARGS}
     num_classes = hparams.get("num_classes") or _head_classes(state, arch)
-    model = build_model(arch, num_classes=num_classes, model_cls=model_cls, **(build_args | model_args))
+    build_args = _with_structure_of_weights(build_args | model_args, state)
+    model = build_model(arch, num_classes=num_classes, model_cls=model_cls, **build_args)
     _load_weights(model, state, "segzoo", source=str(path))
     model.pretrained_cfg = _trained_cfg(hparams, checkpoint.get("datamodule_hyper_parameters") or {}, num_classes)
     return model

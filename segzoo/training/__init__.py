@@ -16,7 +16,14 @@ from segzoo.training._losses import (  # noqa: E402
     OhemCrossEntropyLoss,
 )
 from segzoo.training._module import SegmentationModule, read_checkpoint, segmentation_metrics  # noqa: E402
-from segzoo.training._optim import PolyLR, apply_multipliers, param_groups, poly_warmup_lr  # noqa: E402
+from segzoo.training._optim import (  # noqa: E402
+    MMEnginePolyLR,
+    PolyLR,
+    apply_multipliers,
+    mmengine_poly_lr,
+    param_groups,
+    poly_warmup_lr,
+)
 
 __all__ = [
     "CrossEntropyLoss",
@@ -25,6 +32,7 @@ __all__ = [
     "LossSum",
     "OhemCrossEntropyLoss",
     "LastCheckpoint",
+    "MMEnginePolyLR",
     "MaskWriter",
     "PolyLR",
     "SegmentationModule",
@@ -34,6 +42,7 @@ __all__ = [
     "apply_multipliers",
     "cli_main",
     "main",
+    "mmengine_poly_lr",
     "param_groups",
     "poly_warmup_lr",
     "read_checkpoint",

@@ -1,10 +1,14 @@
 """``SegmentationModule``: the LightningModule that trains and evaluates any segzoo model.
 
 One module serves every encoder–decoder pairing: the model comes from the registry by name (or as any ``nn.Module``
-given in the config), the optimizer and schedule are injected by LightningCLI, and the papers' per-parameter rules
-(head lr ×10, no weight decay on norms and position embeddings, layer-wise decay) are arguments (see
-:mod:`segzoo.training`). Validation and test run in the checkpoint's evaluation mode (whole image or sliding window,
-optionally multi-scale + flip) and report mIoU, mean accuracy and pixel accuracy from one confusion matrix, which
+given in the config), the optimizer and schedule are injected by LightningCLI, and the per-parameter rules (the
+publisher's ``custom_keys``, or head lr ×10, no weight decay on norms and position embeddings, layer-wise decay) are
+arguments that each recipe sets (see :mod:`segzoo.training._optim`). A training step whose loss is NaN or infinite
+changes no weight: its update is dropped with a warning (on every process together under DDP), and a run stops with
+:class:`~segzoo.NonFiniteLossError` after ``MAX_CONSECUTIVE_SKIPS`` such steps in a row.
+
+Validation and test run in the checkpoint's evaluation mode (whole image or sliding window, optionally multi-scale
++ flip) and report mIoU, mean accuracy and pixel accuracy from one confusion matrix, which
 torchmetrics sums over processes, so DDP gives the numbers of a single process.
 """
 
@@ -21,16 +25,18 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 import segzoo
-from segzoo._errors import CheckpointReadError
+from segzoo._errors import CheckpointReadError, NonFiniteLossError
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from segzoo.inference._predict import TTA_SCALES, eval_settings, inference
 from segzoo.inference._visualize import default_palette, denormalize, side_by_side
+from segzoo.models import get_arch
 from segzoo.training._losses import CrossEntropyLoss
-from segzoo.training._optim import PolyLR, apply_multipliers, param_groups
+from segzoo.training._optim import PolyLR, _IterationSchedule, apply_multipliers, param_groups
 
 __all__ = ["SegmentationModule", "read_checkpoint", "segmentation_metrics"]
 
@@ -85,7 +91,7 @@ def _build_model(
                 f"init_from={init_from!r} is a {loaded_arch} checkpoint but model={model!r}; set model to "
                 f"{loaded_arch!r} or leave it out"
             )
-        return net
+        return net.train()  # segzoo.load returns eval mode; training needs dropout, drop path and BN statistics on
     elif model is None:
         raise ValueError("give `model` (an architecture name such as 'segformer-b0', or an nn.Module) or `init_from`")
     else:
@@ -178,12 +184,16 @@ class SegmentationModule(L.LightningModule):
             weights, ``OhemCrossEntropyLoss``, ``DiceLoss``, ``FocalLoss``, ``LossSum``); default cross-entropy. Its
             ``ignore_index`` is set to this module's.
         optimizer: Optimizer factory; its ``lr`` and ``weight_decay`` are the base values the group rules scale.
-        lr_scheduler: Scheduler factory, stepped every iteration; ``segzoo.training.PolyLR`` gets ``total_steps`` from
-            the trainer (``max_steps``) unless the config sets it.
-        head_lr_mult: Lr multiplier for parameters outside the backbone (10 for SegFormer and SETR).
-        norm_decay_mult: Weight-decay multiplier for normalisation layers (0 for SegFormer).
-        embed_decay_mult: Weight-decay multiplier for position embeddings and tokens (0 for SegFormer).
+        lr_scheduler: Scheduler factory, stepped every iteration; ``segzoo.training.PolyLR`` (mmcv 1.x's rule) and
+            ``MMEnginePolyLR`` (mmseg 1.x's) get ``total_steps`` from the trainer (``max_steps``) unless the config
+            sets it.
+        head_lr_mult: Lr multiplier for parameters outside the backbone that no custom key matches.
+        norm_decay_mult: Weight-decay multiplier for normalisation layers that no custom key matches.
+        embed_decay_mult: Weight-decay multiplier for position embeddings and tokens that no custom key matches.
         layer_decay: Layer-wise lr decay for ViT backbones; None disables it.
+        custom_keys: The publisher's ``paramwise_cfg.custom_keys`` as data, ``{name substring: {lr_mult: x,
+            decay_mult: y}}``: a parameter whose name contains keys takes the longest one's multipliers (ties:
+            alphabetical), instead of the three rules above (see :func:`segzoo.training.param_groups`).
         eval_mode: ``"whole"`` or ``"slide"`` for validation, test and predict; defaults to the model's
             ``pretrained_cfg["eval_mode"]``, else whole.
         eval_crop: Sliding-window size; defaults to ``pretrained_cfg["crop_size"]``.
@@ -211,6 +221,7 @@ class SegmentationModule(L.LightningModule):
         norm_decay_mult: float = 1.0,
         embed_decay_mult: float = 1.0,
         layer_decay: float | None = None,
+        custom_keys: dict[str, dict[str, float]] | None = None,
         eval_mode: str | None = None,
         eval_crop: int | tuple[int, int] | None = None,
         eval_stride: int | tuple[int, int] | None = None,
@@ -247,7 +258,12 @@ class SegmentationModule(L.LightningModule):
             "norm_decay_mult": norm_decay_mult,
             "embed_decay_mult": embed_decay_mult,
             "layer_decay": layer_decay,
+            "custom_keys": custom_keys,
         }
+        param_groups(self.model, **self.group_rules)  # bad custom_keys or layer_decay: say so now, not at step 0
+        self.skipped_steps = 0  # training steps skipped for a NaN or infinite loss
+        self._consecutive_skips = 0
+        self._drop_update = False
         self.eval_mode, self.eval_crop, self.eval_stride = eval_mode, eval_crop, eval_stride
         self.eval_batch_size = eval_batch_size
         self.test_tta = test_tta
@@ -265,11 +281,16 @@ class SegmentationModule(L.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)
 
-    def compute_loss(self, images: Tensor, masks: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The loss (default cross-entropy) of the main logits plus the weighted auxiliary losses (SETR: 0.4 each).
+    # A run whose loss is NaN or infinite this many steps in a row stops: skipping cannot help it any more.
+    MAX_CONSECUTIVE_SKIPS = 100
 
-        The cross-entropy averages over the non-ignored pixels (PyTorch's rule; mmseg divides by all pixels). A batch
-        without any valid pixel gives a zero loss that still reaches every parameter.
+    def compute_loss(self, images: Tensor, masks: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of the main logits plus the weighted auxiliary losses (SETR: 0.4 each, mmseg's ``loss_weight``),
+        each the module's ``loss`` on logits at the labels' size.
+
+        The default loss is ``CrossEntropyLoss()``, the mean over the labelled pixels; the paper recipes set
+        ``CrossEntropyLoss(average_over="all")``, mmseg's division by every pixel of the batch. A batch without any
+        labelled pixel gives a zero loss that still reaches every parameter.
         """
         if hasattr(self.model, "forward_with_aux"):
             logits, aux_logits = self.model.forward_with_aux(images)
@@ -284,11 +305,52 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         images, masks = batch["image"], batch["mask"]
         loss, parts = self.compute_loss(images, masks)
+        if not self._all_finite(loss):
+            self._skip_update(loss, parts)
+            return loss  # every process still runs the backward pass (DDP waits for it); the update is dropped
+        self._consecutive_skips = 0
         batch_size = images.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
         if len(parts) > 1:
             self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=batch_size)
         return loss
+
+    def _all_finite(self, loss: Tensor) -> bool:
+        """Whether the loss is finite on every process (one all-reduced flag under DDP, so that all processes drop
+        the same updates: their gradients are averaged, so a NaN on one reaches all)."""
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if self._trainer is not None:
+            finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
+        return finite
+
+    def _skip_update(self, loss: Tensor, parts: dict[str, Tensor]) -> None:
+        """Marks this step's update to be dropped (:meth:`on_before_optimizer_step`); warns, counts, and stops the run
+        after ``MAX_CONSECUTIVE_SKIPS`` in a row."""
+        self._drop_update = True
+        self.skipped_steps += 1
+        self._consecutive_skips += 1
+        values = ", ".join(f"{name} {float(value):.4g}" for name, value in parts.items())
+        step = self.trainer.global_step if self._trainer is not None else None
+        if self._consecutive_skips >= self.MAX_CONSECUTIVE_SKIPS:
+            raise NonFiniteLossError(
+                f"the loss was NaN or infinite for {self._consecutive_skips} steps in a row (now at step {step}: "
+                f"{values}); the weights have not changed since. Lower the learning rate, check the data (NaN in "
+                "the images, class weights) and the loss settings, then resume from the last checkpoint"
+            )
+        rank_zero_warn(
+            f"step {step}: the loss is NaN or infinite (here {float(loss)}: {values}); this step is skipped (no "
+            f"weight update). {self.skipped_steps} step(s) skipped so far"
+        )
+        if self._trainer is not None:
+            self.log("train/skipped_steps", float(self.skipped_steps), batch_size=1, sync_dist=False)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Drops the update of a step whose loss was not finite: without gradients, torch's optimizers leave every
+        parameter, momentum and Adam moment as it was (mixed precision's GradScaler skips such a step itself)."""
+        if self._drop_update:
+            self._drop_update = False
+            if getattr(self.trainer.precision_plugin, "scaler", None) is None:
+                optimizer.zero_grad(set_to_none=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         groups = param_groups(self.model, **self.group_rules)
@@ -297,16 +359,32 @@ class SegmentationModule(L.LightningModule):
         optimizer = self.optimizer_factory(groups)
         apply_multipliers(optimizer)
         scheduler = self.scheduler_factory(optimizer)
-        if isinstance(scheduler, PolyLR) and scheduler.total_steps is None:  # spans the whole run
+        if isinstance(scheduler, _IterationSchedule) and scheduler.total_steps is None:  # spans the whole run
             scheduler.total_steps = int(self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # The weights are in the checkpoint: rebuilding the module from it (load_from_checkpoint) must not fetch the
-        # starting weights again.
+        # The weights are in the checkpoint: rebuilding the module from it (load_from_checkpoint, --ckpt_path,
+        # segzoo.load) must not fetch the starting weights again, but must build the same network, including what
+        # the starting weights decided (the architecture of an init_from checkpoint, a patch embedding without bias,
+        # dropped auxiliary heads).
         hparams = checkpoint.get("hyper_parameters")
-        if hparams is not None:
-            hparams.update(init_from=None, pretrained_encoder=False)
+        if hparams is None:
+            return
+        hparams.update(init_from=None, pretrained_encoder=False)
+        arch = getattr(self.model, "arch_name", None)
+        if isinstance(arch, str) and "model" in hparams:  # not a module given as an object (not a hyperparameter)
+            hparams["model"] = arch
+            hparams["model_args"] = {**(hparams.get("model_args") or {}), **self._network_args()}
+
+    def _network_args(self) -> dict[str, Any]:
+        """The ``create_model`` arguments that rebuild this network (its build arguments, and ``aux_heads=False``
+        when its auxiliary heads were dropped)."""
+        args = dict(getattr(self.model, "build_args", None) or {})
+        dropped = not len(getattr(self.model, "auxiliary_head", []))
+        if dropped and get_arch(self.model.arch_name).aux_heads:
+            args["aux_heads"] = False
+        return args
 
     # ------------------------------------------------------------------------------------------------------------------
     # Evaluation
