@@ -348,7 +348,7 @@ def run_predict(args: argparse.Namespace) -> int:
         try:  # the PIL image, so that predict says what it converts (grayscale, alpha)
             labels = predict(model, image, mode=args.mode, tta=args.tta, crop_size=args.crop_size, stride=args.stride)
         except SegzooError as err:  # e.g. too small for the encoder; anything else is a bug and keeps its traceback
-            skip(file, f"a {image.width}×{image.height} image: {err}")
+            skip(file, str(err))
             continue
         label_path.parent.mkdir(parents=True, exist_ok=True)
         save_label_png(labels, label_path, palette, num_classes)

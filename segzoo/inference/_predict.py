@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from segzoo._errors import InputSizeError
 from segzoo._images import IMAGE_EXTENSIONS, image_to_rgb, list_images, load_image
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol, keep_ratio_size
 from segzoo.models._resize import interpolation_matrix
@@ -591,7 +592,14 @@ def predict(
                         inputs = [x.to(**placement) for x in protocol.tta_inputs(arrays[indices[0]])]
                     else:
                         inputs = [torch.cat([protocol(arrays[i]) for i in indices]).to(**placement)]
-                    for i, image_labels in zip(indices, _predict_labels(model, inputs, settings, original)):
+                    try:
+                        group_labels = _predict_labels(model, inputs, settings, original)
+                    except InputSizeError as err:  # say which images: a folder of photos may hold one tiny file
+                        chunk = images[start : start + per_batch]
+                        names = [str(chunk[i]) for i in indices if isinstance(chunk[i], (str, Path))]
+                        what = ", ".join(names) or "the image"
+                        raise InputSizeError(f"{what} ({original[1]}×{original[0]} px): {err}") from None
+                    for i, image_labels in zip(indices, group_labels):
                         chunk_labels[i] = image_labels
                 labels.extend(chunk_labels[i] for i in range(len(arrays)))
     finally:
