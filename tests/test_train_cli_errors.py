@@ -44,6 +44,8 @@ def run_train(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
         (["--data", "FolderDataModule", "--data.num_classes", "3", "--data.data_root", "/no/such/folder"],
          "segzoo.data.FolderDataModule: Folder dataset: data_root '/no/such/folder' does not exist"),
         (["--data.batch_size", "0"], "segzoo.data.SyntheticDataModule: batch_size must be at least 1, got 0"),
+        (["--data.batch_size", "two"], "--data.batch_size (segzoo.data.SyntheticDataModule): expected int, got 'two'"),
+        (["--model.lr_scheduler.power", "x"], "--model.lr_scheduler.power: expected float, got 'x'"),
         (["--model.model", "segformr-b0"], "--model: unknown architecture 'segformr-b0'. Did you mean: segformer-b0"),
         (["--model.model", "segmenter-mask", "--model.model_args", "{encoder: vit_smal_patch14_dinov2}"],
          "timm has no model 'vit_smal_patch14_dinov2'; closest: vit_small_patch14_dinov2"),

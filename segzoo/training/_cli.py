@@ -91,9 +91,11 @@ def one_line_error(message: str) -> str:
         return f"{what} a DataModule: {_DATA_HINT}"
     reasons = []
     for line in (line.strip().removeprefix("- ").strip() for line in message.splitlines()):
+        line = re.sub(r"\. Got value: Namespace\(.*$", "", line)  # the whole config of a class, after its reason
+        line = re.sub(r"Type .*? expects a function or a callable class: ", "", line)  # the type it was tried as
         if not line or line.startswith(_REPORT_LINES) or re.match(r'Parser key "[^"]+":?$', line):
             continue
-        reasons.append(line)
+        reasons.append(re.sub(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", r"expected \1, got '\2'", line))
     if not keys:
         return " ".join(reasons) or message.strip()
     where = "--" + ".".join(keys) + (f" ({classes[-1]})" if classes else "")
@@ -111,7 +113,7 @@ _DATA_HINT = (
 
 # jsonargparse's report lines that say how the value was tried, not why it failed
 _REPORT_LINES = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>",
-                 "Problem with given class_path", "Not a valid subclass", "Expected a <class")
+                 "Problem with given class_path", "Not a valid subclass")
 
 
 class SegzooCLI(LightningCLI):
