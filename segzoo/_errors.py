@@ -67,6 +67,10 @@ class CheckpointMismatchError(SegzooError, ValueError):
     """``--ckpt_path`` holds a checkpoint of another architecture than the one the config asks for."""
 
 
+class UnknownDatasetError(SegzooError, ValueError):
+    """A model scored without a dataset segzoo can tell (``--dataset``), or a dataset it has no DataModule for."""
+
+
 class DatasetSourceError(SegzooError, FileNotFoundError):
     """``segzoo data prepare``: an archive or folder of the dataset is missing; the message names it and its site."""
 

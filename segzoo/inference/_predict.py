@@ -10,6 +10,7 @@ checkpoint's own preprocessing (``model.pretrained_cfg``) and returns label maps
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "merge_multiscale_flip",
     "multiscale_flip_inference",
     "predict",
+    "predict_arrays",
     "preprocess",
     "slide_inference",
     "whole_inference",
@@ -543,12 +545,12 @@ def fields_for_input(model: nn.Module, images: Tensor, settings: dict[str, Any],
     return [LogitsField(image_logits, rows, cols, flip) for image_logits in logits]
 
 
-def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -> np.ndarray:
+def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -> Tensor:
     """The argmax over classes of the fields' logits (one field) or of their averaged softmax (several: the
     multi-scale + flip ensemble, as mmseg merges it), tile by tile so memory stays bounded.
 
     Each tile is two small matrix products on class-last logits (rows, then the band of columns the tile reads),
-    so the class axis is contiguous for the softmax and the argmax."""
+    so the class axis is contiguous for the softmax and the argmax. Returns an int64 tensor on the logits' device."""
     height, width = output
     num_classes = fields[0].logits.shape[0]
     prepared = [(field.logits.permute(1, 2, 0).float().contiguous(), *field.matrices()) for field in fields]  # h×w×K
@@ -556,7 +558,7 @@ def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -
     column_tiles = [(left, min(width, left + tile_width)) for left in range(0, width, tile_width)]
     column_bands = [[_band(cols[left:right]) for left, right in column_tiles] for _, _, cols in prepared]
     rows_per_tile = max(1, TILE_BYTES // (4 * num_classes * tile_width))
-    labels = np.empty((height, width), dtype=np.int64)
+    labels = torch.empty((height, width), dtype=torch.int64, device=fields[0].logits.device)
     for top in range(0, height, rows_per_tile):
         bottom = min(height, top + rows_per_tile)
         row_strips = []  # each field's logits interpolated to these output rows: r×w×K
@@ -572,12 +574,12 @@ def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -
                 if len(fields) > 1:
                     logits = logits.softmax(dim=-1)
                 total = logits if total is None else total.add_(logits)
-            labels[top:bottom, left:right] = total.argmax(dim=-1).cpu().numpy()
+            labels[top:bottom, left:right] = total.argmax(dim=-1)
     return labels
 
 
 def _predict_labels(model: nn.Module, inputs: list[Tensor], settings: dict[str, Any], original: tuple[int, int]
-                    ) -> list[np.ndarray]:
+                    ) -> list[Tensor]:
     """Labels at the original size for a batch of images (one input), or for one image from its multi-scale inputs
     (several inputs; each also mirrored). As mmseg, logits are brought to the original size before the argmax, and
     each multi-scale pass before its probabilities are averaged."""
@@ -628,34 +630,80 @@ def predict(
     images = [image_or_images] if single else list(image_or_images)
     if not images:
         raise ValueError("no images given to predict")
-    protocol = EvalProtocol.from_pretrained_cfg(getattr(model, "pretrained_cfg", None))
-    settings = eval_settings(model, mode, crop_size, stride, batch_size) | {"tta": tta, "flip": protocol.flip}
-    placement = _model_placement(model)
-    per_batch = 1 if settings["mode"] == "slide" or tta else max(1, batch_size)
+    settings = eval_settings(model, mode, crop_size, stride, batch_size)
+    protocol = dataclasses.replace(
+        EvalProtocol.from_pretrained_cfg(getattr(model, "pretrained_cfg", None)),
+        mode=settings["mode"], crop=settings.get("crop"), stride=settings.get("stride"),
+    )  # fmt: skip
+    per_batch = 1 if protocol.mode == "slide" or tta else max(1, batch_size)
     labels: list[np.ndarray] = []
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            # Only ``per_batch`` images are decoded at a time; those of the same size run as one batch.
+            # Only ``per_batch`` images are decoded at a time.
             for start in range(0, len(images), per_batch):
                 arrays = [_image_array(image) for image in images[start : start + per_batch]]
-                chunk_labels: dict[int, np.ndarray] = {}
-                groups: dict[tuple[int, int], list[int]] = {}
-                for index, array in enumerate(arrays):
-                    groups.setdefault(array.shape[:2], []).append(index)
-                for original, indices in groups.items():
-                    if tta:  # one image: every scale is resized from the original image
-                        inputs = [x.to(**placement) for x in protocol.tta_inputs(arrays[indices[0]])]
-                    else:
-                        inputs = [torch.cat([protocol(arrays[i]) for i in indices]).to(**placement)]
-                    for i, image_labels in zip(indices, _predict_labels(model, inputs, settings, original)):
-                        chunk_labels[i] = image_labels
-                labels.extend(chunk_labels[i] for i in range(len(arrays)))
+                chunk = predict_arrays(model, arrays, protocol, tta=tta, batch_size=batch_size)
+                labels.extend(image_labels.cpu().numpy() for image_labels in chunk)
     finally:
         model.train(was_training)
     if single:
         return labels[0]
     if isinstance(image_or_images, (Tensor, np.ndarray)):
         return np.stack(labels)
+    return labels
+
+
+def predict_arrays(
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    protocol: EvalProtocol,
+    *,
+    tta: bool = False,
+    batch_size: int = 4,
+) -> list[Tensor]:
+    """Label maps at each image's own size through a test pipeline: segzoo's one scoring path, shared by
+    :func:`predict`, validation and test in :class:`~segzoo.training.SegmentationModule` and ``segzoo eval``.
+
+    As mmsegmentation's test loop: each image (H×W×3 as read, uint8 0–255) is resized and normalised by ``protocol``
+    (its keep-ratio test resize on the ``uint8`` image with OpenCV, ``size_divisor``, mean/std), run whole or by
+    sliding window (``protocol.mode``), and the logits are resized to the image's own size before the argmax. With
+    ``tta``, every multi-scale input is resized from the original image by the protocol's rule
+    (``protocol.tta_style``, ratios ``protocol.tta_scales``), also run mirrored when ``protocol.flip``, and the
+    softmax of every pass is averaged at the original size. The full-resolution labels are built strip by strip
+    from the logits, so a large photo never holds its K×H×W logits. In whole mode, images of the same size run as
+    one batch of up to ``batch_size``; in slide mode ``batch_size`` is the number of windows per forward pass.
+
+    The caller sets eval mode and turns autograd off (``predict`` does; Lightning does in validation and test).
+
+    Args:
+        model: A model mapping normalised B×3×h×w images to B×K×h×w logits (segzoo models also give their head's
+            low-resolution logits to the strips).
+        images: H×W×3 arrays, uint8 (0–255) or float on the 0–255 scale; sizes may differ.
+        protocol: The test pipeline and inference mode (``model.eval_protocol``, or one a DataModule describes).
+        tta: Multi-scale + flip.
+        batch_size: Images per forward pass (whole mode), windows per forward pass (slide mode).
+
+    Returns:
+        One int64 H×W tensor per image, on the model's device.
+    """
+    settings = protocol.inference_settings() | {"batch_size": batch_size, "tta": tta, "flip": protocol.flip}
+    placement = _model_placement(model)
+    if tta or protocol.mode == "slide":
+        groups = [[index] for index in range(len(images))]
+    else:  # same-size images share a forward pass
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(images):
+            by_size.setdefault(tuple(image.shape[:2]), []).append(index)
+        groups = [same[i : i + batch_size] for same in by_size.values() for i in range(0, len(same), batch_size)]
+    labels: list[Tensor | None] = [None] * len(images)
+    for indices in groups:
+        original = tuple(images[indices[0]].shape[:2])
+        if tta:  # every scale resized from the original image
+            inputs = [x.to(**placement) for x in protocol.tta_inputs(images[indices[0]])]
+        else:
+            inputs = [torch.cat([protocol(images[i]) for i in indices]).to(**placement)]
+        for index, image_labels in zip(indices, _predict_labels(model, inputs, settings, original)):
+            labels[index] = image_labels
     return labels
