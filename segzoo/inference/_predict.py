@@ -485,10 +485,8 @@ def _model_placement(model: nn.Module) -> dict[str, Any]:
 # Full-resolution labels, strip by strip
 # ---------------------------------------------------------------------------------------------------------------------
 
-# Bytes of float32 logits one tile of output pixels may hold (a 4032×3024 photo's 150-class logits would take
-# 7 GB), and the widest tile: each tile only reads the band of input columns its output columns interpolate from.
+# Bytes of float32 logits one strip of output rows may hold (a 4032×3024 photo's 150-class logits would take 7 GB).
 TILE_BYTES = 32 * 2**20
-TILE_WIDTH = 128
 
 
 @dataclass
@@ -517,11 +515,30 @@ class LogitsField:
         cols = self._axis_matrix(self.logits.shape[2], self.cols)
         return self._axis_matrix(self.logits.shape[1], self.rows), cols.flip(0) if self.flip else cols
 
+    def taps(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        """The two matrices without their zeros: per axis, for each output index the few input indices it reads and
+        their weights (``index``, ``weight``, both output×taps)."""
+        return tuple(_taps(matrix) for matrix in self.matrices())
 
-def _band(matrix: Tensor) -> tuple[int, int]:
-    """The range of input indices a slice of an interpolation matrix reads."""
-    used = matrix.abs().sum(0).nonzero()
-    return int(used.min()), int(used.max()) + 1
+
+def _taps(matrix: Tensor) -> tuple[Tensor, Tensor]:
+    """The non-zeros of each row of an interpolation matrix: (output×taps indices, output×taps weights); rows with
+    fewer non-zeros are padded with zero weights."""
+    taps = int((matrix != 0).sum(dim=1).max())
+    index = matrix.abs().topk(taps, dim=1).indices
+    return index, matrix.gather(1, index)
+
+
+def _gather_sum(source: Tensor, index: Tensor, weight: Tensor, dim: int) -> Tensor:
+    """An interpolation matrix with few non-zeros per row applied along ``dim`` of ``source``: Σ_t ``weight[:, t]`` ×
+    ``source`` at ``index[:, t]`` along ``dim`` (bilinear reads two inputs per output, a chain of resizes a few)."""
+    shape = [1] * source.dim()
+    shape[dim] = -1
+    out = None
+    for tap in range(index.shape[1]):
+        term = source.index_select(dim, index[:, tap]).mul_(weight[:, tap].view(shape))
+        out = term if out is None else out.add_(term)
+    return out
 
 
 def fields_for_input(model: nn.Module, images: Tensor, settings: dict[str, Any], output: tuple[int, int],
@@ -547,34 +564,28 @@ def fields_for_input(model: nn.Module, images: Tensor, settings: dict[str, Any],
 
 def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -> Tensor:
     """The argmax over classes of the fields' logits (one field) or of their averaged softmax (several: the
-    multi-scale + flip ensemble, as mmseg merges it), tile by tile so memory stays bounded.
+    multi-scale + flip ensemble, as mmseg merges it), a strip of output rows at a time so memory stays bounded.
 
-    Each tile is two small matrix products on class-last logits (rows, then the band of columns the tile reads),
-    so the class axis is contiguous for the softmax and the argmax. Returns an int64 tensor on the logits' device."""
+    For each strip, the rows the strip reads are interpolated on the K×h×w logits (whole rows: contiguous), the
+    result turned class-last, and its columns interpolated to the output's (the class axis then contiguous for the
+    softmax and the argmax). Each interpolation reads only the few inputs an output mixes (:func:`_gather_sum`), so
+    the cost grows with the output, not with output × input. Returns an int64 tensor on the logits' device."""
     height, width = output
     num_classes = fields[0].logits.shape[0]
-    prepared = [(field.logits.permute(1, 2, 0).float().contiguous(), *field.matrices()) for field in fields]  # h×w×K
-    tile_width = min(width, TILE_WIDTH)
-    column_tiles = [(left, min(width, left + tile_width)) for left in range(0, width, tile_width)]
-    column_bands = [[_band(cols[left:right]) for left, right in column_tiles] for _, _, cols in prepared]
-    rows_per_tile = max(1, TILE_BYTES // (4 * num_classes * tile_width))
+    prepared = [(field.logits.float(), *field.taps()) for field in fields]
+    widest = max(width, *(logits.shape[2] for logits, _, _ in prepared))
+    rows_per_strip = max(1, TILE_BYTES // (4 * num_classes * widest))
     labels = torch.empty((height, width), dtype=torch.int64, device=fields[0].logits.device)
-    for top in range(0, height, rows_per_tile):
-        bottom = min(height, top + rows_per_tile)
-        row_strips = []  # each field's logits interpolated to these output rows: r×w×K
-        for logits, rows, _ in prepared:
-            first, last = _band(rows[top:bottom])
-            h, w, k = logits[first:last].shape
-            row_strips.append((rows[top:bottom, first:last] @ logits[first:last].reshape(h, w * k)).view(-1, w, k))
-        for tile, (left, right) in enumerate(column_tiles):
-            total = None
-            for (_, _, cols), bands, strip in zip(prepared, column_bands, row_strips):
-                a, b = bands[tile]
-                logits = torch.matmul(cols[left:right, a:b], strip[:, a:b])  # r×c×K
-                if len(fields) > 1:
-                    logits = logits.softmax(dim=-1)
-                total = logits if total is None else total.add_(logits)
-            labels[top:bottom, left:right] = total.argmax(dim=-1)
+    for top in range(0, height, rows_per_strip):
+        bottom = min(height, top + rows_per_strip)
+        total = None
+        for logits, (row_index, row_weight), (col_index, col_weight) in prepared:
+            strip = _gather_sum(logits, row_index[top:bottom], row_weight[top:bottom], dim=1)  # K×r×w
+            strip = _gather_sum(strip.permute(1, 2, 0).contiguous(), col_index, col_weight, dim=1)  # r×W×K
+            if len(fields) > 1:
+                strip = strip.softmax(dim=-1)
+            total = strip if total is None else total.add_(strip)
+        labels[top:bottom] = total.argmax(dim=-1)
     return labels
 
 
