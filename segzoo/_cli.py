@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
         "in %% rounded to 0.01, as mmsegmentation's Runner.test() does.",
     )
     _add_model_args(evaluate)
-    evaluate.add_argument("--data", required=True, type=Path, help="the dataset folder (as `segzoo data prepare` "
-                          "writes it, e.g. the folder holding ADEChallengeData2016)")
+    evaluate.add_argument("--data", type=Path, help="the dataset folder (as `segzoo data prepare` writes it, e.g. the "
+                          "folder holding ADEChallengeData2016); a .ckpt's own folder by default")
     evaluate.add_argument("--dataset", choices=EVAL_DATASETS, help="which dataset --data holds (default: the "
                           "model's; a .ckpt train.py wrote brings its own DataModule)")
     evaluate.add_argument("--tta", action="store_true", help="multi-scale + flip, by the checkpoint's rule")

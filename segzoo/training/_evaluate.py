@@ -101,35 +101,54 @@ def dataset_of(model: nn.Module) -> str | None:
 
 def build_datamodule(
     model: nn.Module,
-    data_root: str | Path,
+    data_root: str | Path | None = None,
     dataset: str | None = None,
     checkpoint_path: str | Path | None = None,
-    **kwargs: Any,
+    num_workers: int | None = None,
+    val_batch_size: int | None = None,
 ) -> L.LightningDataModule:
-    """The DataModule to score ``model`` on ``data_root``: ``dataset`` (a ``checkpoints.yaml`` dataset key), else the
-    DataModule of the ``train.py`` run that wrote ``checkpoint_path`` (a ``.ckpt``: its class and arguments, on
-    ``data_root``), else the model's ``pretrained_cfg["dataset"]``. ``kwargs`` (``num_workers``, ``val_batch_size``)
-    override the DataModule's arguments.
+    """The DataModule to score ``model`` on: ``dataset`` (a ``checkpoints.yaml`` dataset key) on ``data_root``, else
+    the DataModule of the ``train.py`` run that wrote ``checkpoint_path`` (a ``.ckpt``: its class and arguments, on
+    ``data_root`` when given, else on the run's own folder), else the model's ``pretrained_cfg["dataset"]`` on
+    ``data_root``. ``num_workers`` and ``val_batch_size`` replace the DataModule's.
 
     Raises:
-        UnknownDatasetError: No dataset is known, or ``dataset`` is not one segzoo has a DataModule for.
+        UnknownDatasetError: No dataset is known, ``dataset`` is not one segzoo has a DataModule for, or no folder.
     """
     known = ", ".join(DATAMODULES)
+    datamodule = None
     if dataset is None and checkpoint_path is not None and str(checkpoint_path).endswith(".ckpt"):
         # LightningCLI (train.py) keeps the DataModule's class path and arguments in the checkpoint
         saved = dict(read_checkpoint(checkpoint_path, "--model").get("datamodule_hyper_parameters") or {})
         class_path = saved.pop("_class_path", None)
+        saved = {k: v for k, v in saved.items() if not k.startswith("_")}  # LightningCLI's own entries
         if class_path is not None:
-            return _import(class_path)(**(saved | {"data_root": data_root} | kwargs))
-    dataset = dataset or dataset_of(model)
-    if dataset is None:
-        raise UnknownDatasetError(
-            f"the model does not say which dataset it was trained on: give it, e.g. --dataset ade20k (one of {known})"
-        )
-    if dataset not in DATAMODULES:
-        raise UnknownDatasetError(f"no DataModule for dataset {dataset!r}; known: {known}")
-    class_path, extra = DATAMODULES[dataset]
-    return _import(class_path)(data_root, **(extra | kwargs))
+            cls = _import(class_path)
+            if data_root is not None:
+                if "data_root" not in saved:
+                    raise UnknownDatasetError(
+                        f"{checkpoint_path} was trained on {cls.__name__}, which reads no folder: leave out --data"
+                    )
+                saved["data_root"] = data_root
+            datamodule = cls(**saved)
+    if datamodule is None:
+        dataset = dataset or dataset_of(model)
+        if dataset is None:
+            raise UnknownDatasetError(
+                f"the model does not say which dataset it was trained on: give it, e.g. --dataset ade20k (one of "
+                f"{known})"
+            )
+        if dataset not in DATAMODULES:
+            raise UnknownDatasetError(f"no DataModule for dataset {dataset!r}; known: {known}")
+        if data_root is None:
+            raise UnknownDatasetError(f"give the folder that holds {dataset} (--data)")
+        class_path, extra = DATAMODULES[dataset]
+        datamodule = _import(class_path)(data_root, **extra)
+    if num_workers is not None:
+        datamodule.num_workers = num_workers
+    if val_batch_size is not None:
+        datamodule.val_batch_size = val_batch_size
+    return datamodule
 
 
 def evaluate(

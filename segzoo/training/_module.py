@@ -472,7 +472,8 @@ class SegmentationModule(L.LightningModule):
 
     def _log_metrics(self, stage: str, confusion_metric: MulticlassConfusionMatrix) -> None:
         confusion = confusion_metric.compute()  # summed over all processes
-        confusion_metric.reset()
+        with torch.inference_mode(False):  # a fresh state made in inference mode could not be updated by fit later
+            confusion_metric.reset()
         self.confusion_matrices[stage] = confusion.cpu()
         metrics = segmentation_metrics(confusion)
         # The values are already global and equal on every process; sync_dist averages equal numbers (a no-op) and
