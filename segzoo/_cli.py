@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Scores a model with the test loop of `train.py test`: each image through the model's own test "
         "pipeline (its resize, normalisation, whole or sliding window, multi-scale + flip with --tta), the prediction "
         "at the image's own size compared with the mask as stored; prints the per-class table and aAcc / mIoU / mAcc "
-        "in %% rounded to 0.01, as mmsegmentation's Runner.test() does.",
+        "in % rounded to 0.01, as mmsegmentation's Runner.test() does.",
     )
     _add_model_args(evaluate)
     evaluate.add_argument("--data", type=Path, help="the dataset folder (as `segzoo data prepare` writes it, e.g. the "

@@ -297,6 +297,7 @@ class SegmentationModule(L.LightningModule):
         self._checkpoint_cfg = _checkpoint_protocol_cfg(self.model, init_from, self.num_classes)
         self._scoring: tuple[EvalProtocol, str] | None = None
         self._logged: dict[str, tuple[EvalProtocol, str]] = {}
+        self._fit_started = False
 
     # ------------------------------------------------------------------------------------------------------------------
     # Training
@@ -367,7 +368,7 @@ class SegmentationModule(L.LightningModule):
                 "registry or a bare weights file); use eval_protocol_source='data' (the DataModule's) or load a "
                 "published checkpoint by name"
             )
-        if source == "checkpoint" or (source == "auto" and self._checkpoint_cfg is not None and not self._trained()):
+        if source == "checkpoint" or (source == "auto" and self._checkpoint_cfg is not None and not self._fit_started):
             protocol, origin = EvalProtocol.from_pretrained_cfg(self._checkpoint_cfg), "checkpoint"
         else:
             settings = self.eval_settings()
@@ -380,10 +381,6 @@ class SegmentationModule(L.LightningModule):
         tta_style = self.tta_style or protocol.tta_style
         return dataclasses.replace(protocol, tta_scales=self.tta_scales, tta_style=tta_style), origin
 
-    def _trained(self) -> bool:
-        """Whether this module has been trained in this process (its weights are no longer the checkpoint's)."""
-        return getattr(self, "_fit_started", False)
-
     def _data_protocol(self) -> EvalProtocol:
         """The DataModule's test pipeline (``eval_protocol``); for DataModules without one, its mean/std (else
         ImageNet's) and no resize."""
@@ -395,7 +392,7 @@ class SegmentationModule(L.LightningModule):
         return EvalProtocol(mean=tuple(mean), std=tuple(std))
 
     def on_fit_start(self) -> None:
-        self._fit_started = True
+        self._fit_started = True  # from now on the weights are what these data train, not the checkpoint's
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # --ckpt_path: the weights are the checkpoint's; score them with the pipeline that run validated with.
@@ -615,7 +612,9 @@ def _are_original_images(images: Any) -> bool:
     if isinstance(images, Tensor):
         return images.dtype == torch.uint8 and images.ndim == 4 and images.shape[-1] == 3
     return isinstance(images, (list, tuple)) and all(
-        isinstance(image, (np.ndarray, Tensor)) and image.ndim == 3 and image.shape[-1] == 3 for image in images
+        (isinstance(image, np.ndarray) or isinstance(image, Tensor) and image.dtype == torch.uint8)
+        and image.ndim == 3 and image.shape[-1] == 3
+        for image in images
     )
 
 
