@@ -64,14 +64,14 @@ def test_no_full_resolution_logits_are_allocated(monkeypatch):
     model.pretrained_cfg = {"test_scale": [2048, 64]}
     image = np.zeros((1200, 1600, 3), np.uint8)
     sizes = []
-    original = inference._gather_sum
+    original = inference.LogitsField.columns
 
-    def gather_sum(*args, **kwargs):
-        out = original(*args, **kwargs)
-        sizes.append(out.numel() * out.element_size())
+    def columns(self, strip):
+        out = original(self, strip)
+        sizes.extend(t.numel() * t.element_size() for t in (strip, out))
         return out
 
-    monkeypatch.setattr(inference, "_gather_sum", gather_sum)
+    monkeypatch.setattr(inference.LogitsField, "columns", columns)
     labels = model.predict(image)
     assert labels.shape == (1200, 1600)
     assert len(sizes) > 1 and max(sizes) <= inference.TILE_BYTES

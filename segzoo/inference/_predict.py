@@ -500,43 +500,41 @@ class LogitsField:
     cols: list[tuple[str, int]]
     flip: bool = False
 
-    def _axis_matrix(self, size: int, chain: list[tuple[str, int]]) -> Tensor:
-        """A chain of resizes and crops as one (output)×``size`` matrix; composed bilinear resizes stay banded."""
-        matrix = torch.eye(size, dtype=torch.float64, device=self.logits.device)
-        for op, n in chain:
+    def row_taps(self) -> tuple[Tensor, Tensor]:
+        """The row chain as one interpolation matrix without its zeros: for each output row the few logits rows it
+        reads (``index``) and their weights (``weight``), both (output rows)×taps. Composed bilinear resizes stay
+        banded, so a row reads a handful of rows whatever the chain."""
+        matrix = torch.eye(self.logits.shape[1], dtype=torch.float64, device=self.logits.device)
+        for op, n in self.rows:
             if op == "resize":  # uncached: one matrix per photo size would pile up in the cache
                 matrix = interpolation_matrix.__wrapped__(matrix.shape[0], n, torch.float64, matrix.device) @ matrix
             else:
                 matrix = matrix[:n]
-        return matrix.float()
+        matrix = matrix.float()
+        taps = int((matrix != 0).sum(dim=1).max())
+        index = matrix.abs().topk(taps, dim=1).indices
+        return index, matrix.gather(1, index)
 
-    def matrices(self) -> tuple[Tensor, Tensor]:
-        """(output rows)×h and (output columns)×w interpolation matrices: logits[k] maps to rows @ logits[k] @ colsᵀ."""
-        cols = self._axis_matrix(self.logits.shape[2], self.cols)
-        return self._axis_matrix(self.logits.shape[1], self.rows), cols.flip(0) if self.flip else cols
-
-    def taps(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        """The two matrices without their zeros: per axis, for each output index the few input indices it reads and
-        their weights (``index``, ``weight``, both output×taps)."""
-        return tuple(_taps(matrix) for matrix in self.matrices())
-
-
-def _taps(matrix: Tensor) -> tuple[Tensor, Tensor]:
-    """The non-zeros of each row of an interpolation matrix: (output×taps indices, output×taps weights); rows with
-    fewer non-zeros are padded with zero weights."""
-    taps = int((matrix != 0).sum(dim=1).max())
-    index = matrix.abs().topk(taps, dim=1).indices
-    return index, matrix.gather(1, index)
+    def columns(self, strip: Tensor) -> Tensor:
+        """The column chain applied to a K×r×w strip of rows (all the logits' columns), then mirrored back for a
+        flipped pass; each resize is ``F.interpolate`` along the width, as mmseg resizes (a strip holds whole rows, so
+        every output column mixes the same inputs with the same weights as in the whole map)."""
+        for op, n in self.cols:
+            if op == "crop":
+                strip = strip[..., :n]
+            elif n != strip.shape[2]:
+                k, r, w = strip.shape
+                rows = F.interpolate(strip.reshape(1, k * r, w), size=n, mode="linear", align_corners=False)
+                strip = rows.view(k, r, n)
+        return strip.flip(-1) if self.flip else strip  # the mirrored pass back, as mmseg flips its logits
 
 
-def _gather_sum(source: Tensor, index: Tensor, weight: Tensor, dim: int) -> Tensor:
-    """An interpolation matrix with few non-zeros per row applied along ``dim`` of ``source``: Σ_t ``weight[:, t]`` ×
-    ``source`` at ``index[:, t]`` along ``dim`` (bilinear reads two inputs per output, a chain of resizes a few)."""
-    shape = [1] * source.dim()
-    shape[dim] = -1
+def _gather_rows(logits: Tensor, index: Tensor, weight: Tensor) -> Tensor:
+    """Rows of K×h×w logits mixed as an interpolation matrix with few non-zeros per row says: Σ_t ``weight[:, t]`` ×
+    ``logits[:, index[:, t]]`` (whole rows: contiguous reads)."""
     out = None
     for tap in range(index.shape[1]):
-        term = source.index_select(dim, index[:, tap]).mul_(weight[:, tap].view(shape))
+        term = logits.index_select(1, index[:, tap]).mul_(weight[:, tap].view(1, -1, 1))
         out = term if out is None else out.add_(term)
     return out
 
@@ -566,26 +564,25 @@ def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -
     """The argmax over classes of the fields' logits (one field) or of their averaged softmax (several: the
     multi-scale + flip ensemble, as mmseg merges it), a strip of output rows at a time so memory stays bounded.
 
-    For each strip, the rows the strip reads are interpolated on the K×h×w logits (whole rows: contiguous), the
-    result turned class-last, and its columns interpolated to the output's (the class axis then contiguous for the
-    softmax and the argmax). Each interpolation reads only the few inputs an output mixes (:func:`_gather_sum`), so
-    the cost grows with the output, not with output × input. Returns an int64 tensor on the logits' device."""
+    For each strip, the logits rows its output rows read are mixed (:func:`_gather_rows`: a few rows per output row),
+    then the whole width goes through the field's column chain (:meth:`LogitsField.columns`). Returns an int64
+    tensor on the logits' device."""
     height, width = output
     num_classes = fields[0].logits.shape[0]
-    prepared = [(field.logits.float(), *field.taps()) for field in fields]
-    widest = max(width, *(logits.shape[2] for logits, _, _ in prepared))
+    prepared = [(field, field.logits.float(), *field.row_taps()) for field in fields]
+    widths = [n for field in fields for op, n in field.cols if op == "resize"]
+    widest = max(width, *(field.logits.shape[2] for field in fields), *widths)
     rows_per_strip = max(1, TILE_BYTES // (4 * num_classes * widest))
     labels = torch.empty((height, width), dtype=torch.int64, device=fields[0].logits.device)
     for top in range(0, height, rows_per_strip):
         bottom = min(height, top + rows_per_strip)
         total = None
-        for logits, (row_index, row_weight), (col_index, col_weight) in prepared:
-            strip = _gather_sum(logits, row_index[top:bottom], row_weight[top:bottom], dim=1)  # K×r×w
-            strip = _gather_sum(strip.permute(1, 2, 0).contiguous(), col_index, col_weight, dim=1)  # r×W×K
+        for field, logits, row_index, row_weight in prepared:
+            strip = field.columns(_gather_rows(logits, row_index[top:bottom], row_weight[top:bottom]))  # K×r×W
             if len(fields) > 1:
-                strip = strip.softmax(dim=-1)
+                strip = strip.softmax(dim=0)
             total = strip if total is None else total.add_(strip)
-        labels[top:bottom] = total.argmax(dim=-1)
+        labels[top:bottom] = total.argmax(dim=0)
     return labels
 
 
