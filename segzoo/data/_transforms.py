@@ -9,7 +9,7 @@ Evaluation samples are not transformed here: validation and test items hold the 
 mask at its original size (:func:`build_eval_transform`). The model side turns the image into the model's input with
 the test pipeline, :class:`segzoo.EvalProtocol` (keep-ratio resize of the ``uint8`` image with OpenCV,
 ``size_divisor``, normalisation), and brings the logits back to the original size before the argmax
-(:func:`segzoo.inference._predict.predict_arrays`, the path ``predict`` takes), so the ground truth is compared as
+(:func:`segzoo.inference.predict_arrays`, the path ``predict`` takes), so the ground truth is compared as
 stored, as in mmsegmentation's test loop.
 
 Images are RGB ``uint8`` arrays of shape H x W x 3, masks ``uint8`` arrays of shape H x W where 255 means "ignore".

@@ -1,7 +1,7 @@
 """Scoring a model on a dataset folder as its publisher did: ``segzoo eval`` and ``benchmarks/accuracy.py``.
 
 :func:`evaluate` runs Lightning's test loop with :class:`SegmentationModule`, the loop ``train.py test`` runs, so the
-three commands share one scoring path (:func:`segzoo.inference._predict.predict_arrays`, also behind ``predict``):
+three commands share one scoring path (:func:`segzoo.inference.predict_arrays`, also behind ``predict``):
 every image goes through the model's own test pipeline and its prediction, at the image's own size, is compared with
 the mask as stored. The metrics are mmsegmentation's ``IoUMetric``'s (aAcc, mIoU, mAcc; per class IoU and Acc), in %;
 :meth:`EvalResult.rounded` rounds them to 0.01 as ``Runner.test()`` prints them.

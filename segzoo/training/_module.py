@@ -9,7 +9,7 @@ Validation and test score as the publisher's test loop does (mmsegmentation's ``
 goes through a test pipeline (:class:`segzoo.EvalProtocol`: keep-ratio resize of the ``uint8`` image, normalisation,
 whole image or sliding window, optionally multi-scale + flip with every scale resized from the original), the logits
 are resized to the image's own size before the argmax, and the prediction is compared with the mask as stored. This is
-:func:`segzoo.inference._predict.predict_arrays`, the path ``predict`` and ``segzoo eval`` take. mIoU, mean accuracy
+:func:`segzoo.inference.predict_arrays`, the path ``predict`` and ``segzoo eval`` take. mIoU, mean accuracy
 and pixel accuracy come from one confusion matrix, which torchmetrics sums over processes, so DDP gives the numbers of
 a single process (segzoo's DataModules give each process its own images, none twice).
 """
