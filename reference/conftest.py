@@ -23,6 +23,7 @@ from parity_cases import MODELS, Reference, TrainReference
 REPO = Path(__file__).resolve().parents[1]
 SIDE_SCRIPT = REPO / "reference" / "mmseg_side.py"
 TRAIN_SIDE_SCRIPT = REPO / "reference" / "mmseg_train_side.py"
+TEST_LOOP_SCRIPT = REPO / "reference" / "mmseg_test_loop.py"
 SIDE_TIMEOUT_S = 1800
 
 SETUP_HINT = "build it with `bash reference/setup.sh` (or point SEGZOO_MMSEG_PYTHON at a python that has mmseg 1.2.2)"
@@ -83,6 +84,18 @@ def mmseg_train_ref(mmseg_ref, tmp_path_factory) -> TrainReference:
             pytest.fail(f"{TRAIN_SIDE_SCRIPT.name} finished but {out}/train_manifest.json is incomplete",
                         pytrace=False)
     return TrainReference(out, json.loads((out / "train_manifest.json").read_text()))
+
+
+@pytest.fixture(scope="session")
+def mmseg_test_loop(mmseg_ref: Reference) -> Reference:
+    """``reference/mmseg_test_loop.py``'s output (``Runner.test()`` on a small ADE20K-layout folder): reused from
+    ``SEGZOO_MMSEG_TEST_LOOP_OUT`` (default ``<mmseg_ref>/test_loop``) when complete, else run into it."""
+    out = Path(os.environ.get("SEGZOO_MMSEG_TEST_LOOP_OUT") or mmseg_ref.out / "test_loop")
+    if not _complete(out):
+        _run_side(_reference_python(), out, TEST_LOOP_SCRIPT, ("--ref", str(mmseg_ref.out)))
+        if not _complete(out):
+            pytest.fail(f"{TEST_LOOP_SCRIPT.name} finished but {out}/manifest.json is incomplete", pytrace=False)
+    return Reference(out, json.loads((out / "manifest.json").read_text()))
 
 
 # --------------------------------------------------------------------------------------------------------------

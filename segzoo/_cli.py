@@ -1,10 +1,11 @@
-"""The ``segzoo`` console script: ``segzoo predict``, ``segzoo export``, ``segzoo list``, ``segzoo train`` and
-``segzoo data``.
+"""The ``segzoo`` console script: ``segzoo predict``, ``segzoo eval``, ``segzoo export``, ``segzoo list``,
+``segzoo train`` and ``segzoo data``.
 
 Examples::
 
     segzoo predict --model segformer-b0-ade photos/ --out predictions/
     segzoo predict --arch segformer-b0 --num-classes 150 image.jpg --out out/   # random weights, to try the tool
+    segzoo eval --model segformer-b0-ade --data data/ade [--tta]   # mIoU / mAcc / aAcc as the publisher scored them
     segzoo export --model segformer-b0-ade --format onnx --out segformer-b0-ade.onnx
     segzoo list "segformer*"
     segzoo train fit --config configs/quickstart.yaml     # LightningCLI (segzoo.training), as python train.py
@@ -40,6 +41,8 @@ class UsageError(SegzooError):
 
 
 PREPARE_DATASETS = ("ade20k", "cityscapes", "pascal-context", "coco-stuff")  # segzoo.data.prepare_dataset's names
+# segzoo.training._evaluate.DATAMODULES' keys (checkpoints.yaml dataset keys); a test keeps the two lists equal
+EVAL_DATASETS = ("ade20k", "cityscapes", "pascal-context-59", "pascal-context-60", "coco-stuff-164k")
 
 
 def _positive_int(text: str) -> int:
@@ -144,6 +147,33 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--alpha", type=_fraction, default=0.5, help="weight of the colours in the overlay")
     predict.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     predict.add_argument("--no-overlay", action="store_true", help="write only the label maps")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a model on a dataset folder as its publisher did (mIoU, mAcc, aAcc, per-class IoU)",
+        description="Scores a model with the test loop of `train.py test`: each image through the model's own test "
+        "pipeline (its resize, normalisation, whole or sliding window, multi-scale + flip with --tta), the prediction "
+        "at the image's own size compared with the mask as stored; prints the per-class table and aAcc / mIoU / mAcc "
+        "in % rounded to 0.01, as mmsegmentation's Runner.test() does.",
+    )
+    _add_model_args(evaluate)
+    evaluate.add_argument("--data", type=Path, help="the dataset folder (as `segzoo data prepare` writes it, e.g. the "
+                          "folder holding ADEChallengeData2016); a .ckpt's own folder by default")
+    evaluate.add_argument("--dataset", choices=EVAL_DATASETS, help="which dataset --data holds (default: the "
+                          "model's; a .ckpt train.py wrote brings its own DataModule)")
+    evaluate.add_argument("--tta", action="store_true", help="multi-scale + flip, by the checkpoint's rule")
+    evaluate.add_argument("--tta-style", choices=("mmseg-0.x", "mmseg-1.x"),
+                          help="multi-scale rule: ratio × the test scale (0.x) or × the image size (1.x)")
+    evaluate.add_argument("--tta-scales", type=float, nargs="+", metavar="RATIO",
+                          help="multi-scale ratios (default: 0.5 0.75 1.0 1.25 1.5 1.75)")
+    evaluate.add_argument("--mode", choices=("whole", "slide"), help="inference mode (default: the checkpoint's)")
+    evaluate.add_argument("--crop-size", type=_positive_int, help="--mode slide window (default: the checkpoint's)")
+    evaluate.add_argument("--stride", type=_positive_int, help="--mode slide stride (default: the checkpoint's)")
+    evaluate.add_argument("--limit", type=_positive_int, help="score the first N images only")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=1, help="images per batch (default 1)")
+    evaluate.add_argument("--num-workers", type=int, default=2, help="data loading processes (default 2)")
+    evaluate.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda:0")
+    evaluate.add_argument("--json", type=Path, help="also write the results (unrounded too) to this JSON file")
 
     export = commands.add_parser("export", help="export a model to ONNX (dynamic batch, height and width)")
     _add_model_args(export)
@@ -361,6 +391,43 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0 if not skipped else 1 if written else 2
 
 
+def run_eval(args: argparse.Namespace) -> None:
+    import json
+
+    from segzoo.training._evaluate import build_datamodule, evaluate
+
+    model = load_model(args)
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    if args.mode == "slide" or (args.mode is None and cfg.get("eval_mode") == "slide"):
+        _check_slide_options(args, cfg)
+    overrides = {"eval_mode": args.mode, "crop_size": args.crop_size, "stride": args.stride}
+    model.pretrained_cfg = cfg | {k: v for k, v in overrides.items() if v is not None}
+    ckpt = next((p for p in (args.model, args.checkpoint) if p and str(p).endswith(".ckpt")), None)
+    try:
+        datamodule = build_datamodule(
+            model, args.data, args.dataset, checkpoint_path=ckpt, num_workers=args.num_workers,
+            val_batch_size=args.batch_size,
+        )  # fmt: skip
+        datamodule.setup("test")
+    except (FileNotFoundError, ValueError) as err:  # a missing folder or files: the message shows the layout
+        raise UsageError(str(err)) from err
+    device = args.device.split(":")
+    accelerator = "cpu" if device[0] == "cpu" else "gpu"
+    devices = [int(device[1])] if len(device) > 1 else 1
+    result = evaluate(model, datamodule, tta=args.tta, tta_style=args.tta_style, tta_scales=args.tta_scales,
+                      limit=args.limit,
+                      accelerator=accelerator, devices=devices, progress=sys.stderr.isatty())
+    scores = result.rounded()
+    print(
+        f"{args.model or args.arch}: aAcc {scores['aAcc']:.2f}  mIoU {scores['mIoU']:.2f}  mAcc {scores['mAcc']:.2f}  "
+        f"({result.images} images of {result.dataset}, the "
+        f"{'checkpoint' if result.protocol_source == 'checkpoint' else 'DataModule'}'s test pipeline"
+        f"{', multi-scale + flip ' + result.protocol.tta_style if args.tta else ''}, {result.seconds:.1f} s)"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"model": args.model or args.arch} | result.to_dict(), indent=1))
+
+
 def _check_slide_options(args: argparse.Namespace, cfg: dict) -> None:
     """Slide mode has a window size and a stride that covers every pixel (stride at most the window)."""
     from segzoo.inference._predict import size_pair
@@ -467,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)  # option errors: usage and one line, exit status 2
-    commands = {"predict": run_predict, "export": run_export, "list": run_list, "data": run_data}
+    commands = {"predict": run_predict, "eval": run_eval, "export": run_export, "list": run_list, "data": run_data}
     try:
         status = commands[args.command](args)
     except SegzooError as err:  # what the user asked for is wrong (names, files, downloads): one line

@@ -72,6 +72,10 @@ class InputSizeError(SegzooError, ValueError):
     side); ``segzoo predict`` names the image and goes on with the others."""
 
 
+class UnknownDatasetError(SegzooError, ValueError):
+    """A model scored without a dataset segzoo can tell (``--dataset``), or a dataset it has no DataModule for."""
+
+
 class DatasetSourceError(SegzooError, FileNotFoundError):
     """``segzoo data prepare``: an archive or folder of the dataset is missing; the message names it and its site."""
 

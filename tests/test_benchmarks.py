@@ -27,7 +27,7 @@ def test_accuracy_script_scores_predict_labels_against_original_size_ground_trut
     segzoo.create_model("segformer-b0", num_classes=150).save_pretrained(weights)
     out = tmp_path / "acc.csv"
     script("accuracy").main(["--model", "segformer-b0-ade", "--data", str(data), "--checkpoint", str(weights),
-                             "--limit", "1", "--csv", str(out)])
+                             "--num-workers", "0", "--limit", "1", "--csv", str(out)])
     table = capsys.readouterr().out
     assert "| segformer-b0-ade | ade20k | 1 | whole |" in table and "37.4" in table  # publisher's single-scale mIoU
     miou = float(out.read_text().splitlines()[1].split(",")[4])

@@ -61,8 +61,11 @@ def training_masks(dm: FolderDataModule, split: str = "train") -> list[np.ndarra
 
     dm.setup("fit")
     dataset = dm.datasets[split]
-    dataset.transform = build_eval_transform()
-    return [dataset[i]["mask"].numpy() for i in range(len(dataset))]
+    augment, dataset.transform = dataset.transform, build_eval_transform()
+    try:
+        return [dataset[i]["mask"].numpy() for i in range(len(dataset))]
+    finally:
+        dataset.transform = augment
 
 
 # --- findings and recommendations, one usual case each ------------------------------------------------------------

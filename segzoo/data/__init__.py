@@ -3,8 +3,9 @@
 DataModules: :class:`ADE20KDataModule`, :class:`CityscapesDataModule`, :class:`PascalContextDataModule`,
 :class:`COCOStuffDataModule`, :class:`FolderDataModule` (your own data) and :class:`SyntheticDataModule` (generated
 scenes, no files). Each exposes ``num_classes``, ``ignore_index`` (255), ``class_names`` and ``palette`` and takes
-``mean``/``std`` on the 0-255 scale, so ``model.pretrained_cfg["mean"]`` / ``["std"]`` can be passed in. Evaluation
-inputs are made by the checkpoint's :class:`segzoo.EvalProtocol` (``eval_protocol=``). :func:`check_dataset`
+``mean``/``std`` on the 0-255 scale, so ``model.pretrained_cfg["mean"]`` / ``["std"]`` can be passed in. Validation
+and test items hold the image as read and the mask at its own size: the model's input is made by a test pipeline
+(:class:`segzoo.EvalProtocol`) when they are scored. :func:`check_dataset`
 (``segzoo data check``) reads a folder dataset's masks and recommends the FolderDataModule settings to train it.
 
 Each name imports its module when first used (PEP 562): :func:`check_dataset` needs neither Lightning nor torch, and
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from segzoo.data._base import SegmentationDataModule
     from segzoo.data._cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, CityscapesDataModule
     from segzoo.data._coco_stuff import COCOStuffDataModule
-    from segzoo.data._dataset import SegmentationDataset, read_image, read_mask
+    from segzoo.data._dataset import SegmentationDataset, collate_eval, read_image, read_mask
     from segzoo.data._doctor import DatasetReport, check_dataset
     from segzoo.data._files import IGNORE_INDEX
     from segzoo.data._folder import FolderDataModule
@@ -48,6 +49,7 @@ _LAZY = {  # public name -> the module that defines it
     "CityscapesDataModule": "_cityscapes",
     "COCOStuffDataModule": "_coco_stuff",
     "SegmentationDataset": "_dataset",
+    "collate_eval": "_dataset",
     "read_image": "_dataset",
     "read_mask": "_dataset",
     "DatasetReport": "_doctor",
@@ -102,6 +104,7 @@ __all__ = [
     "build_eval_transform",
     "build_train_transform",
     "check_dataset",
+    "collate_eval",
     "prepare_dataset",
     "read_image",
     "read_mask",

@@ -9,11 +9,12 @@ Given the same random draws, every step gives exactly mmsegmentation 1.2.2's arr
 ``RandomCrop``, ``RandomFlip``, ``PhotoMetricDistortion`` and ``SegDataPreProcessor``), proven in
 ``reference/test_transform_parity.py``.
 
-The evaluation pipeline is the checkpoint's test pipeline, :class:`segzoo.preprocessing.EvalProtocol` (keep-ratio
-resize of the ``uint8`` image with OpenCV, ``size_divisor``, normalisation): the same object ``predict`` uses, so
-validation inputs are exactly the publisher's. Masks go through the same resize with nearest-neighbour interpolation,
-so **validation masks are at the resized size**, not at the original image size (mmsegmentation instead resizes the
-logits back to the original size; ``benchmarks/accuracy.py`` does that, and scores differ only marginally).
+Evaluation samples are not transformed here: validation and test items hold the image as read (``uint8``) and the
+mask at its original size (:func:`build_eval_transform`). The model side turns the image into the model's input with
+the test pipeline, :class:`segzoo.EvalProtocol` (keep-ratio resize of the ``uint8`` image with OpenCV,
+``size_divisor``, normalisation), and brings the logits back to the original size before the argmax
+(:func:`segzoo.inference.predict_arrays`, the path ``predict`` takes), so the ground truth is compared as
+stored, as in mmsegmentation's test loop.
 
 Images are RGB ``uint8`` arrays of shape H x W x 3, masks ``uint8`` arrays of shape H x W where 255 means "ignore".
 Mean and std are given on the 0-255 scale, as in mmsegmentation configs and ``model.pretrained_cfg``.
@@ -32,7 +33,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol, keep_ratio_size
+from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, keep_ratio_size
 from segzoo.data._files import IGNORE_INDEX
 from segzoo.inference._predict import size_pair
 
@@ -340,37 +341,24 @@ def build_train_transform(
     return A.Compose(steps)
 
 
-class TestPipeline(A.DualTransform):
-    """A checkpoint's test pipeline (:class:`~segzoo.preprocessing.EvalProtocol`) as an albumentations transform:
-    the image is resized and normalised exactly as ``predict`` does it, the mask resized to the same size with
-    nearest-neighbour interpolation."""
+class KeepOriginal:
+    """The evaluation "pipeline" of segzoo's datasets: the image as read (H×W×3 ``uint8``) and the mask at its own
+    size, untouched. Scoring resizes and normalises the image itself, through the test pipeline
+    (:class:`segzoo.EvalProtocol`), and compares its prediction at the original size with the mask as stored."""
 
-    def __init__(self, protocol: EvalProtocol, p: float = 1.0):
-        super().__init__(p=p)
-        self.protocol = protocol
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None, **_: Any) -> dict[str, Any]:
+        return {"image": image, "mask": mask}
 
-    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        return self.protocol(img)[0].permute(1, 2, 0).numpy()  # H×W×3 float32, normalised
-
-    def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
-        height, width = self.protocol.resize(np.zeros((*mask.shape[:2], 1), np.uint8)).shape[:2]
-        return _resize_pair(mask, height, width, cv2.INTER_NEAREST)
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("protocol",)
+    def __repr__(self) -> str:
+        return "KeepOriginal()"
 
 
-def build_eval_transform(protocol: EvalProtocol | None = None) -> A.Compose:
-    """The evaluation pipeline: the checkpoint's test pipeline (ImageNet normalisation and no resize by default),
-    then a tensor.
-
-    Args:
-        protocol: The checkpoint's :class:`~segzoo.preprocessing.EvalProtocol` (``model.eval_protocol``).
-
-    Returns:
-        A ``Compose`` taking ``image`` and optionally ``mask``.
-    """
-    return A.Compose([TestPipeline(protocol or EvalProtocol()), A.ToTensorV2()])
+def build_eval_transform() -> KeepOriginal:
+    """The evaluation pipeline of segzoo's datasets: none (:class:`KeepOriginal`). Items then hold the ``uint8`` image
+    and the mask as stored, which :class:`~segzoo.training.SegmentationModule` (validation, test, predict) scores at
+    their own size through the test pipeline; collate them with :func:`segzoo.data.collate_eval` (a list per key:
+    sizes differ)."""
+    return KeepOriginal()
 
 
 def seed_transform(transform: A.BaseCompose, seed: int) -> None:

@@ -2,7 +2,7 @@
 export, and drawing label maps. Works on any model of the layers below."""
 
 from segzoo.inference._export import export_onnx, verify_onnx
-from segzoo.inference._predict import inference, predict
+from segzoo.inference._predict import inference, predict, predict_arrays
 from segzoo.inference._visualize import colorize, overlay, overlay_with_legend, side_by_side
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "overlay",
     "overlay_with_legend",
     "predict",
+    "predict_arrays",
     "side_by_side",
     "verify_onnx",
 ]

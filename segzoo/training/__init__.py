@@ -8,6 +8,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would o
 
 from segzoo.training._callbacks import LastCheckpoint, MaskWriter, SigtermWatchdog, StopOnEveryRank  # noqa: E402
 from segzoo.training._cli import SegzooCLI, cli_main, main, trainer_defaults  # noqa: E402
+from segzoo.training._evaluate import EvalResult, build_datamodule, evaluate  # noqa: E402
 from segzoo.training._losses import (  # noqa: E402
     CrossEntropyLoss,
     DiceLoss,
@@ -28,6 +29,7 @@ from segzoo.training._optim import (  # noqa: E402
 __all__ = [
     "CrossEntropyLoss",
     "DiceLoss",
+    "EvalResult",
     "FocalLoss",
     "LossSum",
     "OhemCrossEntropyLoss",
@@ -40,7 +42,9 @@ __all__ = [
     "SigtermWatchdog",
     "StopOnEveryRank",
     "apply_multipliers",
+    "build_datamodule",
     "cli_main",
+    "evaluate",
     "main",
     "mmengine_poly_lr",
     "param_groups",
