@@ -71,9 +71,23 @@ class DatasetSourceError(SegzooError, FileNotFoundError):
     """``segzoo data prepare``: an archive or folder of the dataset is missing; the message names it and its site."""
 
 
+class BackendUnavailableError(SegzooError, ImportError):
+    """The inference engine asked for (onnxruntime, OpenVINO) is not installed."""
+
+
+class RuntimeModelError(SegzooError, ValueError):
+    """An ONNX file the runtime cannot run as segzoo's labels: no segzoo metadata, or a protocol it does not know."""
+
+
+class AgreementError(SegzooError, ValueError):
+    """Reduced-precision labels (int8, bf16) agree with fp32 on fewer pixels than the threshold asked for."""
+
+
 __all__ = [
+    "AgreementError",
     "AmbiguousArchitectureError",
     "ArchitectureNotFoundError",
+    "BackendUnavailableError",
     "CheckpointMismatchError",
     "CheckpointReadError",
     "CheckpointTableError",
@@ -82,9 +96,11 @@ __all__ = [
     "DatasetSourceError",
     "DownloadError",
     "ExportError",
+    "RuntimeModelError",
     "SegzooError",
     "UnknownCheckpointError",
     "UnknownFormatError",
     "UnknownModelError",
     "UnsafeCheckpointError",
 ]
+
