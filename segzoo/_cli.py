@@ -74,6 +74,8 @@ def _mask_value(text: str) -> int:
 
 def _device(text: str) -> str:
     """A torch device that exists on this machine: cpu, cuda, cuda:N, mps or xpu."""
+    if text == "cpu":  # the default: no torch import (predict --onnx runs without PyTorch)
+        return text
     import torch
 
     try:

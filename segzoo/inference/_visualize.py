@@ -143,7 +143,7 @@ def save_label_png(
         image.putpalette(flat + [0] * (768 - len(flat)))  # a full table: every 8-bit index has a colour
     else:
         image = Image.fromarray(labels.astype(np.uint16))
-    image.save(path)
+    image.save(path, format="PNG")  # also into a file object (the demo page's download)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -59,6 +59,11 @@ def protocol_from_metadata(metadata: dict[str, str], path: Path) -> EvalProtocol
             "`segzoo export` (or model.export_onnx), which records it"
         )
     values = json.loads(metadata["segzoo.eval_protocol"])
+    if values.get("mode", "whole") not in KNOWN_MODES:
+        raise RuntimeModelError(
+            f"{path}: inference mode {values['mode']!r} is not implemented by segzoo.runtime (it knows "
+            f"{', '.join(KNOWN_MODES)}); use segzoo.predict with the PyTorch model, or upgrade segzoo"
+        )
     defaults = {f.name: f.default for f in dataclasses.fields(EvalProtocol)}
     unknown = {k: v for k, v in values.items() if k not in KNOWN_PROTOCOL_FIELDS and k not in defaults}
     if unknown:
@@ -79,11 +84,6 @@ def protocol_from_metadata(metadata: dict[str, str], path: Path) -> EvalProtocol
         raise RuntimeModelError(
             f"{path}: its protocol sets {unsupported}, which segzoo.runtime does not implement yet; use "
             "segzoo.predict with the PyTorch model"
-        )
-    if protocol.mode not in KNOWN_MODES:
-        raise RuntimeModelError(
-            f"{path}: inference mode {protocol.mode!r} is not implemented by segzoo.runtime (it knows "
-            f"{', '.join(KNOWN_MODES)}); use segzoo.predict with the PyTorch model"
         )
     return protocol
 
