@@ -9,8 +9,10 @@ per axis, optionally mirrored, and the labels are the argmax of the logits (one 
   to 1, so every output pixel is a convex combination of the low-resolution logits in a small rectangle. Where one
   class is the argmax at every pixel of that rectangle (in every pass), it is the argmax of the combination too, and
   of the averaged softmax: those pixels take it directly, from the low-resolution argmax.
-* The remaining pixels (near class boundaries, typically a few percent) are computed exactly, in chunks: their
-  logits gathered from the rectangle and weighted, softmaxed and summed over the passes, then the argmax.
+* The remaining pixels (near class boundaries: a few percent for a trained model, up to half for random weights)
+  are computed exactly, a strip of output rows at a time: the logits are interpolated along the rows (all classes,
+  at low resolution), then along the columns for those pixels only, softmaxed and summed over the passes, and the
+  argmax taken.
 
 Labels therefore equal ``predict``'s except where two classes are within float rounding of each other (about 1e-6:
 the sums run in another order). Memory: a few H×W integer maps, never H×W×K logits.
@@ -23,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Boundary pixels computed per chunk: chunk × taps × classes floats stay a few tens of MB.
-CHUNK_PIXELS = 8192
+# Output rows are worked on in strips of logits interpolated along the rows, at most this many bytes each.
+STRIP_BYTES = 16 * 2**20
 
 
 def two_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,8 +89,8 @@ class Taps:
 
 @dataclass
 class Field:
-    """One pass's logits (h×w×K, any strides) and how they reach the output size: per axis a chain of resizes and
-    crops, then an optional mirror of the columns."""
+    """One pass's logits (h×w×K; contiguous is fastest) and how they reach the output size: per axis a chain of
+    resizes and crops, then an optional mirror of the columns."""
 
     logits: np.ndarray
     rows: list[tuple[str, int]]
@@ -107,14 +109,30 @@ def _rectangle_extremes(argmax: np.ndarray, rows: Taps, cols: Taps) -> tuple[np.
     return np.max(row_max[:, cols.index], axis=2), np.min(row_min[:, cols.index], axis=2)
 
 
-def _exact_logits(field: Field, rows: Taps, cols: Taps, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """n × K logits of the output pixels (ys, xs): the weighted sum over the rectangle each reads."""
-    total = np.zeros((len(ys), field.logits.shape[2]), dtype=np.float32)
-    for t in range(rows.index.shape[1]):
-        row_index, row_weight = rows.index[ys, t], rows.weight[ys, t]
-        for u in range(cols.index.shape[1]):
-            weight = row_weight * cols.weight[xs, u]
-            total += weight[:, None] * field.logits[row_index, cols.index[xs, u]]
+def _rows_interpolated(field: Field, rows: Taps, top: int, bottom: int) -> np.ndarray:
+    """The field's logits interpolated to output rows top..bottom (all low-resolution columns): r × (w·K)."""
+    h, w, k = field.logits.shape
+    by_row = field.logits.reshape(h, w * k)  # whole rows gathered at once: contiguous copies
+    index, weight = rows.index[top:bottom], rows.weight[top:bottom]
+    strip = by_row[index[:, 0]]
+    strip *= weight[:, 0, None]
+    for t in range(1, index.shape[1]):
+        term = by_row[index[:, t]]
+        term *= weight[:, t, None]
+        strip += term
+    return strip
+
+
+def _exact_logits(strip: np.ndarray, cols: Taps, ys: np.ndarray, xs: np.ndarray, num_classes: int) -> np.ndarray:
+    """n × K logits of the output pixels (ys in the strip, xs): the strip's rows interpolated along the columns."""
+    vectors = strip.reshape(-1, num_classes)  # one class vector per (strip row, low-resolution column)
+    first = ys * (strip.shape[1] // num_classes)
+    total = vectors[first + cols.index[xs, 0]]
+    total *= cols.weight[xs, 0, None]
+    for u in range(1, cols.index.shape[1]):
+        term = vectors[first + cols.index[xs, u]]
+        term *= cols.weight[xs, u, None]
+        total += term
     return total
 
 
@@ -140,14 +158,20 @@ def labels_from_fields(fields: Sequence[Field], output: tuple[int, int]) -> np.n
         else:
             agree &= (high == low) & (high == labels)
         prepared.append((field, rows, cols))
-    ys, xs = np.nonzero(~agree)
-    for start in range(0, len(ys), CHUNK_PIXELS):
-        y, x = ys[start : start + CHUNK_PIXELS], xs[start : start + CHUNK_PIXELS]
-        if len(prepared) == 1:
-            scores = _exact_logits(*prepared[0], y, x)
+    num_classes = fields[0].logits.shape[2]
+    width_in = max(field.logits.shape[1] for field in fields)
+    rows_per_strip = max(1, STRIP_BYTES // (4 * num_classes * width_in))
+    for top in range(0, height, rows_per_strip):
+        bottom = min(height, top + rows_per_strip)
+        ys, xs = np.nonzero(~agree[top:bottom])
+        if len(ys) == 0:
+            continue
+        strips = [(_rows_interpolated(field, rows, top, bottom), cols) for field, rows, cols in prepared]
+        if len(strips) == 1:
+            scores = _exact_logits(*strips[0], ys, xs, num_classes)
         else:
-            scores = sum(_softmax(_exact_logits(field, rows, cols, y, x)) for field, rows, cols in prepared)
-        labels[y, x] = scores.argmax(axis=1)
+            scores = sum(_softmax(_exact_logits(strip, cols, ys, xs, num_classes)) for strip, cols in strips)
+        labels[top + ys, xs] = scores.argmax(axis=1)
     return labels.astype(np.int64)
 
 

@@ -236,7 +236,8 @@ class RuntimeModel:
         if settings["mode"] == "slide":
             logits, rows, cols = self._slide(x, settings["crop"], settings["stride"], settings["batch_size"]), [], []
         else:
-            logits = self.backend.run(x)[0].transpose(1, 2, 0)  # h×w×K view
+            # h×w×K, contiguous: the labels gather whole class vectors (a copy at the input size for "input" graphs)
+            logits = np.ascontiguousarray(self.backend.run(x)[0].transpose(1, 2, 0))
             rows, cols = self._to_input_size(height, width)
         rows, cols = [*rows, ("resize", output[0])], [*cols, ("resize", output[1])]
         return [Field(logits, rows, cols, flip)]
