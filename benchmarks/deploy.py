@@ -20,6 +20,7 @@ them; agreement is pessimistic with them, see README).
 
     python benchmarks/deploy.py                                   # SegFormer-B0/B2, Segmenter-S, 2 threads
     python benchmarks/deploy.py --models segformer-b0 --rounds 5 --memory
+    python benchmarks/deploy.py --models runs/quickstart/version_0/checkpoints/last.ckpt   # trained weights
 """
 
 from __future__ import annotations
@@ -85,12 +86,18 @@ RUNTIME_PATHS = {  # path -> (file, backend, precision)
 
 
 def build(arch: str, cache: Path, photos: list[Path], wanted=PATHS, seed: int = 0) -> dict:
-    """Each wanted path as a callable photo -> labels, all with the same weights (files exported once, cached)."""
+    """Each wanted path as a callable photo -> labels, all with the same weights (files exported once, cached).
+    ``arch`` is an architecture (random weights, the checkpoint table's protocol) or a trained checkpoint's path."""
     torch.manual_seed(seed)
-    model = segzoo.create_model(arch, num_classes=150).eval()
-    reference = transformers_segformer(model) if arch.startswith("segformer") else None
-    model.pretrained_cfg = segzoo.get_pretrained_cfg(CHECKPOINTS[arch]).to_dict()
-    key = f"{arch}-{_weights_key(model)}"
+    if Path(arch).exists():  # trained weights: segzoo's paths only
+        model, reference = segzoo.load(arch), None
+        if not model.pretrained_cfg.get("test_scale"):
+            model.pretrained_cfg["test_scale"] = [2048, 512]  # photos at ADE20K's test scale
+    else:
+        model = segzoo.create_model(arch, num_classes=150).eval()
+        reference = transformers_segformer(model) if arch.startswith("segformer") else None
+        model.pretrained_cfg = segzoo.get_pretrained_cfg(CHECKPOINTS[arch]).to_dict()
+    key = f"{Path(arch).stem}-{_weights_key(model)}"
     cache.mkdir(parents=True, exist_ok=True)
     files = {"head": cache / f"{key}-head.onnx", "int8": cache / f"{key}-head-int8.onnx"}
     needed = {RUNTIME_PATHS[p][0] for p in wanted if p in RUNTIME_PATHS}
@@ -243,7 +250,8 @@ def machine() -> str:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["segformer-b0", "segformer-b2", "segmenter-s16-mask"])
+    parser.add_argument("--models", nargs="+", default=["segformer-b0", "segformer-b2", "segmenter-s16-mask"],
+                        help="architectures (random weights) or paths of trained checkpoints")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (after a warm-up round)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--photos", nargs="+", default=list(PHOTOS), help="skimage.data photo names")

@@ -364,9 +364,9 @@ def run_predict_onnx(args: argparse.Namespace) -> None:
     """``segzoo predict --onnx``: the torch-free runtime on an exported file."""
     import logging
 
+    from segzoo._errors import BackendUnavailableError, RuntimeModelError
     from segzoo.inference._visualize import default_palette, overlay_with_legend, save_label_png
-    from segzoo.runtime import check_agreement, list_images, load, read_image
-    from segzoo.runtime._model import RuntimeModel
+    from segzoo.runtime import list_images, load, read_image
 
     if args.model or args.arch or args.checkpoint:
         raise UsageError("give --onnx or --model/--arch, not both")
@@ -376,13 +376,15 @@ def run_predict_onnx(args: argparse.Namespace) -> None:
         raise UsageError(str(err)) from err
     plan = plan_outputs(files, args.inputs, args.out, overlay=not args.no_overlay)
     logging.basicConfig(format="%(message)s")
+    # never silently: reduced precision is compared with fp32 on the first inputs and refused below the bar
+    checks = files[:4] if args.precision != "fp32" else None
     try:
-        model = load(args.onnx, backend=args.backend, precision=args.precision)
+        model = load(args.onnx, backend=args.backend, precision=args.precision, check_images=checks,
+                     min_agreement=args.min_agreement)
     except (FileNotFoundError, ValueError, ImportError) as err:
+        if isinstance(err, SegzooError) and not isinstance(err, (RuntimeModelError, BackendUnavailableError)):
+            raise
         raise UsageError(f"--onnx {args.onnx}: {err}") from err
-    if args.precision != "fp32":  # never silently: compare with fp32 on the first inputs, refuse below the bar
-        reference = RuntimeModel(args.onnx, model.backend.name, "fp32")
-        check_agreement(model, reference, files[:4], args.min_agreement, what=args.precision)
     names = model.class_names
     num_classes = len(names) if names else 256
     palette = model.palette or default_palette(num_classes)

@@ -245,3 +245,25 @@ def test_files_the_runtime_cannot_run_are_refused_clearly(case, tmp_path):
         rt.load(tmp_path / "bare.onnx")
     with pytest.raises(FileNotFoundError):
         rt.load(tmp_path / "missing.onnx")
+
+
+def test_predict_onnx_in_bf16_prints_its_agreement_first(case, tmp_path, capsys):
+    _, path = case("segformer-ade")
+    Image.fromarray(PHOTOS["chelsea"]).save(tmp_path / "chelsea.png")
+    args = ["predict", "--onnx", str(path), str(tmp_path / "chelsea.png"), "--out", str(tmp_path / "out"),
+            "--precision", "bf16", "--min-agreement", "0.5"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "bf16: labels agree with fp32 on" in captured.err and "openvino, bf16" in captured.out
+    with pytest.raises(SystemExit):  # argparse refuses a share above 1
+        main([*args[:-1], "1.5"])
+
+
+def test_predict_onnx_refuses_model_options_and_bad_files(tmp_path, capsys):
+    Image.fromarray(PHOTOS["chelsea"]).save(tmp_path / "chelsea.png")
+    (tmp_path / "not.onnx").write_bytes(b"not an onnx file")
+    base = [str(tmp_path / "chelsea.png"), "--out", str(tmp_path / "out")]
+    assert main(["predict", "--onnx", str(tmp_path / "not.onnx"), *base]) == 2
+    assert "is not an ONNX file" in capsys.readouterr().err
+    assert main(["predict", "--onnx", str(tmp_path / "not.onnx"), "--model", "segformer-b0-ade", *base]) == 2
+    assert "give --onnx or --model/--arch, not both" in capsys.readouterr().err
