@@ -151,7 +151,7 @@ def labels_from_fields(fields: Sequence[Field], output: tuple[int, int]) -> np.n
         rows, cols = field.taps()
         if rows.index.shape[0] != height or cols.index.shape[0] != width:
             raise ValueError(f"a pass reaches {rows.index.shape[0]}×{cols.index.shape[0]}, not {height}×{width}")
-        argmax = field.logits.argmax(axis=2).astype(np.int32)
+        argmax = field.logits.argmax(axis=2).astype(np.int16 if field.logits.shape[2] < 2**15 else np.int32)
         high, low = _rectangle_extremes(argmax, rows, cols)
         if labels is None:
             labels, agree = high, high == low
@@ -167,12 +167,16 @@ def labels_from_fields(fields: Sequence[Field], output: tuple[int, int]) -> np.n
         if len(ys) == 0:
             continue
         strips = [(_rows_interpolated(field, rows, top, bottom), cols) for field, rows, cols in prepared]
-        if len(strips) == 1:
-            scores = _exact_logits(*strips[0], ys, xs, num_classes)
-        else:
-            scores = sum(_softmax(_exact_logits(strip, cols, ys, xs, num_classes)) for strip, cols in strips)
-        labels[top + ys, xs] = scores.argmax(axis=1)
-    return labels.astype(np.int64)
+        chunk = max(1, STRIP_BYTES // (8 * num_classes))  # the sum and one term fit in a strip's bytes
+        for start in range(0, len(ys), chunk):
+            y, x = ys[start : start + chunk], xs[start : start + chunk]
+            if len(strips) == 1:
+                scores = _exact_logits(*strips[0], y, x, num_classes)
+            else:
+                scores = sum(_softmax(_exact_logits(strip, cols, y, x, num_classes)) for strip, cols in strips)
+            labels[top + y, x] = scores.argmax(axis=1)
+        del strips, scores  # before the next strip is made: one strip at a time
+    return labels.astype(np.int64, copy=False)
 
 
 def boundary_fraction(fields: Sequence[Field], output: tuple[int, int]) -> float:
