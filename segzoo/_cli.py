@@ -185,8 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="a web page to try a checkpoint on your photos (runs offline)")
     demo.add_argument("--model", default=None,
-                      help="checkpoint name, local folder, weights file or .onnx file to start with (default: the "
-                      "first table checkpoint already in the cache)")
+                      help="checkpoint name, local folder, weights file or .onnx file to start with (default: none; "
+                      "pick one on the page)")
     demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine)")
     demo.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 picks a free one)")
 
