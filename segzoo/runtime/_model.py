@@ -125,6 +125,7 @@ class RuntimeModel:
         palette: RGB colour per class from the file, or ``None``.
         backend: The engine (``backend.name``, ``backend.precision``, ``backend.threads``).
         precision_record: What the file says about its own precision (an int8 file: its measured agreement).
+        checked: The agreement with fp32 measured when the model was opened in reduced precision, or ``None``.
     """
 
     def __init__(self, path: str | Path, backend: str | None = None, precision: str = "fp32",
@@ -139,6 +140,7 @@ class RuntimeModel:
             raise RuntimeModelError(f"{self.path}: unknown output kind {self.output!r}; upgrade segzoo")
         self.precision_record = json.loads(metadata["segzoo.precision"]) if "segzoo.precision" in metadata else None
         self.backend: Backend = open_backend(self.path, backend, precision, threads)
+        self.checked: Agreement | None = None
         if self.precision_record:
             logger.warning("%s is %s: %s", self.path.name, self.precision_record.get("precision"),
                            self.precision_record.get("summary", "its agreement with fp32 was not recorded"))
@@ -328,7 +330,6 @@ def load(
         min_agreement: Refuse (:class:`segzoo.AgreementError`) when fewer pixels than this agree with fp32.
     """
     model = RuntimeModel(path, backend, precision, threads)
-    model.checked = None
     if precision == "fp32":
         return model
     if check_images is None:
