@@ -104,7 +104,7 @@ def quantize_int8(
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=_classifier_nodes(path),
         )
-        _copy_metadata(path, draft, {"precision": "int8"})
+        _copy_metadata(path, draft, None)  # the protocol and classes, to run it; its precision once measured
         quantized = RuntimeModel(draft, "onnxruntime", "fp32", threads)
         result = check_agreement(quantized, reference, checks, min_agreement, what="int8")
         record = {"precision": "int8", "agreement": round(result.fraction, 6), "images": result.images,
@@ -136,12 +136,13 @@ def _classifier_nodes(path: Path) -> list[str]:
     return found
 
 
-def _copy_metadata(source: Path, target: Path, precision: dict) -> None:
+def _copy_metadata(source: Path, target: Path, precision: dict | None) -> None:
     """The fp32 file's segzoo metadata (protocol, classes, output kind) on the int8 file, plus its precision."""
     import onnx
 
     props = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
-    props["segzoo.precision"] = json.dumps(precision)
+    if precision is not None:
+        props["segzoo.precision"] = json.dumps(precision)
     model = onnx.load(str(target))
     onnx.helper.set_model_props(model, props)
     onnx.save(model, str(target))
