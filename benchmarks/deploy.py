@@ -9,7 +9,8 @@ Paths per model:
   with ``torch.onnx.export`` (dynamic batch, height and width);
 - ``segzoo-eager`` (fp32) and ``segzoo-eager-bf16`` (weights in bf16): ``model.predict(path)``;
 - ``runtime-ort`` (fp32), ``runtime-ort-int8`` (``segzoo.runtime.quantize_int8``, calibrated on the photos),
-  ``runtime-ov`` (fp32) and ``runtime-ov-bf16``: :mod:`segzoo.runtime` on ``segzoo export --head-logits``.
+  ``runtime-ov`` (fp32), ``runtime-ov-bf16`` and ``runtime-ov-int8`` (the int8 file, its float ops in bf16):
+  :mod:`segzoo.runtime` on ``segzoo export --head-logits``.
 
 Latency is per image over a folder of real photos (skimage's, JPEG), the median over rounds of each path's mean;
 images/s is its inverse (a folder run one image at a time). Agreement is the share of pixels whose labels equal
@@ -76,12 +77,13 @@ def _weights_key(model: torch.nn.Module) -> str:
 
 
 PATHS = ("transformers", "transformers-onnx", "segzoo-eager", "segzoo-eager-bf16", "runtime-ort", "runtime-ort-int8",
-         "runtime-ov", "runtime-ov-bf16")
+         "runtime-ov", "runtime-ov-bf16", "runtime-ov-int8")
 RUNTIME_PATHS = {  # path -> (file, backend, precision)
     "runtime-ort": ("head", "onnxruntime", "fp32"),
     "runtime-ort-int8": ("int8", "onnxruntime", "fp32"),
     "runtime-ov": ("head", "openvino", "fp32"),
     "runtime-ov-bf16": ("head", "openvino", "bf16"),
+    "runtime-ov-int8": ("int8", "openvino", "bf16"),  # OpenVINO runs the int8 file's other ops in bf16
 }
 
 
