@@ -9,10 +9,11 @@ Paths per model:
   with ``torch.onnx.export`` (dynamic batch, height and width);
 - ``segzoo-eager`` (fp32) and ``segzoo-eager-bf16`` (weights in bf16): ``model.predict(path)``;
 - ``runtime-ort`` (fp32), ``runtime-ort-int8`` (``segzoo.runtime.quantize_int8``, calibrated on the photos),
-  ``runtime-ov`` (fp32), ``runtime-ov-bf16`` and ``runtime-ov-int8`` (the int8 file, its float ops in bf16):
+  ``runtime-ov`` (fp32), ``runtime-ov-bf16`` and ``runtime-ov-int8`` (the int8 file on OpenVINO):
   :mod:`segzoo.runtime` on ``segzoo export --head-logits``.
 
-Latency is per image over a folder of real photos (skimage's, JPEG), the median over rounds of each path's mean;
+Latency is per image over a folder of real photos (skimage's, JPEG), the median over rounds of each path's mean
+(within a round every path runs on a photo before the next photo);
 images/s is its inverse (a folder run one image at a time). Agreement is the share of pixels whose labels equal
 segzoo's fp32 eager ``predict`` (transformers' paths: its own fp32 eager labels; the two protocols differ: transformers
 squeezes every photo to 512×512, segzoo keeps the aspect ratio as mmseg's test pipeline does). Peak memory is that of
@@ -83,7 +84,7 @@ RUNTIME_PATHS = {  # path -> (file, backend, precision)
     "runtime-ort-int8": ("int8", "onnxruntime", "fp32"),
     "runtime-ov": ("head", "openvino", "fp32"),
     "runtime-ov-bf16": ("head", "openvino", "bf16"),
-    "runtime-ov-int8": ("int8", "openvino", "bf16"),  # OpenVINO runs the int8 file's other ops in bf16
+    "runtime-ov-int8": ("int8", "openvino", "fp32"),  # int8 kernels for the quantised ops (bf16 hint: no kernel)
 }
 
 
@@ -169,18 +170,21 @@ def transformers_paths(reference: torch.nn.Module, onnx_path: Path, wanted=PATHS
 
 
 def measure(paths: dict, photos: list[Path], rounds: int) -> tuple[dict, dict]:
-    """Median over rounds of each path's mean seconds per photo, interleaved; and the labels of the first round."""
+    """Median over rounds of each path's mean seconds per photo, and the labels of the warm-up round. Interleaved
+    finely: within a round, every path runs on a photo before the next photo, so a change of machine load reaches
+    every path alike."""
     times = {name: [] for name in paths}
-    labels = {name: [] for name in paths}
     with torch.inference_mode():
-        for name, fn in paths.items():  # warm-up, and the labels compared below
-            labels[name] = [np.asarray(fn(p)) for p in photos]
+        labels = {name: [np.asarray(fn(p)) for p in photos] for name, fn in paths.items()}  # warm-up
         for _ in range(rounds):
-            for name, fn in paths.items():
-                start = time.perf_counter()
-                for photo in photos:
+            spent = dict.fromkeys(paths, 0.0)
+            for photo in photos:
+                for name, fn in paths.items():
+                    start = time.perf_counter()
                     fn(photo)
-                times[name].append((time.perf_counter() - start) / len(photos))
+                    spent[name] += time.perf_counter() - start
+            for name in paths:
+                times[name].append(spent[name] / len(photos))
     return {name: statistics.median(t) for name, t in times.items()}, labels
 
 
@@ -271,7 +275,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for arch in args.models:
         rows += rows_for(arch, args.cache, photos, args.rounds, args.memory, args.paths)
-        print(f"{arch} done", flush=True)
+        print(markdown([r for r in rows if r["model"] == arch]), flush=True)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print()
     print(markdown(rows))
