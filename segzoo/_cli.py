@@ -362,8 +362,6 @@ def run_predict(args: argparse.Namespace) -> None:
 
 def run_predict_onnx(args: argparse.Namespace) -> None:
     """``segzoo predict --onnx``: the torch-free runtime on an exported file."""
-    import logging
-
     from segzoo._errors import BackendUnavailableError, RuntimeModelError
     from segzoo.inference._visualize import default_palette, overlay_with_legend, save_label_png
     from segzoo.runtime import list_images, load, read_image
@@ -375,7 +373,6 @@ def run_predict_onnx(args: argparse.Namespace) -> None:
     except FileNotFoundError as err:
         raise UsageError(str(err)) from err
     plan = plan_outputs(files, args.inputs, args.out, overlay=not args.no_overlay)
-    logging.basicConfig(format="%(message)s")
     # never silently: reduced precision is compared with fp32 on the first inputs and refused below the bar
     checks = files[:4] if args.precision != "fp32" else None
     try:
@@ -385,6 +382,8 @@ def run_predict_onnx(args: argparse.Namespace) -> None:
         if isinstance(err, SegzooError) and not isinstance(err, (RuntimeModelError, BackendUnavailableError)):
             raise
         raise UsageError(f"--onnx {args.onnx}: {err}") from err
+    if model.checked is not None:
+        print(f"{args.precision}: {model.checked}")
     names = model.class_names
     num_classes = len(names) if names else 256
     palette = model.palette or default_palette(num_classes)
