@@ -33,7 +33,7 @@ def two_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """1-D linear interpolation from n_in to n_out samples, ``align_corners=False`` without antialiasing (PyTorch's
     ``F.interpolate``, OpenCV's ``INTER_LINEAR``): for each output, the lower and upper input index and the lower
     one's weight. Source position (i + 0.5)·n_in/n_out − 0.5 clamped to the inputs, with PyTorch's float32 rounding
-    (its kernel computes the position with one rounding): the weights equal PyTorch's bit for bit."""
+    (its kernel computes the position with one rounding): the weights equal PyTorch's to 6e-8."""
     scale = np.float64(np.float32(n_in) / np.float32(n_out))
     src = np.maximum((scale * (np.arange(n_out) + 0.5) - 0.5).astype(np.float32), np.float32(0))
     low = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
