@@ -1,9 +1,10 @@
 """segzoo: SETR, Segmenter and SegFormer in one PyTorch Lightning model zoo.
 
-``import segzoo`` loads only the error classes; each public name imports its module when first used (PEP 562), so the
-command line answers ``--help`` without importing torch. Loading and predicting (``segzoo.load(name).predict(image)``)
-import torch, timm, OpenCV and huggingface_hub only; the training layer (``segzoo.training``, ``segzoo.data``:
-Lightning, albumentations, torchmetrics, wandb) is imported when first used.
+``import segzoo`` imports nothing heavy: each public name is imported on first use (PEP 562), so the torch-free
+runtime (``segzoo.runtime``: onnxruntime or OpenVINO, numpy, OpenCV) and the command line's ``--help`` never load
+PyTorch. Loading and predicting (``segzoo.load(name).predict(image)``) import torch, timm, OpenCV and
+huggingface_hub only; the training layer (``segzoo.training``, ``segzoo.data``: Lightning, albumentations,
+torchmetrics, wandb) is imported when first used.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from segzoo._errors import (
+    AgreementError,
     AmbiguousArchitectureError,
     ArchitectureNotFoundError,
+    BackendUnavailableError,
     CheckpointMismatchError,
     CheckpointReadError,
     CheckpointTableError,
@@ -25,6 +28,7 @@ from segzoo._errors import (
     ExportError,
     InputSizeError,
     NonFiniteLossError,
+    RuntimeModelError,
     SegzooError,
     UnknownCheckpointError,
     UnknownDatasetError,
@@ -57,26 +61,29 @@ _LAZY = {  # public name -> the module that defines it
     "EncoderDecoder": "segzoo.models",
     "get_arch": "segzoo.models",
 }
-_SUBPACKAGES = ("checkpoints", "data", "inference", "models", "training")
+_SUBPACKAGES = ("checkpoints", "data", "demo", "inference", "models", "runtime", "training")
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # the next access is a plain attribute
-        return value
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f"segzoo.{name}")
-    raise AttributeError(f"module 'segzoo' has no attribute {name!r}")
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"segzoo.{name}")
+    else:
+        raise AttributeError(f"module 'segzoo' has no attribute {name!r}")
+    globals()[name] = value  # later accesses skip this function
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | set(_SUBPACKAGES))
+    return sorted({*globals(), *_LAZY, *_SUBPACKAGES})
 
 
 __all__ = [
+    "AgreementError",
     "AmbiguousArchitectureError",
     "ArchitectureNotFoundError",
+    "BackendUnavailableError",
     "CheckpointMismatchError",
     "CheckpointReadError",
     "CheckpointTableError",
@@ -91,6 +98,7 @@ __all__ = [
     "InputSizeError",
     "NonFiniteLossError",
     "PretrainedCfg",
+    "RuntimeModelError",
     "SegmentationModel",
     "SegzooError",
     "UnknownCheckpointError",

@@ -7,6 +7,8 @@ Examples::
     segzoo predict --arch segformer-b0 --num-classes 150 image.jpg --out out/   # random weights, to try the tool
     segzoo eval --model segformer-b0-ade --data data/ade [--tta]   # mIoU / mAcc / aAcc as the publisher scored them
     segzoo export --model segformer-b0-ade --format onnx --out segformer-b0-ade.onnx
+    segzoo predict --onnx segformer-b0-ade.onnx photos/ --out predictions/   # segzoo.runtime: no PyTorch
+    segzoo demo --model segformer-b0-ade                  # a page to try a checkpoint on your photos
     segzoo list "segformer*"
     segzoo train fit --config configs/quickstart.yaml     # LightningCLI (segzoo.training), as python train.py
     segzoo data check data/my-dataset --num-classes 5      # what the masks hold, and the settings to train them
@@ -77,6 +79,8 @@ def _mask_value(text: str) -> int:
 
 def _device(text: str) -> str:
     """A torch device that exists on this machine: cpu, cuda, cuda:N, mps or xpu."""
+    if text == "cpu":  # the default: no torch import (predict --onnx runs without PyTorch)
+        return text
     import torch
 
     try:
@@ -147,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--alpha", type=_fraction, default=0.5, help="weight of the colours in the overlay")
     predict.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     predict.add_argument("--no-overlay", action="store_true", help="write only the label maps")
+    runtime = predict.add_argument_group("exported model (segzoo.runtime: onnxruntime or OpenVINO, no PyTorch)")
+    runtime.add_argument("--onnx", type=Path, help="an ONNX file written by segzoo export, instead of --model")
+    runtime.add_argument("--backend", choices=("onnxruntime", "openvino"),
+                         help="engine for --onnx (default onnxruntime; openvino for --precision bf16)")
+    runtime.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                         help="bf16 (OpenVINO, CPUs with bf16): labels are first compared with fp32 on the first "
+                         "input images and refused below --min-agreement")
+    runtime.add_argument("--min-agreement", type=_fraction, default=0.99,
+                         help="share of pixels bf16 labels must share with fp32 (default 0.99)")
 
     evaluate = commands.add_parser(
         "eval",
@@ -195,6 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--static", action="store_true", help="fixed input size instead of dynamic axes")
     export.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    export.add_argument("--head-logits", action="store_true",
+                        help="output the decode head's low-resolution logits (for segzoo.runtime: less memory, faster)")
+    export.add_argument("--int8", type=Path, metavar="FILE",
+                        help="also write an int8 copy (static quantisation, onnxruntime), refused below "
+                        "--min-agreement with fp32 labels")
+    export.add_argument("--calibration", type=Path, metavar="DIR", help="photos to calibrate --int8 on")
+    export.add_argument("--check-images", type=Path, metavar="DIR",
+                        help="photos to compare int8 and fp32 labels on (default: the calibration photos)")
+    export.add_argument("--min-agreement", type=_fraction, default=0.99,
+                        help="share of pixels int8 labels must share with fp32 (default 0.99)")
+
+    demo = commands.add_parser("demo", help="a web page to try a checkpoint on your photos (runs offline)")
+    demo.add_argument("--model", default=None,
+                      help="checkpoint name, local folder, weights file or .onnx file to start with (default: none; "
+                      "pick one on the page)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine)")
+    demo.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 picks a free one)")
 
     listing = commands.add_parser("list", help="list architectures and pretrained checkpoints")
     listing.add_argument("pattern", nargs="?", help="wildcard filter, e.g. 'segformer*'")
@@ -340,7 +370,10 @@ def plan_outputs(
 def run_predict(args: argparse.Namespace) -> int:
     """Predicts every input; an image that cannot be read or predicted (named, with why) is skipped and the others
     go on. Exit status 0 when all were written, 1 when some were skipped, 2 when none could be written."""
+    if args.onnx is not None:
+        return run_predict_onnx(args)
     from PIL import Image
+
     from rich.console import Console
     from rich.progress import track
 
@@ -428,6 +461,53 @@ def run_eval(args: argparse.Namespace) -> None:
         args.json.write_text(json.dumps({"model": args.model or args.arch} | result.to_dict(), indent=1))
 
 
+def run_predict_onnx(args: argparse.Namespace) -> int:
+    """``segzoo predict --onnx``: the torch-free runtime on an exported file."""
+    from segzoo._errors import BackendUnavailableError, RuntimeModelError
+    from segzoo.inference._visualize import default_palette, overlay_with_legend, save_label_png
+    from segzoo.runtime import list_images, load, read_image
+
+    if args.model or args.arch or args.checkpoint:
+        raise UsageError("give --onnx or --model/--arch, not both")
+    try:
+        files = list_images(args.inputs)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from err
+    plan = plan_outputs(files, args.inputs, args.out, overlay=not args.no_overlay)
+    # never silently: reduced precision is compared with fp32 on the first inputs and refused below the bar
+    checks = files[:4] if args.precision != "fp32" else None
+    try:
+        model = load(args.onnx, backend=args.backend, precision=args.precision, check_images=checks,
+                     min_agreement=args.min_agreement)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        if isinstance(err, SegzooError) and not isinstance(err, (RuntimeModelError, BackendUnavailableError)):
+            raise
+        raise UsageError(f"--onnx {args.onnx}: {err}") from err
+    if model.checked is not None:
+        print(f"{args.precision}: {model.checked}")
+    names = model.class_names
+    num_classes = len(names) if names else 256
+    palette = model.palette or default_palette(num_classes)
+    settings = model.settings(args.mode, args.crop_size, args.stride)
+    skipped = []
+    for file, (label_path, overlay_path) in zip(files, plan):
+        try:
+            image = read_image(file)
+        except (OSError, ValueError) as err:  # as the PyTorch path: named, skipped, the others go on
+            skipped.append(file)
+            print(f"segzoo predict: skipped {file}: {err}", file=sys.stderr)
+            continue
+        labels = model.labels(image, settings, args.tta)
+        label_path.parent.mkdir(parents=True, exist_ok=True)
+        save_label_png(labels, label_path, palette, num_classes)
+        if overlay_path is not None:
+            overlay_with_legend(image.astype("uint8"), labels, names, palette, alpha=args.alpha).save(overlay_path)
+    written = len(files) - len(skipped)
+    print(f"wrote {written} prediction(s) to {args.out} ({model.backend.name}, {model.backend.precision})"
+          + (f"; {len(skipped)} of {len(files)} image(s) skipped (named above)" if skipped else ""))
+    return 0 if not skipped else 1 if written else 2
+
+
 def _check_slide_options(args: argparse.Namespace, cfg: dict) -> None:
     """Slide mode has a window size and a stride that covers every pixel (stride at most the window)."""
     from segzoo.inference._predict import size_pair
@@ -466,6 +546,8 @@ def run_export(args: argparse.Namespace) -> None:
         if out == source or (source.is_dir() and out.parent == source and out.name in _WEIGHT_FILES):
             raise UsageError(f"--out {args.out} is the checkpoint being exported: give another file, e.g. --out "
                              f"{args.out.with_suffix('.onnx') if args.out.suffix != '.onnx' else 'model.onnx'}")
+    if args.int8 is not None and args.calibration is None:
+        raise UsageError("--int8 needs --calibration DIR: a folder of photos like those the model will see")
     model = load_model(args)
     diff = export_onnx(
         model,
@@ -475,11 +557,24 @@ def run_export(args: argparse.Namespace) -> None:
         opset=args.opset,
         dynamic=not args.static,
         verify=not args.no_verify,
+        head_logits=args.head_logits,
     )
     message = f"wrote {args.out}"
     if diff is not None:
         message += f" (max abs difference to PyTorch on two input sizes: {diff:.2e})"
     print(message)
+    if args.int8 is not None:
+        from segzoo.runtime import quantize_int8
+
+        result = quantize_int8(args.out, args.int8, args.calibration, check_images=args.check_images,
+                               min_agreement=args.min_agreement)
+        print(f"wrote {args.int8}: int8 {result}")
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from segzoo.demo import serve
+
+    serve(args.model, host=args.host, port=args.port)
 
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "config.json")
@@ -534,7 +629,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)  # option errors: usage and one line, exit status 2
-    commands = {"predict": run_predict, "eval": run_eval, "export": run_export, "list": run_list, "data": run_data}
+    commands = {
+        "predict": run_predict, "eval": run_eval, "export": run_export, "list": run_list, "data": run_data,
+        "demo": run_demo,
+    }  # fmt: skip
     try:
         status = commands[args.command](args)
     except SegzooError as err:  # what the user asked for is wrong (names, files, downloads): one line

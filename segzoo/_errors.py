@@ -88,9 +88,23 @@ class DatasetTargetError(SegzooError, OSError):
     """``segzoo data prepare``: DST is a file, or cannot be written (permissions, a full or read-only disk)."""
 
 
+class BackendUnavailableError(SegzooError, ImportError):
+    """The inference engine asked for (onnxruntime, OpenVINO) is not installed."""
+
+
+class RuntimeModelError(SegzooError, ValueError):
+    """An ONNX file the runtime cannot run as segzoo's labels: no segzoo metadata, or a protocol it does not know."""
+
+
+class AgreementError(SegzooError, ValueError):
+    """Reduced-precision labels (int8, bf16) agree with fp32 on fewer pixels than the threshold asked for."""
+
+
 __all__ = [
+    "AgreementError",
     "AmbiguousArchitectureError",
     "ArchitectureNotFoundError",
+    "BackendUnavailableError",
     "CheckpointMismatchError",
     "CheckpointReadError",
     "CheckpointTableError",
@@ -102,9 +116,11 @@ __all__ = [
     "ExportError",
     "InputSizeError",
     "NonFiniteLossError",
+    "RuntimeModelError",
     "SegzooError",
     "UnknownCheckpointError",
     "UnknownFormatError",
     "UnknownModelError",
     "UnsafeCheckpointError",
 ]
+

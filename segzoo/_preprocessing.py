@@ -14,6 +14,10 @@ Multi-scale + flip testing differs between mmseg versions, and the published num
   ``AlignedResize``);
 - ``"mmseg-1.x"`` (``tools/test.py --tta``): the original image is resized by the ratio itself
   (``Resize(scale_factor=r, keep_ratio=True)``), whatever the test scale.
+
+The pipeline itself is numpy and OpenCV: the torch-free runtime (:mod:`segzoo.runtime`) imports this module too, so
+the ONNX runtime and ``predict`` share one implementation of it; only :meth:`EvalProtocol.normalize` (a tensor for
+PyTorch) imports torch, when called.
 """
 
 from __future__ import annotations
@@ -21,14 +25,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
-from torch import Tensor
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TTA_SCALES", "TTA_STYLES", "EvalProtocol", "keep_ratio_size"]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "TTA_SCALES", "TTA_STYLES", "EvalProtocol", "keep_ratio_size", "window_spans",
+]
 
 # RGB, 0–255 scale, as in mmsegmentation's data preprocessor.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -48,6 +55,17 @@ def keep_ratio_size(height: int, width: int, scale: Sequence[int]) -> tuple[int,
     long_scale, short_scale = max(scale), min(scale)
     factor = min(long_scale / max(height, width), short_scale / min(height, width))
     return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+def window_spans(size: int, crop: int, stride: int) -> list[tuple[int, int]]:
+    """Start/end of each sliding window along one axis, with mmsegmentation's grid: the last window is clamped to
+    the image, and an axis shorter than the crop gets a single window covering all of it."""
+    num = max(size - crop + stride - 1, 0) // stride + 1
+    spans = []
+    for i in range(num):
+        end = min(i * stride + crop, size)
+        spans.append((max(end - crop, 0), end))
+    return spans
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -154,12 +172,22 @@ class EvalProtocol:
             image = resize_image(image, (-(-image.shape[0] // d) * d, -(-image.shape[1] // d) * d))
         return image
 
+    def normalize_array(self, image: np.ndarray) -> np.ndarray:
+        """An H×W×3 image on the 0–255 scale as the normalised, contiguous 1×3×H×W float32 array (the ONNX input)."""
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        normalised = (np.asarray(image, dtype=np.float32) - mean) / std  # float32 throughout, as PyTorch computes it
+        return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
+
     def normalize(self, image: np.ndarray) -> Tensor:
         """An H×W×3 image on the 0–255 scale as the normalised 1×3×H×W float32 tensor."""
-        tensor = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]  # a copy: writable
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
-        return (tensor - mean) / std
+        import torch
+
+        return torch.from_numpy(self.normalize_array(image))
+
+    def prepare_array(self, image: np.ndarray, ratio: float | None = None) -> np.ndarray:
+        """:meth:`__call__` as a numpy array: what the runtime feeds an exported model."""
+        return self.normalize_array(self.resize(image, ratio))
 
     def __call__(self, image: np.ndarray, ratio: float | None = None) -> Tensor:
         """Resize (for the multi-scale pass at ``ratio``, if given) and normalise one H×W×3 image: the model's

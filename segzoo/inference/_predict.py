@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from segzoo._errors import InputSizeError
 from segzoo._images import IMAGE_EXTENSIONS, image_to_rgb, list_images, load_image
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol, keep_ratio_size
+from segzoo._preprocessing import window_spans as _window_spans
 from segzoo.models._resize import interpolation_matrix
 
 __all__ = [
@@ -81,17 +82,6 @@ def whole_inference(model: nn.Module, images: Tensor) -> Tensor:
         B×K×H×W logits.
     """
     return model(images)
-
-
-def _window_spans(size: int, crop: int, stride: int) -> list[tuple[int, int]]:
-    """Start/end of each window along one axis, with mmsegmentation's grid: the last window is clamped to the image,
-    and an axis shorter than the crop gets a single window covering all of it."""
-    num = max(size - crop + stride - 1, 0) // stride + 1
-    spans = []
-    for i in range(num):
-        end = min(i * stride + crop, size)
-        spans.append((max(end - crop, 0), end))
-    return spans
 
 
 def slide_inference(
