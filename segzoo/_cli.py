@@ -373,7 +373,6 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.onnx is not None:
         return run_predict_onnx(args)
     from PIL import Image
-
     from rich.console import Console
     from rich.progress import track
 
