@@ -1,15 +1,19 @@
-"""Evaluate a checkpoint on a real dataset folder with the checkpoint's own protocol; print our mIoU beside the
-publisher's.
+"""Score checkpoints on a real dataset folder as their publishers did; print our mIoU beside the published one.
 
     python benchmarks/accuracy.py --model segformer-b0-ade --data /data/ade           # ADEChallengeData2016 inside
     python benchmarks/accuracy.py --model setr-pup-cityscapes --data /data/cityscapes --tta
-    python benchmarks/accuracy.py --model segformer-b0-ade --data /data/ade --limit 100 --csv acc.csv
+    python benchmarks/accuracy.py --model segformer-b0-ade segformer-b1-ade --data /data/ade --limit 100 --csv acc.csv
+    python benchmarks/accuracy.py --model runs/my-run/version_0/checkpoints/last.ckpt     # its own data
+    python benchmarks/accuracy.py --model weights.pth --dataset ade20k --data /data/ade  # a bare file: say which data
 
-The protocol is the checkpoint's own (``model.eval_protocol``, from ``checkpoints.yaml``), the one ``predict`` uses:
-each original image is read, resized as ``uint8`` with OpenCV by the keep-ratio test rule (and ``size_divisor``),
-normalised, run whole or by sliding window (with ``--tta``: multi-scale 0.5–1.75 + flip by the rule that produced the
-published multi-scale number, mmseg 0.x or 1.x), and the logits are resized back to the original size before the
-argmax. The ground truth is compared at its original size, as mmsegmentation does. Needs the dataset; not run in CI.
+Each model is scored by ``segzoo.training.evaluate``, the test loop of ``train.py test`` and ``segzoo eval`` (one
+scoring path, also behind ``predict``): every image goes through the checkpoint's own test pipeline
+(``model.eval_protocol``: resize of the ``uint8`` image with OpenCV, ``size_divisor``, normalisation, whole or
+sliding window; with ``--tta`` multi-scale 0.5–1.75 + flip by the rule that produced the published multi-scale number,
+mmseg 0.x or 1.x), the logits are resized back to the original size before the argmax, and the ground truth is compared
+at its original size, as mmsegmentation's ``Runner.test()`` does (``reference/test_test_loop.py`` proves it equal).
+``--model`` takes anything ``segzoo.load`` reads; the dataset comes from the checkpoint (its table row, or the
+DataModule a ``.ckpt`` was trained with) or from ``--dataset``. Needs the dataset; not run in CI.
 """
 
 from __future__ import annotations
@@ -18,75 +22,47 @@ import argparse
 import csv
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torchmetrics.classification import MulticlassConfusionMatrix  # noqa: E402
-
 import segzoo  # noqa: E402
-from segzoo import data as datamodules  # noqa: E402
-from segzoo.data import read_mask  # noqa: E402
-from segzoo.training._module import segmentation_metrics  # noqa: E402
-
-DATAMODULES = {  # checkpoints.yaml dataset key -> (DataModule class, extra arguments)
-    "ade20k": (datamodules.ADE20KDataModule, {}),
-    "cityscapes": (datamodules.CityscapesDataModule, {}),
-    "pascal-context-59": (datamodules.PascalContextDataModule, {"num_classes": 59}),
-    "pascal-context-60": (datamodules.PascalContextDataModule, {"num_classes": 60}),
-    "coco-stuff-164k": (datamodules.COCOStuffDataModule, {}),
-}
+from segzoo.training import build_datamodule, evaluate  # noqa: E402
+from segzoo.training._evaluate import DATAMODULES  # noqa: E402
 
 
-def validation_samples(cfg: dict, data_root: str, limit: int | None) -> tuple[list, np.ndarray | None]:
-    """(image, mask) files of the checkpoint's dataset's validation split, and the label lookup table of its masks."""
-    if cfg.get("dataset") not in DATAMODULES:
-        raise SystemExit(f"no DataModule for dataset {cfg.get('dataset')!r}; known: {', '.join(DATAMODULES)}")
-    cls, extra = DATAMODULES[cfg["dataset"]]
-    samples, label_map = cls(data_root, batch_size=1, num_workers=0, **extra).find_samples("val")
-    return samples[:limit] if limit else samples, label_map
-
-
-def evaluate(name: str, data_root: str, tta: bool, limit: int | None, checkpoint: str | None) -> dict:
-    model = segzoo.load(name, checkpoint=checkpoint)
+def score(name: str, data_root: str | None, dataset: str | None, tta: bool, limit: int | None,
+          checkpoint: str | None, num_workers: int) -> dict:
+    model = segzoo.load(name, checkpoint=checkpoint) if checkpoint else segzoo.load(name)
+    ckpt = next((p for p in (name, checkpoint) if p and str(p).endswith(".ckpt")), None)
+    datamodule = build_datamodule(model, data_root, dataset, checkpoint_path=ckpt, num_workers=num_workers)
+    result = evaluate(model, datamodule, tta=tta, limit=limit)
     cfg = model.pretrained_cfg
-    samples, label_map = validation_samples(cfg, data_root, limit)
-    confusion = MulticlassConfusionMatrix(model.num_classes, ignore_index=cfg.get("ignore_index", 255))
-    start = time.perf_counter()
-    for image_path, mask_path in samples:
-        labels = model.predict(image_path, tta=tta)  # at the original size, through the checkpoint's protocol
-        mask = read_mask(mask_path)
-        if label_map is not None:
-            mask = label_map[mask]
-        confusion.update(torch.from_numpy(labels), torch.from_numpy(mask.astype(np.int64)))
-    seconds = time.perf_counter() - start
-    results = segmentation_metrics(confusion.compute())
     published = (cfg.get("metrics") or {}).get("publisher") or (cfg.get("metrics") or {}).get("paper") or {}
-    protocol = model.eval_protocol
+    rounded = result.rounded()
     return {
-        "checkpoint": name, "dataset": cfg.get("dataset"), "images": len(samples),
-        "protocol": f"{protocol.mode}{f' + ms/flip ({protocol.tta_style})' if tta else ''}",
-        "miou": round(100 * float(results["miou"]), 2), "macc": round(100 * float(results["macc"]), 2),
-        "acc": round(100 * float(results["acc"]), 2),
-        "published_miou": published.get("miou_ms" if tta else "miou_ss"), "seconds": round(seconds, 1),
+        "checkpoint": name, "dataset": cfg.get("dataset") or dataset or result.dataset, "images": result.images,
+        "protocol": f"{result.protocol.mode}{f' + ms/flip ({result.protocol.tta_style})' if tta else ''}",
+        "miou": rounded["mIoU"], "macc": rounded["mAcc"], "acc": rounded["aAcc"],
+        "published_miou": published.get("miou_ms" if tta else "miou_ss"), "seconds": round(result.seconds, 1),
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", nargs="+", required=True, help="checkpoint names from checkpoints.yaml")
-    parser.add_argument("--data", required=True, help="dataset folder in its official layout")
+    parser.add_argument("--model", nargs="+", required=True, help="checkpoint names, files or folders (segzoo.load)")
+    parser.add_argument("--data", default=None, help="dataset folder in its official layout (a .ckpt: its own)")
+    parser.add_argument("--dataset", choices=list(DATAMODULES), default=None, help="which dataset --data holds")
     parser.add_argument("--checkpoint", default=None, help="local weights instead of the table's (one model only)")
     parser.add_argument("--tta", action="store_true", help="multi-scale 0.5-1.75 + flip (the papers' MS numbers)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N validation images only")
+    parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.checkpoint and len(args.model) > 1:
         parser.error("--checkpoint goes with a single --model")
-    rows = [evaluate(m, args.data, args.tta, args.limit, args.checkpoint) for m in args.model]
+    rows = [score(m, args.data, args.dataset, args.tta, args.limit, args.checkpoint, args.num_workers)
+            for m in args.model]
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in rows:

@@ -138,11 +138,13 @@ def trained_batches(model, data_hparams: dict | None, images: Path | None, count
         return [preprocess(str(f), model.pretrained_cfg)[0] for f in files]
     if not data_hparams or "SyntheticDataModule" not in str(data_hparams.get("_class_path")):
         raise SystemExit("give --images DIR: only the synthetic quickstart data can be regenerated here")
+    from segzoo._preprocessing import EvalProtocol
     from segzoo.data._synthetic import SyntheticSegmentationDataset
 
     scenes = SyntheticSegmentationDataset(count, data_hparams["num_classes"], data_hparams["image_size"],
                                           seed=data_hparams.get("seed", 0) + 1)  # validation-like, unseen scenes
-    images = torch.stack([scenes[i]["image"] for i in range(count)])
+    normalise = EvalProtocol()  # the scenes' items are the images as generated (uint8): ImageNet normalisation
+    images = torch.cat([normalise(scenes[i]["image"]) for i in range(count)])
     return list(images.split(8))
 
 

@@ -94,7 +94,7 @@ def speed_at_512(model_name: str) -> list[dict]:
 
     def tiles():
         with torch.inference_mode():
-            return labels_from_fields(fields_for_input(model, x, settings, (512, 512)), (512, 512))
+            return labels_from_fields(fields_for_input(model, x, settings, (512, 512)), (512, 512)).numpy()
 
     cases = (("model(x).argmax(1)", plain), ("labels in tiles (predict's path)", tiles),
              ("predict(image), preprocessing included", lambda: model.predict(image)))

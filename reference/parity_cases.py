@@ -51,3 +51,36 @@ class Reference:
             self._cache["outputs"] = torch.load(self.out / self.model(key)["logits_file"], weights_only=True)
             self._cache["outputs_key"] = key
         return self._cache["outputs"]
+
+
+# the models mmseg_train_side.py writes training records for, and the segzoo recipe that trains each (its origin is
+# the same mmseg config)
+TRAIN_RECIPES = {
+    "segformer-b0": "configs/segformer/segformer-b0-ade-mmseg.yaml",
+    "setr-naive": "configs/setr/setr-naive-ade.yaml",
+    "setr-pup": "configs/setr/setr-pup-ade.yaml",
+    "setr-mla": "configs/setr/setr-mla-ade.yaml",
+    "segmenter-t16-mask": "configs/segmenter/segmenter-t16-mask-ade.yaml",
+    "segmenter-s16-linear": "configs/segmenter/segmenter-s16-linear-ade.yaml",
+}
+
+
+@dataclass
+class TrainReference:
+    """What mmseg_train_side.py wrote: the folder, its manifest and the fixed batch."""
+
+    out: Path
+    manifest: dict
+    _batch: tuple | None = None
+
+    def model(self, key: str) -> dict:
+        if key not in self.manifest["models"]:
+            pytest.fail(f"{key} is not in the training reference run {self.out}", pytrace=False)
+        return self.manifest["models"][key]
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed batch: normalised images (2×3×64×96) and labels with about 15% ignored pixels."""
+        if self._batch is None:
+            saved = torch.load(self.out / self.manifest["batch_file"], weights_only=True)
+            self._batch = (saved["images"], saved["labels"])
+        return self._batch

@@ -1,51 +1,108 @@
 """segzoo: SETR, Segmenter and SegFormer in one PyTorch Lightning model zoo.
 
-Loading and predicting (``segzoo.load(name).predict(image)``) import torch, timm, OpenCV and huggingface_hub only;
-the training layer (``segzoo.training``, ``segzoo.data``: Lightning, albumentations, torchmetrics, wandb) is imported
-when first used.
+``import segzoo`` imports nothing heavy: each public name is imported on first use (PEP 562), so the torch-free
+runtime (``segzoo.runtime``: onnxruntime or OpenVINO, numpy, OpenCV) and the command line's ``--help`` never load
+PyTorch. Loading and predicting (``segzoo.load(name).predict(image)``) import torch, timm, OpenCV and
+huggingface_hub only; the training layer (``segzoo.training``, ``segzoo.data``: Lightning, albumentations,
+torchmetrics, wandb) is imported when first used.
 """
 
-from segzoo._api import SegmentationModel, create_model, list_models, load
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from segzoo._errors import (
+    AgreementError,
     AmbiguousArchitectureError,
     ArchitectureNotFoundError,
+    BackendUnavailableError,
     CheckpointMismatchError,
     CheckpointReadError,
     CheckpointTableError,
     ConversionError,
     CorruptedFileError,
     DatasetSourceError,
+    DatasetTargetError,
     DownloadError,
     ExportError,
+    InputSizeError,
+    NonFiniteLossError,
+    RuntimeModelError,
     SegzooError,
     UnknownCheckpointError,
+    UnknownDatasetError,
     UnknownFormatError,
     UnknownModelError,
     UnsafeCheckpointError,
 )
-from segzoo._preprocessing import EvalProtocol
 from segzoo._version import __version__
-from segzoo.checkpoints import PretrainedCfg, get_pretrained_cfg, list_pretrained, push_to_hub, save_pretrained
-from segzoo.inference import export_onnx, predict
-from segzoo.models import EncoderDecoder, get_arch
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
+    from segzoo._api import SegmentationModel, create_model, list_models, load
+    from segzoo._preprocessing import EvalProtocol
+    from segzoo.checkpoints import PretrainedCfg, get_pretrained_cfg, list_pretrained, push_to_hub, save_pretrained
+    from segzoo.inference import export_onnx, predict
+    from segzoo.models import EncoderDecoder, get_arch
+
+_LAZY = {  # public name -> the module that defines it
+    "SegmentationModel": "segzoo._api",
+    "create_model": "segzoo._api",
+    "list_models": "segzoo._api",
+    "load": "segzoo._api",
+    "EvalProtocol": "segzoo._preprocessing",
+    "PretrainedCfg": "segzoo.checkpoints",
+    "get_pretrained_cfg": "segzoo.checkpoints",
+    "list_pretrained": "segzoo.checkpoints",
+    "push_to_hub": "segzoo.checkpoints",
+    "save_pretrained": "segzoo.checkpoints",
+    "export_onnx": "segzoo.inference",
+    "predict": "segzoo.inference",
+    "EncoderDecoder": "segzoo.models",
+    "get_arch": "segzoo.models",
+}
+_SUBPACKAGES = ("checkpoints", "data", "demo", "inference", "models", "runtime", "training")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"segzoo.{name}")
+    else:
+        raise AttributeError(f"module 'segzoo' has no attribute {name!r}")
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBPACKAGES})
+
 
 __all__ = [
+    "AgreementError",
     "AmbiguousArchitectureError",
     "ArchitectureNotFoundError",
+    "BackendUnavailableError",
     "CheckpointMismatchError",
     "CheckpointReadError",
     "CheckpointTableError",
     "ConversionError",
     "CorruptedFileError",
     "DatasetSourceError",
+    "DatasetTargetError",
     "DownloadError",
     "EncoderDecoder",
     "EvalProtocol",
     "ExportError",
+    "InputSizeError",
+    "NonFiniteLossError",
     "PretrainedCfg",
+    "RuntimeModelError",
     "SegmentationModel",
     "SegzooError",
     "UnknownCheckpointError",
+    "UnknownDatasetError",
     "UnknownFormatError",
     "UnknownModelError",
     "UnsafeCheckpointError",

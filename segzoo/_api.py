@@ -104,6 +104,11 @@ def create_model(
     )
     if pretrained_encoder:
         load_encoder_weights(model, None if pretrained_encoder is True else pretrained_encoder)
+    return _with_training_switches(model, freeze_encoder, grad_checkpointing)
+
+
+def _with_training_switches(model: SegmentationModel, freeze_encoder: bool, grad_checkpointing: bool):
+    """``model`` with the switches that say how it trains (they change no weight and no output)."""
     if freeze_encoder:
         model.freeze_encoder()
     if grad_checkpointing:
@@ -118,6 +123,8 @@ def load(
     num_classes: int | None = None,
     map_location: str | torch.device = "cpu",
     cache_dir: str | Path | None = None,
+    freeze_encoder: bool = False,
+    grad_checkpointing: bool = False,
     **model_args: Any,
 ) -> SegmentationModel:
     """A pretrained model in eval mode, with ``model.pretrained_cfg`` and ``model.eval_protocol`` holding its
@@ -132,10 +139,20 @@ def load(
             (fine-tuning on a new dataset).
         map_location: Device for the weights and the model.
         cache_dir: Hugging Face hub cache folder (default ``HF_HUB_CACHE``).
+        freeze_encoder: Freeze the encoder for fine-tuning (as :func:`create_model`).
+        grad_checkpointing: Recompute the encoder's blocks in the backward pass (as :func:`create_model`).
         **model_args: Extra :func:`create_model` overrides (``drop_path_rate``, ``aux_heads``, ...).
     """
-    return _load(name, checkpoint=checkpoint, num_classes=num_classes, map_location=map_location,
-                 cache_dir=cache_dir, model_cls=SegmentationModel, **model_args)
+    if model_args.get("pretrained_encoder"):
+        raise ValueError(
+            "pretrained_encoder does not apply to segzoo.load: every weight, the encoder's included, comes from the "
+            f"checkpoint {name!r}; use segzoo.create_model(<architecture>, pretrained_encoder=True) to start from "
+            "ImageNet weights"
+        )
+    model_args.pop("pretrained_encoder", None)
+    model = _load(name, checkpoint=checkpoint, num_classes=num_classes, map_location=map_location,
+                  cache_dir=cache_dir, model_cls=SegmentationModel, **model_args)
+    return _with_training_switches(model, freeze_encoder, grad_checkpointing)
 
 
 def list_models(pattern: str | None = None, *, pretrained: bool = False, include_test: bool = False) -> list[str]:

@@ -1,11 +1,14 @@
-"""The ``segzoo`` console script: ``segzoo predict``, ``segzoo export``, ``segzoo list``, ``segzoo train`` and
-``segzoo data``.
+"""The ``segzoo`` console script: ``segzoo predict``, ``segzoo eval``, ``segzoo export``, ``segzoo list``,
+``segzoo train`` and ``segzoo data``.
 
 Examples::
 
     segzoo predict --model segformer-b0-ade photos/ --out predictions/
     segzoo predict --arch segformer-b0 --num-classes 150 image.jpg --out out/   # random weights, to try the tool
+    segzoo eval --model segformer-b0-ade --data data/ade [--tta]   # mIoU / mAcc / aAcc as the publisher scored them
     segzoo export --model segformer-b0-ade --format onnx --out segformer-b0-ade.onnx
+    segzoo predict --onnx segformer-b0-ade.onnx photos/ --out predictions/   # segzoo.runtime: no PyTorch
+    segzoo demo --model segformer-b0-ade                  # a page to try a checkpoint on your photos
     segzoo list "segformer*"
     segzoo train fit --config configs/quickstart.yaml     # LightningCLI (segzoo.training), as python train.py
     segzoo data check data/my-dataset --num-classes 5      # what the masks hold, and the settings to train them
@@ -14,6 +17,8 @@ Examples::
 A user error (a bad option, a missing file, an unknown name, a failed download) ends in one line
 ``segzoo <command>: error: <what is wrong and what to change>`` and exit status 2, as argparse does; anything else
 is a bug and keeps its traceback. ``segzoo data check`` exits with status 1 when the data cannot be trained on as is.
+``segzoo predict`` skips an image it cannot read or predict (one line naming it and why) and goes on with the others;
+it exits with status 1 when it skipped some, 2 when it wrote none.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from segzoo._errors import SegzooError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["main"]
 
@@ -36,6 +43,8 @@ class UsageError(SegzooError):
 
 
 PREPARE_DATASETS = ("ade20k", "cityscapes", "pascal-context", "coco-stuff")  # segzoo.data.prepare_dataset's names
+# segzoo.training._evaluate.DATAMODULES' keys (checkpoints.yaml dataset keys); a test keeps the two lists equal
+EVAL_DATASETS = ("ade20k", "cityscapes", "pascal-context-59", "pascal-context-60", "coco-stuff-164k")
 
 
 def _positive_int(text: str) -> int:
@@ -70,6 +79,8 @@ def _mask_value(text: str) -> int:
 
 def _device(text: str) -> str:
     """A torch device that exists on this machine: cpu, cuda, cuda:N, mps or xpu."""
+    if text == "cpu":  # the default: no torch import (predict --onnx runs without PyTorch)
+        return text
     import torch
 
     try:
@@ -104,7 +115,11 @@ def _opset(text: str) -> int:
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model (give --model, or --arch with --num-classes for random weights)")
-    group.add_argument("--model", help="checkpoint name, hf-hub:org/repo, or a local folder or file")
+    group.add_argument(
+        "--model",
+        help="checkpoint name (always the published one), hf-hub:org/repo, or a local folder or file written as a "
+        "path (./my-run, run/last.ckpt, weights.pth) or as local-dir:PATH",
+    )
     group.add_argument("--checkpoint", help="weights file or folder to load instead of the published ones")
     group.add_argument("--arch", help="architecture name for segzoo.create_model (random weights unless --checkpoint)")
     group.add_argument(
@@ -136,6 +151,42 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--alpha", type=_fraction, default=0.5, help="weight of the colours in the overlay")
     predict.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     predict.add_argument("--no-overlay", action="store_true", help="write only the label maps")
+    runtime = predict.add_argument_group("exported model (segzoo.runtime: onnxruntime or OpenVINO, no PyTorch)")
+    runtime.add_argument("--onnx", type=Path, help="an ONNX file written by segzoo export, instead of --model")
+    runtime.add_argument("--backend", choices=("onnxruntime", "openvino"),
+                         help="engine for --onnx (default onnxruntime; openvino for --precision bf16)")
+    runtime.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                         help="bf16 (OpenVINO, CPUs with bf16): labels are first compared with fp32 on the first "
+                         "input images and refused below --min-agreement")
+    runtime.add_argument("--min-agreement", type=_fraction, default=0.99,
+                         help="share of pixels bf16 labels must share with fp32 (default 0.99)")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a model on a dataset folder as its publisher did (mIoU, mAcc, aAcc, per-class IoU)",
+        description="Scores a model with the test loop of `train.py test`: each image through the model's own test "
+        "pipeline (its resize, normalisation, whole or sliding window, multi-scale + flip with --tta), the prediction "
+        "at the image's own size compared with the mask as stored; prints the per-class table and aAcc / mIoU / mAcc "
+        "in % rounded to 0.01, as mmsegmentation's Runner.test() does.",
+    )
+    _add_model_args(evaluate)
+    evaluate.add_argument("--data", type=Path, help="the dataset folder (as `segzoo data prepare` writes it, e.g. the "
+                          "folder holding ADEChallengeData2016); a .ckpt's own folder by default")
+    evaluate.add_argument("--dataset", choices=EVAL_DATASETS, help="which dataset --data holds (default: the "
+                          "model's; a .ckpt train.py wrote brings its own DataModule)")
+    evaluate.add_argument("--tta", action="store_true", help="multi-scale + flip, by the checkpoint's rule")
+    evaluate.add_argument("--tta-style", choices=("mmseg-0.x", "mmseg-1.x"),
+                          help="multi-scale rule: ratio × the test scale (0.x) or × the image size (1.x)")
+    evaluate.add_argument("--tta-scales", type=float, nargs="+", metavar="RATIO",
+                          help="multi-scale ratios (default: 0.5 0.75 1.0 1.25 1.5 1.75)")
+    evaluate.add_argument("--mode", choices=("whole", "slide"), help="inference mode (default: the checkpoint's)")
+    evaluate.add_argument("--crop-size", type=_positive_int, help="--mode slide window (default: the checkpoint's)")
+    evaluate.add_argument("--stride", type=_positive_int, help="--mode slide stride (default: the checkpoint's)")
+    evaluate.add_argument("--limit", type=_positive_int, help="score the first N images only")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=1, help="images per batch (default 1)")
+    evaluate.add_argument("--num-workers", type=int, default=2, help="data loading processes (default 2)")
+    evaluate.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cpu or cuda:0")
+    evaluate.add_argument("--json", type=Path, help="also write the results (unrounded too) to this JSON file")
 
     export = commands.add_parser("export", help="export a model to ONNX (dynamic batch, height and width)")
     _add_model_args(export)
@@ -157,6 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--static", action="store_true", help="fixed input size instead of dynamic axes")
     export.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
+    export.add_argument("--head-logits", action="store_true",
+                        help="output the decode head's low-resolution logits (for segzoo.runtime: less memory, faster)")
+    export.add_argument("--int8", type=Path, metavar="FILE",
+                        help="also write an int8 copy (static quantisation, onnxruntime), refused below "
+                        "--min-agreement with fp32 labels")
+    export.add_argument("--calibration", type=Path, metavar="DIR", help="photos to calibrate --int8 on")
+    export.add_argument("--check-images", type=Path, metavar="DIR",
+                        help="photos to compare int8 and fp32 labels on (default: the calibration photos)")
+    export.add_argument("--min-agreement", type=_fraction, default=0.99,
+                        help="share of pixels int8 labels must share with fp32 (default 0.99)")
+
+    demo = commands.add_parser("demo", help="a web page to try a checkpoint on your photos (runs offline)")
+    demo.add_argument("--model", default=None,
+                      help="checkpoint name, local folder, weights file or .onnx file to start with (default: none; "
+                      "pick one on the page)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine)")
+    demo.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 picks a free one)")
 
     listing = commands.add_parser("list", help="list architectures and pretrained checkpoints")
     listing.add_argument("pattern", nargs="?", help="wildcard filter, e.g. 'segformer*'")
@@ -169,13 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reads every mask of a FolderDataModule folder (images/ + masks/, split by train/ val/ "
         "subfolders or train.txt / val.txt, or not split) once and reports the mask encoding, the values and their "
         "frequencies, what 0 and 255 look like, missing or extra files and size mismatches; then prints the "
-        "FolderDataModule settings and class weights to paste into a recipe. Exit status 1 when the data cannot be "
+        "FolderDataModule settings and class weights, as a config file to give after a recipe (--config recipe.yaml "
+        "--config data.yaml). Exit status 1 when the data cannot be "
         "trained on as is.",
     )
     check.add_argument("data_root", metavar="DIR", type=Path, help="the folder holding images/ and masks/")
     check.add_argument("--num-classes", type=_positive_int, help="the number of classes you mean to train, if known")
     check.add_argument(
         "--ignore-index", type=_mask_value, default=255, help="the mask value meaning 'not labelled' (default 255)"
+    )
+    check.add_argument(
+        "--save-config",
+        metavar="FILE",
+        type=Path,
+        help="also write the recommended settings to FILE (YAML), to give after a recipe: --config recipe.yaml "
+        "--config FILE (merged key by key: the recipe's other settings are kept)",
     )
     prepare = data_commands.add_parser(
         "prepare", help="convert a downloaded public dataset into the layout its DataModule reads"
@@ -291,10 +367,16 @@ def plan_outputs(
     return plan
 
 
-def run_predict(args: argparse.Namespace) -> None:
+def run_predict(args: argparse.Namespace) -> int:
+    """Predicts every input; an image that cannot be read or predicted (named, with why) is skipped and the others
+    go on. Exit status 0 when all were written, 1 when some were skipped, 2 when none could be written."""
+    if args.onnx is not None:
+        return run_predict_onnx(args)
+    from PIL import Image
     from rich.console import Console
     from rich.progress import track
 
+    from segzoo._images import image_to_rgb
     from segzoo.inference._predict import list_images, load_image, predict
     from segzoo.inference._visualize import default_palette, overlay_with_legend, save_label_png
 
@@ -312,18 +394,117 @@ def run_predict(args: argparse.Namespace) -> None:
         _check_slide_options(args, cfg)
 
     console = Console(stderr=True)
+    skipped = []
+
+    def skip(file: Path, why: str) -> None:
+        skipped.append(file)
+        console.print(f"segzoo predict: skipped {file}: {why}", markup=False, highlight=False, soft_wrap=True)
+
     for file, (label_path, overlay_path) in track(list(zip(files, plan)), description="Predicting", console=console):
         try:
             image = load_image(file)
-        except (OSError, ValueError) as err:  # an unreadable image: the message names the file
-            raise UsageError(str(err)) from err
-        labels = predict(model, image, mode=args.mode, tta=args.tta, crop_size=args.crop_size, stride=args.stride)
+            rgb = image_to_rgb(image, f"image file {file}")  # the pixels predict reads: refused here, naming the file
+        except (OSError, ValueError) as err:  # unreadable, or pixels segzoo does not read
+            skip(file, str(err))
+            continue
+        try:  # the PIL image, so that predict says what it converts (grayscale, alpha)
+            labels = predict(model, image, mode=args.mode, tta=args.tta, crop_size=args.crop_size, stride=args.stride)
+        except SegzooError as err:  # e.g. too small for the encoder; anything else is a bug and keeps its traceback
+            skip(file, str(err))
+            continue
         label_path.parent.mkdir(parents=True, exist_ok=True)
         save_label_png(labels, label_path, palette, num_classes)
         if overlay_path is not None:
-            rgb = image.convert("RGB")
-            overlay_with_legend(rgb, labels, class_names, palette, alpha=args.alpha).save(overlay_path)
-    console.print(f"wrote {len(files)} prediction(s) to {args.out}")
+            overlay_with_legend(Image.fromarray(rgb), labels, class_names, palette, alpha=args.alpha).save(overlay_path)
+    written = len(files) - len(skipped)
+    console.print(f"wrote {written} prediction(s) to {args.out}" + (
+        f"; {len(skipped)} of {len(files)} image(s) skipped (named above)" if skipped else ""
+    ), markup=False, highlight=False, soft_wrap=True)
+    return 0 if not skipped else 1 if written else 2
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    import json
+
+    from segzoo.training._evaluate import build_datamodule, evaluate
+
+    model = load_model(args)
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    if args.mode == "slide" or (args.mode is None and cfg.get("eval_mode") == "slide"):
+        _check_slide_options(args, cfg)
+    overrides = {"eval_mode": args.mode, "crop_size": args.crop_size, "stride": args.stride}
+    model.pretrained_cfg = cfg | {k: v for k, v in overrides.items() if v is not None}
+    ckpt = next((p for p in (args.model, args.checkpoint) if p and str(p).endswith(".ckpt")), None)
+    try:
+        datamodule = build_datamodule(
+            model, args.data, args.dataset, checkpoint_path=ckpt, num_workers=args.num_workers,
+            val_batch_size=args.batch_size,
+        )  # fmt: skip
+        datamodule.setup("test")
+    except (FileNotFoundError, ValueError) as err:  # a missing folder or files: the message shows the layout
+        raise UsageError(str(err)) from err
+    device = args.device.split(":")
+    accelerator = "cpu" if device[0] == "cpu" else "gpu"
+    devices = [int(device[1])] if len(device) > 1 else 1
+    result = evaluate(model, datamodule, tta=args.tta, tta_style=args.tta_style, tta_scales=args.tta_scales,
+                      limit=args.limit,
+                      accelerator=accelerator, devices=devices, progress=sys.stderr.isatty())
+    scores = result.rounded()
+    print(
+        f"{args.model or args.arch}: aAcc {scores['aAcc']:.2f}  mIoU {scores['mIoU']:.2f}  mAcc {scores['mAcc']:.2f}  "
+        f"({result.images} images of {result.dataset}, the "
+        f"{'checkpoint' if result.protocol_source == 'checkpoint' else 'DataModule'}'s test pipeline"
+        f"{', multi-scale + flip ' + result.protocol.tta_style if args.tta else ''}, {result.seconds:.1f} s)"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"model": args.model or args.arch} | result.to_dict(), indent=1))
+
+
+def run_predict_onnx(args: argparse.Namespace) -> int:
+    """``segzoo predict --onnx``: the torch-free runtime on an exported file."""
+    from segzoo._errors import BackendUnavailableError, RuntimeModelError
+    from segzoo.inference._visualize import default_palette, overlay_with_legend, save_label_png
+    from segzoo.runtime import list_images, load, read_image
+
+    if args.model or args.arch or args.checkpoint:
+        raise UsageError("give --onnx or --model/--arch, not both")
+    try:
+        files = list_images(args.inputs)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from err
+    plan = plan_outputs(files, args.inputs, args.out, overlay=not args.no_overlay)
+    # never silently: reduced precision is compared with fp32 on the first inputs and refused below the bar
+    checks = files[:4] if args.precision != "fp32" else None
+    try:
+        model = load(args.onnx, backend=args.backend, precision=args.precision, check_images=checks,
+                     min_agreement=args.min_agreement)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        if isinstance(err, SegzooError) and not isinstance(err, (RuntimeModelError, BackendUnavailableError)):
+            raise
+        raise UsageError(f"--onnx {args.onnx}: {err}") from err
+    if model.checked is not None:
+        print(f"{args.precision}: {model.checked}")
+    names = model.class_names
+    num_classes = len(names) if names else 256
+    palette = model.palette or default_palette(num_classes)
+    settings = model.settings(args.mode, args.crop_size, args.stride)
+    skipped = []
+    for file, (label_path, overlay_path) in zip(files, plan):
+        try:
+            image = read_image(file)
+        except (OSError, ValueError) as err:  # as the PyTorch path: named, skipped, the others go on
+            skipped.append(file)
+            print(f"segzoo predict: skipped {file}: {err}", file=sys.stderr)
+            continue
+        labels = model.labels(image, settings, args.tta)
+        label_path.parent.mkdir(parents=True, exist_ok=True)
+        save_label_png(labels, label_path, palette, num_classes)
+        if overlay_path is not None:
+            overlay_with_legend(image.astype("uint8"), labels, names, palette, alpha=args.alpha).save(overlay_path)
+    written = len(files) - len(skipped)
+    print(f"wrote {written} prediction(s) to {args.out} ({model.backend.name}, {model.backend.precision})"
+          + (f"; {len(skipped)} of {len(files)} image(s) skipped (named above)" if skipped else ""))
+    return 0 if not skipped else 1 if written else 2
 
 
 def _check_slide_options(args: argparse.Namespace, cfg: dict) -> None:
@@ -343,9 +524,15 @@ def _check_slide_options(args: argparse.Namespace, cfg: dict) -> None:
 
 
 def _local_sources(args: argparse.Namespace) -> list[Path]:
-    """Local files the model is read from (--checkpoint, or --model as a path)."""
-    sources = [Path(p).expanduser() for p in (args.checkpoint, args.model) if p]
-    return [p.resolve() for p in sources if p.exists()]
+    """Local files the model is read from (--checkpoint, or --model as a path: segzoo.load's rule)."""
+    from segzoo.checkpoints._load import local_path
+
+    sources = [Path(args.checkpoint).expanduser()] if args.checkpoint else []
+    try:
+        sources += [local_path(args.model)] if args.model else []
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from err
+    return [p.resolve() for p in sources if p is not None and p.exists()]
 
 
 def run_export(args: argparse.Namespace) -> None:
@@ -358,6 +545,8 @@ def run_export(args: argparse.Namespace) -> None:
         if out == source or (source.is_dir() and out.parent == source and out.name in _WEIGHT_FILES):
             raise UsageError(f"--out {args.out} is the checkpoint being exported: give another file, e.g. --out "
                              f"{args.out.with_suffix('.onnx') if args.out.suffix != '.onnx' else 'model.onnx'}")
+    if args.int8 is not None and args.calibration is None:
+        raise UsageError("--int8 needs --calibration DIR: a folder of photos like those the model will see")
     model = load_model(args)
     diff = export_onnx(
         model,
@@ -367,11 +556,24 @@ def run_export(args: argparse.Namespace) -> None:
         opset=args.opset,
         dynamic=not args.static,
         verify=not args.no_verify,
+        head_logits=args.head_logits,
     )
     message = f"wrote {args.out}"
     if diff is not None:
         message += f" (max abs difference to PyTorch on two input sizes: {diff:.2e})"
     print(message)
+    if args.int8 is not None:
+        from segzoo.runtime import quantize_int8
+
+        result = quantize_int8(args.out, args.int8, args.calibration, check_images=args.check_images,
+                               min_agreement=args.min_agreement)
+        print(f"wrote {args.int8}: int8 {result}")
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    from segzoo.demo import serve
+
+    serve(args.model, host=args.host, port=args.port)
 
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "config.json")
@@ -395,7 +597,12 @@ def run_data(args: argparse.Namespace) -> int:
     if args.data_command == "prepare":
         from segzoo.data import prepare_dataset
 
-        print(prepare_dataset(args.dataset, args.src, args.dst))
+        try:
+            print(prepare_dataset(args.dataset, args.src, args.dst))
+        except KeyboardInterrupt:  # every file written is complete (written under a temporary name, then renamed)
+            print(f"segzoo data prepare: interrupted; the files written so far are complete: run the same command "
+                  f"again to finish {args.dst}", file=sys.stderr)
+            return 130
         return 0
     from segzoo.data import check_dataset
 
@@ -404,6 +611,12 @@ def run_data(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:  # not a folder dataset at all: one line
         raise UsageError(str(err)) from err
     print(report)
+    if args.save_config is not None and report.settings:
+        try:
+            args.save_config.write_text(report.recommended_yaml)
+        except OSError as err:
+            raise UsageError(f"--save-config {args.save_config}: cannot write it ({err.strerror or err})") from err
+        print(f"wrote the recommended settings to {args.save_config}")
     return report.exit_status
 
 
@@ -415,7 +628,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return train_main(argv[1:])
     args = build_parser().parse_args(argv)  # option errors: usage and one line, exit status 2
-    commands = {"predict": run_predict, "export": run_export, "list": run_list, "data": run_data}
+    commands = {
+        "predict": run_predict, "eval": run_eval, "export": run_export, "list": run_list, "data": run_data,
+        "demo": run_demo,
+    }  # fmt: skip
     try:
         status = commands[args.command](args)
     except SegzooError as err:  # what the user asked for is wrong (names, files, downloads): one line

@@ -67,24 +67,60 @@ class CheckpointMismatchError(SegzooError, ValueError):
     """``--ckpt_path`` holds a checkpoint of another architecture than the one the config asks for."""
 
 
+class InputSizeError(SegzooError, ValueError):
+    """An input image too small for the model (MiT encoders need at least 4 × their first reduction ratio pixels a
+    side); ``segzoo predict`` names the image and goes on with the others."""
+
+
+class UnknownDatasetError(SegzooError, ValueError):
+    """A model scored without a dataset segzoo can tell (``--dataset``), or a dataset it has no DataModule for."""
+
+
 class DatasetSourceError(SegzooError, FileNotFoundError):
     """``segzoo data prepare``: an archive or folder of the dataset is missing; the message names it and its site."""
 
 
+class NonFiniteLossError(SegzooError, FloatingPointError):
+    """Training stopped: the loss was NaN or infinite for many steps in a row (each was skipped, no weight changed)."""
+
+
+class DatasetTargetError(SegzooError, OSError):
+    """``segzoo data prepare``: DST is a file, or cannot be written (permissions, a full or read-only disk)."""
+
+
+class BackendUnavailableError(SegzooError, ImportError):
+    """The inference engine asked for (onnxruntime, OpenVINO) is not installed."""
+
+
+class RuntimeModelError(SegzooError, ValueError):
+    """An ONNX file the runtime cannot run as segzoo's labels: no segzoo metadata, or a protocol it does not know."""
+
+
+class AgreementError(SegzooError, ValueError):
+    """Reduced-precision labels (int8, bf16) agree with fp32 on fewer pixels than the threshold asked for."""
+
+
 __all__ = [
+    "AgreementError",
     "AmbiguousArchitectureError",
     "ArchitectureNotFoundError",
+    "BackendUnavailableError",
     "CheckpointMismatchError",
     "CheckpointReadError",
     "CheckpointTableError",
     "ConversionError",
     "CorruptedFileError",
     "DatasetSourceError",
+    "DatasetTargetError",
     "DownloadError",
     "ExportError",
+    "InputSizeError",
+    "NonFiniteLossError",
+    "RuntimeModelError",
     "SegzooError",
     "UnknownCheckpointError",
     "UnknownFormatError",
     "UnknownModelError",
     "UnsafeCheckpointError",
 ]
+

@@ -22,6 +22,10 @@ The official Segmenter code (rstrudel/segmenter, ``segm.eval.miou``) runs mmseg 
 then one more resize before its sliding windows (``segm.model.utils.resize``): an image whose short side is below the
 window is resized, as the normalised float tensor, bilinearly (``align_corners=False``, no antialiasing) so that the
 short side equals the window and the long side is ``int(long / short × window)``. ``min_short_side`` is that window.
+
+The pipeline itself is numpy and OpenCV: the torch-free runtime (:mod:`segzoo.runtime`) imports this module too, so
+the ONNX runtime and ``predict`` share one implementation of it; only the tensor steps (:meth:`EvalProtocol.normalize`
+and the official Segmenter float resize of :meth:`EvalProtocol.__call__`) import torch, when called.
 """
 
 from __future__ import annotations
@@ -29,15 +33,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TTA_SCALES", "TTA_STYLES", "EvalProtocol", "keep_ratio_size"]
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "TTA_SCALES", "TTA_STYLES", "EvalProtocol", "keep_ratio_size", "window_spans",
+]
 
 # RGB, 0–255 scale, as in mmsegmentation's data preprocessor.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -57,6 +63,17 @@ def keep_ratio_size(height: int, width: int, scale: Sequence[int]) -> tuple[int,
     long_scale, short_scale = max(scale), min(scale)
     factor = min(long_scale / max(height, width), short_scale / min(height, width))
     return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+def window_spans(size: int, crop: int, stride: int) -> list[tuple[int, int]]:
+    """Start/end of each sliding window along one axis, with mmsegmentation's grid: the last window is clamped to
+    the image, and an axis shorter than the crop gets a single window covering all of it."""
+    num = max(size - crop + stride - 1, 0) // stride + 1
+    spans = []
+    for i in range(num):
+        end = min(i * stride + crop, size)
+        spans.append((max(end - crop, 0), end))
+    return spans
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -193,19 +210,38 @@ class EvalProtocol:
         """Size of the model input made from a ``height``×``width`` image (every resize of the pipeline)."""
         return self.short_side_size(*self._divisible(*self.resized_size(height, width, ratio)))
 
+    def normalize_array(self, image: np.ndarray) -> np.ndarray:
+        """An H×W×3 image on the 0–255 scale as the normalised, contiguous 1×3×H×W float32 array (the ONNX input)."""
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        normalised = (np.asarray(image, dtype=np.float32) - mean) / std  # float32 throughout, as PyTorch computes it
+        return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None])
+
     def normalize(self, image: np.ndarray) -> Tensor:
         """An H×W×3 image on the 0–255 scale as the normalised 1×3×H×W float32 tensor."""
-        tensor = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None]  # a copy: writable
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
-        return (tensor - mean) / std
+        import torch
+
+        return torch.from_numpy(self.normalize_array(image))
+
+    def prepare_array(self, image: np.ndarray, ratio: float | None = None) -> np.ndarray:
+        """:meth:`__call__` as a numpy array: what the runtime feeds an exported model. The official Segmenter float
+        resize is OpenCV's bilinear filter here, which for these upscales computes PyTorch's ``align_corners=False``
+        resize up to float rounding."""
+        array = self.normalize_array(self.resize(image, ratio))
+        size = self.short_side_size(*array.shape[-2:])
+        if size != tuple(array.shape[-2:]):
+            resized = cv2.resize(array[0].transpose(1, 2, 0), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+            array = np.ascontiguousarray(resized.transpose(2, 0, 1)[None])
+        return array
 
     def __call__(self, image: np.ndarray, ratio: float | None = None) -> Tensor:
         """Resize (for the multi-scale pass at ``ratio``, if given) and normalise one H×W×3 image: the model's
         input."""
         tensor = self.normalize(self.resize(image, ratio))
         size = self.short_side_size(*tensor.shape[-2:])
-        if size != tuple(tensor.shape[-2:]):
+        if size != tuple(tensor.shape[-2:]):  # the official Segmenter code resizes the normalised tensor
+            import torch.nn.functional as F
+
             tensor = F.interpolate(tensor, size, mode="bilinear", align_corners=False)
         return tensor
 

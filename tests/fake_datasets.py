@@ -201,3 +201,17 @@ def make_folder_from_masks(root: Path, masks: dict[str, Sequence[np.ndarray]]) -
             else:
                 write_mask(path, mask)
     return root
+
+
+# Validation images of several sizes, two of them alike (scoring batches mix sizes; whole mode batches equal ones).
+EVAL_SIZES = ((64, 80), (72, 100), (88, 66), (64, 80), (104, 122))
+
+
+def make_folder_of_sizes(root: Path, sizes: Sequence[tuple[int, int]] = EVAL_SIZES, num_train: int = 2) -> Path:
+    """A 3-class user dataset (``images/`` + ``masks/`` by split subfolders) whose validation images have the given
+    sizes; masks are stripes of 0, 1, 255 (ignored) and 2."""
+    masks = {
+        "train": [stripes_mask((0, 1, 2), 32, 32)] * num_train,
+        "val": [stripes_mask((0, 1, 255, 2), height, width) for height, width in sizes],
+    }
+    return make_folder_from_masks(root, masks)

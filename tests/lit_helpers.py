@@ -67,15 +67,16 @@ class ColourDataset(Dataset):
 class ColourDataModule(L.LightningDataModule):
     """DataModule over :class:`ColourDataset` with the attributes segzoo DataModules expose."""
 
-    def __init__(self, num_train: int = 16, num_val: int = 8, batch_size: int = 4, num_classes: int = 3):
+    def __init__(self, num_train: int = 16, num_val: int = 8, batch_size: int = 4, num_classes: int = 3,
+                 size: int = 16):
         super().__init__()
         self.num_classes = num_classes
         self.ignore_index = 255
         self.class_names = [f"colour{i}" for i in range(num_classes)]
         self.palette = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)][:num_classes]
         self.mean, self.std = (0.0, 0.0, 0.0), (1.0 / 255, 1.0 / 255, 1.0 / 255)
-        self.train_set = ColourDataset(num_train, num_classes, seed=0)
-        self.val_set = ColourDataset(num_val, num_classes, seed=1)
+        self.train_set = ColourDataset(num_train, num_classes, size=size, seed=0)
+        self.val_set = ColourDataset(num_val, num_classes, size=size, seed=1)
         self.batch_size = batch_size
 
     def train_dataloader(self) -> DataLoader:

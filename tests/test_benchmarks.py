@@ -27,7 +27,7 @@ def test_accuracy_script_scores_predict_labels_against_original_size_ground_trut
     segzoo.create_model("segformer-b0", num_classes=150).save_pretrained(weights)
     out = tmp_path / "acc.csv"
     script("accuracy").main(["--model", "segformer-b0-ade", "--data", str(data), "--checkpoint", str(weights),
-                             "--limit", "1", "--csv", str(out)])
+                             "--num-workers", "0", "--limit", "1", "--csv", str(out)])
     table = capsys.readouterr().out
     assert "| segformer-b0-ade | ade20k | 1 | whole |" in table and "37.4" in table  # publisher's single-scale mIoU
     miou = float(out.read_text().splitlines()[1].split(",")[4])
@@ -108,3 +108,25 @@ def test_bf16_trained_on_an_image_folder(tmp_path, capsys):
     script("bf16").main(["--trained", str(weights), "--images", str(images)])
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {weights} |")][0].split("|")
     assert int(row[2]) == 40 * 56 + 64 * 48  # each image at its own size
+
+
+def test_gpu_script_smoke_run_writes_its_table_between_the_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# Benchmarks\n\nbefore\n<!-- gpu-table:start -->\nold table\n<!-- gpu-table:end -->\nafter\n")
+    rows = script("gpu").main(["--smoke", "--models", "setr-test-pup", "--readme", str(readme)])
+    modes = [(row["step"], row["mode"]) for row in rows]
+    assert modes == [("inference", m) for m in script("gpu").INFERENCE_MODES] + [("train", "bf16"),
+                                                                                  ("train", "bf16+checkpointing")]
+    assert all(row["ms"] and row["images_per_s"] for row in rows), rows  # every configuration ran
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# Benchmarks\n\nbefore\n") and text.endswith("after\n")
+    assert "| setr-test-pup | train | bf16+checkpointing | 2 | 64 |" in text and "CPU (smoke run)" in text
+
+
+def test_deploy_script_runs_transformers_pipeline_beside_predict(tmp_path, capsys):
+    rows = script("deploy").main(["--models", "segformer-test", "--paths", "transformers", "segzoo-eager",
+                                  "--rounds", "1", "--photos", "chelsea", "--cache", str(tmp_path)])
+    assert [row["path"] for row in rows] == ["transformers", "segzoo-eager"]
+    assert all(row["ms_per_image"] > 0 and row["agree_vs_fp32_eager"] == "100.000%" for row in rows)
+    assert rows[0]["vs_fastest_baseline"] == 1.0
+    assert "| segformer-test | segzoo-eager |" in capsys.readouterr().out

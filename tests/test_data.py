@@ -45,17 +45,22 @@ from segzoo.data._transforms import keep_ratio_size, seed_transform
 SMALL = {"crop_size": 32, "batch_size": 2, "num_workers": 0}
 
 
-def check_batches(dm, crop: tuple[int, int], val_size: tuple[int, int]) -> dict:
-    """Load one train and one val batch, check shapes, dtypes and value ranges; return the val batch."""
+def check_batches(dm, crop: tuple[int, int], val_size: tuple[int, int], original=(HEIGHT, WIDTH)) -> dict:
+    """Load one train and one val batch, check shapes, dtypes and value ranges; return the val batch.
+
+    Validation items are the image as read and the mask at its size; ``val_size`` is the size the DataModule's test
+    pipeline resizes the image to for the model."""
     dm.setup("fit")
     train = next(iter(dm.train_dataloader()))
     assert train["image"].shape == (2, 3, *crop) and train["image"].dtype == torch.float32
     assert train["mask"].shape == (2, *crop) and train["mask"].dtype == torch.int64
     assert len(train["name"]) == 2 and all(isinstance(n, str) for n in train["name"])
     val = next(iter(dm.val_dataloader()))
-    assert val["image"].shape == (1, 3, *val_size) and val["mask"].shape == (1, *val_size)
-    for batch in (train, val):
-        values = batch["mask"].unique()
+    (image,), (mask,) = val["image"], val["mask"]
+    assert image.dtype == np.uint8 and image.shape == (*original, 3)
+    assert mask.dtype == torch.int64 and mask.shape == original
+    assert dm.eval_protocol(image).shape == (1, 3, *val_size)
+    for values in (train["mask"].unique(), mask.unique()):
         assert ((values >= 0) & (values < dm.num_classes) | (values == 255)).all(), values
     assert dm.ignore_index == 255
     assert len(dm.class_names) == dm.num_classes and len(dm.palette) == dm.num_classes
@@ -85,7 +90,7 @@ def test_ade20k(tmp_path: Path, point_at_inner_folder: bool):
     val = check_batches(dm, (32, 32), (32, 48))
     assert dm.num_classes == 150 and dm.class_names[0] == "wall"
     assert mapping_of(*raw_and_mapped(dm)) == {0: 255, 1: 0, 75: 74, 150: 149}
-    assert set(val["mask"].unique().tolist()) <= {0, 74, 149, 255}
+    assert set(val["mask"][0].unique().tolist()) <= {0, 74, 149, 255}
     assert len(dm.datasets["train"]) == 3 and len(dm.datasets["val"]) == 2
 
 
@@ -166,9 +171,9 @@ def test_mean_std_are_used(tmp_path: Path):
     make_folder(tmp_path)
     dm = FolderDataModule(tmp_path, classes=["a", "b", "c"], eval_scale=None, mean=(127.5,) * 3, std=(127.5,) * 3)
     dm.setup("validate")
-    image = dm.datasets["val"][0]["image"]
+    image = dm.datasets["val"][0]["image"]  # as read: the test pipeline normalises it for the model
     raw = torch.from_numpy(dm.datasets["val"].load_sample(0)[0]).permute(2, 0, 1).float()
-    torch.testing.assert_close(image, raw / 127.5 - 1)
+    torch.testing.assert_close(dm.eval_protocol(image)[0], raw / 127.5 - 1)
 
 
 # --- errors ----------------------------------------------------------------------------------------------------------
@@ -312,7 +317,7 @@ def test_train_transform_pads_image_with_zero_and_mask_with_ignore():
 def test_photometric_distortion():
     image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
     distort = PhotoMetricDistortion()
-    neutral = {"brightness": 0.0, "contrast": 1.0, "contrast_first": True, "saturation": 1.0, "hue": 0}
+    neutral = {"brightness": None, "contrast": None, "contrast_first": True, "saturation": None, "hue": None}
     np.testing.assert_array_equal(distort.apply(image, **neutral), image)
     brighter = distort.apply(image, **{**neutral, "brightness": 20.0})
     np.testing.assert_array_equal(brighter, np.clip(image.astype(int) + 20, 0, 255))
@@ -338,7 +343,7 @@ def test_workers_get_different_augmentations(tmp_path: Path):
 
 def test_synthetic_datamodule_batches():
     dm = SyntheticDataModule(num_classes=5, image_size=48, num_train=6, num_val=3, batch_size=2)
-    check_batches(dm, (48, 48), (48, 48))
+    check_batches(dm, (48, 48), (48, 48), original=(48, 48))
     assert dm.class_names[0] == "background" and len(set(dm.palette)) == 5
     masks = np.stack([dm.datasets["val"].load_sample(i)[1] for i in range(3)])
     assert len(np.unique(masks)) >= 3  # several shape classes on the background
@@ -351,8 +356,8 @@ def test_synthetic_is_deterministic_for_a_seed():
         return next(iter(dm.val_dataloader()))
 
     first, again, other = val_batch(3), val_batch(3), val_batch(4)
-    assert torch.equal(first["image"], again["image"]) and torch.equal(first["mask"], again["mask"])
-    assert not torch.equal(first["mask"], other["mask"])
+    assert np.array_equal(first["image"][0], again["image"][0]) and torch.equal(first["mask"][0], again["mask"][0])
+    assert not torch.equal(first["mask"][0], other["mask"][0])
 
 
 def test_training_augmentations_follow_torch_seed():

@@ -4,6 +4,7 @@ masks."""
 
 from __future__ import annotations
 
+import io
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -60,8 +61,11 @@ def training_masks(dm: FolderDataModule, split: str = "train") -> list[np.ndarra
 
     dm.setup("fit")
     dataset = dm.datasets[split]
-    dataset.transform = build_eval_transform()
-    return [dataset[i]["mask"].numpy() for i in range(len(dataset))]
+    augment, dataset.transform = dataset.transform, build_eval_transform()
+    try:
+        return [dataset[i]["mask"].numpy() for i in range(len(dataset))]
+    finally:
+        dataset.transform = augment
 
 
 # --- findings and recommendations, one usual case each ------------------------------------------------------------
@@ -272,7 +276,7 @@ def test_cli_prints_the_report_and_exits_1_on_problems(tmp_path, capsys):
     text = captured.out
     assert "looks like binary masks" in " ".join(text.split())
     assert "Result: 1 problem(s), all fixed by the settings above: exit status 1." in text
-    block = text.split("Recommended settings (paste into your recipe):\n")[1].split("\n\nResult:")[0]
+    block = text.split("--config data.yaml")[-1].split("whole block.\n")[1].split("\n\nResult:")[0]
     assert yaml.safe_load(block)["data"]["init_args"]["label_map"] == {255: 1}
     assert "Reading masks" in captured.err  # the progress bar, on stderr
 
@@ -348,3 +352,129 @@ def test_colors_with_index_masks_say_what_to_change(tmp_path):
     dm = FolderDataModule(tmp_path, colors=[[0, 0, 0], [1, 1, 1], [2, 2, 2]], **SMALL)
     with pytest.raises(ValueError, match="Remove colors"):
         training_masks(dm)
+
+
+# --- what the check must not let pass -----------------------------------------------------------------------------
+
+
+def _damaged(rgb: np.ndarray, how: str) -> np.ndarray:
+    image = Image.fromarray(rgb)
+    if how == "jpeg":
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90)
+        return np.asarray(Image.open(buffer).convert("RGB"))
+    return np.asarray(image.resize((rgb.shape[1] * 3 // 4, rgb.shape[0] * 3 // 4), Image.BILINEAR))
+
+
+@pytest.mark.parametrize("how", ["jpeg", "bilinear"])
+def test_colour_masks_damaged_by_jpeg_or_a_blending_resize_are_a_problem_no_setting_fixes(tmp_path, how):
+    index = np.zeros((64, 96), np.uint8)  # four classes in blocks
+    index[:, 48:] = 1
+    index[32:, :48] = 2
+    index[40:56, 60:88] = 3
+    colours = [*COLOURS, (30, 60, 220)]
+    masks = [_damaged(colour_mask(np.roll(index, 8 * i, axis=1), colours), how) for i in range(3)]
+    make_folder_from_masks(tmp_path, {"train": masks[:2], "val": masks[2:]})
+    report = check(tmp_path)
+    assert len(report.colors) > 4  # the stray colours the damage made
+    damage = [problem for problem in report.problems if "look damaged" in problem]
+    assert len(damage) == 1 and not damage[0].endswith("(the settings below fix this)")
+    assert "nearest-neighbour" in damage[0]
+    proposed = init_args(report)["colors"]
+    assert len(proposed) == 4 and report.settings["num_classes"] == 4  # the four drawn colours, not the fringes
+    for drawn in colours:  # each proposed colour is one drawn (JPEG may shift it by a few levels)
+        assert min(np.abs(np.subtract(drawn, p)).max() for p in proposed) <= 4
+    assert "all fixed by the settings above" not in str(report)
+
+
+def test_binary_0_1_masks_with_one_class_train_as_two_classes(tmp_path):
+    make_folder(tmp_path, values=(0, 0, 0, 1))
+    report = check(tmp_path, num_classes=1)
+    assert init_args(report) == {"num_classes": 2, "reduce_zero_label": False}
+    assert said(report.findings, "looks like binary masks") and said(report.findings, "two-class softmax")
+    dm = FolderDataModule(tmp_path, **init_args(report), **SMALL)
+    for mask in training_masks(dm):
+        np.testing.assert_array_equal(mask, stripes_mask((0, 0, 0, 1)))  # 0 stays background, nothing ignored
+
+
+def test_an_empty_val_folder_is_a_problem(tmp_path):
+    make_folder(tmp_path)
+    for path in (tmp_path / "images" / "val").iterdir():
+        path.unlink()
+    report = check(tmp_path)
+    assert report.exit_status == 1 and said(report.problems, "the val split")
+    with pytest.raises(FileNotFoundError, match="no images found for split 'val'"):
+        FolderDataModule(tmp_path, num_classes=3, **SMALL).setup("fit")  # what training would say
+
+
+def test_symlinked_folders_are_read_and_links_to_nothing_are_named(tmp_path):
+    elsewhere = make_folder(tmp_path / "elsewhere")
+    root = tmp_path / "data"
+    for kind in ("images", "masks"):
+        (root / kind / "train").mkdir(parents=True)
+        (root / kind / "train" / "city").symlink_to(elsewhere / kind / "train", target_is_directory=True)
+        (root / kind / "val").symlink_to(elsewhere / kind / "val", target_is_directory=True)
+    report = check(root)
+    assert report.num_images == {"train": 3, "val": 2} and report.exit_status == 0
+    dm = FolderDataModule(root, num_classes=3, **SMALL)
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 3 and len(dm.datasets["val"]) == 2
+
+    (root / "images" / "train" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    write_mask(root / "masks" / "train" / "gone.png", stripes_mask((0, 1, 2)))
+    report = check(root)
+    assert report.exit_status == 1 and said(report.problems, "gone.jpg") and said(report.problems, "does not exist")
+    with pytest.raises(FileNotFoundError, match="symbolic links? to nothing, e.g. '.*gone.jpg'"):
+        FolderDataModule(root, num_classes=3, **SMALL).setup("fit")
+
+
+def test_two_images_with_one_name_are_a_problem(tmp_path):
+    make_folder(tmp_path)
+    write_image(tmp_path / "images" / "train" / "a.png")
+    report = check(tmp_path)
+    assert report.exit_status == 1 and said(report.problems, "a.jpg' and '") and said(report.problems, "a.png'")
+    with pytest.raises(ValueError, match="used by more than one file"):
+        FolderDataModule(tmp_path, num_classes=3, **SMALL).setup("fit")
+
+
+def test_an_image_in_train_txt_and_val_txt_is_a_problem(tmp_path):
+    make_folder(tmp_path, "split_files")
+    (tmp_path / "val.txt").write_text("d\ne\na\n")
+    report = check(tmp_path)
+    assert report.exit_status == 1 and said(report.problems, "listed in both train.txt and val.txt, e.g. 'a'")
+
+
+def test_16_bit_and_float_images_are_described_as_training_reads_them(tmp_path):
+    make_folder(tmp_path)
+    Image.fromarray(np.full((HEIGHT, WIDTH), 40000, np.uint16)).save(tmp_path / "images" / "train" / "a.png")
+    (tmp_path / "images" / "train" / "a.jpg").unlink()
+    Image.fromarray(np.full((HEIGHT, WIDTH), 900, np.uint16)).save(tmp_path / "images" / "train" / "b.png")
+    (tmp_path / "images" / "train" / "b.jpg").unlink()
+    Image.fromarray(np.full((HEIGHT, WIDTH), 200.0, np.float32)).save(tmp_path / "images" / "val" / "d.tif")
+    (tmp_path / "images" / "val" / "d.jpg").unlink()
+    report = check(tmp_path)
+    assert said(report.findings, "2 image(s) are 16-bit") and said(report.findings, "high byte")
+    assert said(report.warnings, "nearly black") and said(report.warnings, "b.png")
+    assert report.exit_status == 1 and said(report.problems, "d.tif") and said(report.problems, "0–1")
+
+
+def test_the_saved_settings_merge_into_the_recipe(tmp_path, capsys, monkeypatch):
+    from segzoo.training import cli_main
+
+    mask = np.zeros((HEIGHT, WIDTH), np.uint8)
+    mask[10:14, 20:30] = 255
+    make_folder_from_masks(tmp_path, {"train": [mask] * 2, "val": [mask]})
+    saved = tmp_path / "data.yaml"
+    assert main(["data", "check", str(tmp_path), "--save-config", str(saved)]) == 1
+    assert f"wrote the recommended settings to {saved}" in capsys.readouterr().out
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "finetune-folder.yaml"
+    monkeypatch.setattr("sys.argv", ["train.py"])
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(recipe), "--config", str(saved), "--print_config"])
+    config = yaml.safe_load(capsys.readouterr().out)
+    model, data = config["model"], config["data"]["init_args"]
+    assert model["loss"]["init_args"]["class_weight"] == yaml.safe_load(saved.read_text())["model"]["loss"][
+        "init_args"]["class_weight"]
+    assert model["optimizer"]["init_args"]["lr"] == 6e-5 and model["lr_scheduler"]["init_args"]["warmup_iters"] == 500
+    assert data["data_root"] == str(tmp_path) and data["label_map"] in ({255: 1}, {"255": 1})
+    assert data["crop_size"] == 512 and config["trainer"]["max_steps"] == 20000  # the recipe's, kept

@@ -328,3 +328,131 @@ def test_unknown_dataset_and_report_text(tmp_path: Path):
         "Cityscapes prepared in /data/cs: train 2975, val 500 image/label pairs.\n"
         "  3475 label maps written; 3475 files hard-linked."
     )
+
+
+# --- what goes wrong on the way: one line naming the file, nothing half-written left behind --------------------------
+
+
+def no_partial_files(root: Path) -> bool:
+    return not [path for path in root.rglob("*") if path.name.endswith(".partial")]
+
+
+def test_a_corrupt_archive_member_is_named(tmp_path: Path):
+    import zipfile
+
+    src = make_cityscapes(tmp_path / "src")
+    archive = src / "gtFine_trainvaltest.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted((src / "gtFine").rglob("*.png")):
+            zf.write(path, path.relative_to(src).as_posix())
+    shutil.rmtree(src / "gtFine")
+    with zipfile.ZipFile(archive) as zf:
+        member = zf.infolist()[2]
+    data = bytearray(archive.read_bytes())
+    start = member.header_offset + 30 + len(member.filename.encode())
+    data[start + 8 : start + 40] = bytes(range(32))  # garbage inside the compressed stream
+    archive.write_bytes(bytes(data))
+    with pytest.raises(segzoo.CorruptedFileError, match=f"'{member.filename}'.*download it again"):
+        prepare_dataset("cityscapes", src, tmp_path / "dst")
+    assert no_partial_files(tmp_path / "dst")
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_a_dst_that_cannot_be_a_folder_is_one_line(tmp_path: Path, capsys, where):
+    from segzoo._cli import main
+
+    src = make_cityscapes(tmp_path / "src")
+    (tmp_path / "taken").write_text("x")
+    dst = tmp_path / "taken" if where == "a file" else tmp_path / "taken" / "dst"
+    with pytest.raises(segzoo.DatasetTargetError, match="taken"):
+        prepare_dataset("cityscapes", src, dst)
+    assert main(["data", "prepare", "cityscapes", str(src), str(dst)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("segzoo data prepare: error:") and str(dst) in err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "16-bit"])
+def test_a_damaged_cityscapes_label_is_named(tmp_path: Path, capsys, damage):
+    from segzoo._cli import main
+
+    src = make_cityscapes(tmp_path / "src")
+    label = src / "gtFine" / "train" / "bochum" / "bochum_000000_000001_gtFine_labelIds.png"
+    if damage == "truncated":
+        label.write_bytes(label.read_bytes()[:60])
+    else:
+        Image.fromarray(stripes_mask((7, 26)).astype(np.uint16) * 300).save(label)
+    with pytest.raises(segzoo.CorruptedFileError, match="bochum_000000_000001_gtFine_labelIds.png"):
+        prepare_dataset("cityscapes", src, tmp_path / "dst")
+    assert main(["data", "prepare", "cityscapes", str(src), str(tmp_path / "dst")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert no_partial_files(tmp_path / "dst")
+
+
+def test_a_corrupt_ade20k_annotation_is_named(tmp_path: Path):
+    make_ade20k(tmp_path / "src")
+    label = tmp_path / "src" / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000002.png"
+    label.write_bytes(label.read_bytes()[:-20])  # cut short
+    for dst in (tmp_path / "dst", tmp_path / "src"):  # linked elsewhere, or prepared in place
+        with pytest.raises(segzoo.CorruptedFileError, match="ADE_val_00000002.png.*truncated or corrupt"):
+            prepare_dataset("ade20k", tmp_path / "src", dst)
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda data: data["annos_segmentation"][0].pop("id"), r"annos_segmentation\[0\] has no 'id'"),
+        (lambda data: data["images"][1].pop("height"), r"images\[1\] has no 'height'"),
+        (lambda data: data["images"][0].update(width="wide"), r"images\[0\] has 'width': 'wide'"),
+        (lambda data: data["annos_segmentation"][1]["segmentation"].update(size=[3]), "segmentation size is"),
+        (lambda data: data["annos_segmentation"][1]["segmentation"].update(counts="0"), "segment 2 of 2008_000002"),
+    ],
+)
+def test_a_malformed_detail_json_names_the_entry(tmp_path: Path, edit, said):
+    import json
+
+    src = pascal_context_download(tmp_path / "src")
+    data = json.loads((src / "trainval_merged.json").read_text())
+    edit(data)
+    (src / "trainval_merged.json").write_text(json.dumps(data))
+    with pytest.raises(segzoo.CorruptedFileError, match=said):
+        prepare_dataset("pascal-context", src, tmp_path / "dst")
+    assert no_partial_files(tmp_path / "dst")
+
+
+def test_ctrl_c_during_prepare_is_one_line_and_the_next_run_finishes(tmp_path: Path, monkeypatch, capsys):
+    from segzoo._cli import main
+
+    src, dst = make_cityscapes(tmp_path / "src"), tmp_path / "dst"
+    write = prepare_module._written_as
+
+    def interrupted(target):  # Ctrl-C while the third label is being written
+        if target.name.endswith("_labelTrainIds.png") and len(list(dst.rglob("*_labelTrainIds.png"))) >= 2:
+            raise KeyboardInterrupt
+        return write(target)
+
+    monkeypatch.setattr(prepare_module, "_written_as", interrupted)
+    assert main(["data", "prepare", "cityscapes", str(src), str(dst)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("segzoo data prepare: interrupted;") and "run the same command again" in err[-1]
+    assert "Traceback" not in "\n".join(err) and no_partial_files(dst)
+    monkeypatch.undo()
+    assert prepare_dataset("cityscapes", src, dst).counts == {"train": 4, "val": 1}
+
+
+def test_a_second_run_into_the_same_folder_waits_for_the_first(tmp_path: Path, capsys):
+    import fcntl
+    import threading
+
+    src, dst = make_cityscapes(tmp_path / "src"), tmp_path / "dst"
+    dst.mkdir()
+    reports = []
+    with open(dst / ".segzoo-prepare.lock", "a+") as lock:  # a first run holds the folder
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        second = threading.Thread(target=lambda: reports.append(prepare_dataset("cityscapes", src, dst)))
+        second.start()
+        second.join(timeout=1.0)
+        assert second.is_alive() and not list(dst.rglob("*.png"))  # waiting, nothing written
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    second.join(timeout=60)
+    assert reports[0].counts == {"train": 4, "val": 1} and no_partial_files(dst)
+    assert f"another segzoo data prepare is writing into {dst}; waiting for it to finish" in capsys.readouterr().err

@@ -60,7 +60,9 @@ def free_port() -> int:
 
 
 def train_command(out: Path, *args: str) -> list[str]:
-    """``python train.py fit`` on the tiny config with the recipes' loggers, reporting each rank's end into ``out``."""
+    """``python train.py fit`` on the tiny config with the recipes' loggers, reporting each rank's end into ``out``.
+    Five validation scenes: the processes validate 3 and 2 of them (uneven, as segzoo's DataModules split evaluation
+    data without repeats), which the DDP-wrapped model must survive."""
     loggers = out / "loggers.yaml"
     loggers.parent.mkdir(parents=True, exist_ok=True)
     loggers.write_text(LOGGERS_YAML)
@@ -68,7 +70,7 @@ def train_command(out: Path, *args: str) -> list[str]:
         sys.executable, TRAIN, "fit", "--config", TINY, "--config", str(loggers),
         "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
         "--trainer.callbacks+=lit_helpers.RankReport", f"--trainer.callbacks.out_dir={out}",
-        *args,
+        "--data.init_args.num_val", "5", *args,
     ]  # fmt: skip
 
 
@@ -145,7 +147,7 @@ def assert_logs_overlays_and_wandb(run_dir: Path, stdout: str) -> None:
     assert [int(row["step"]) for row in rows] == [1, 3]  # after steps 2 and 4 (the CSV's step is 0-based)
     for epoch in (0, 1):
         panels = sorted((log_dir / "val_overlays" / f"epoch={epoch}").glob("*.png"))
-        assert len(panels) == 2, panels  # the default 4, but rank 0 holds 2 of the 4 validation images
+        assert len(panels) == 3, panels  # the default 4, but rank 0 holds 3 of the 5 validation images
     assert "val (epoch 0, step 2): mIoU" in stdout and "val (epoch 1, step 4): mIoU" in stdout
     assert (log_dir / "checkpoints" / "last.ckpt").exists()
     (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
@@ -155,22 +157,31 @@ def assert_logs_overlays_and_wandb(run_dir: Path, stdout: str) -> None:
 
 
 def test_two_process_ddp_gives_single_process_metrics(tmp_path):
+    """Five validation images of several sizes in batches of two: the two processes score 3 and 2 of them (Lightning's
+    default DistributedSampler would repeat one to even them out and count its pixels twice), and the summed confusion
+    matrix is that of one process."""
     from ddp_worker import validate
+    from fake_datasets import make_folder_of_sizes
 
-    single = validate(devices=1, root_dir=tmp_path / "single")
+    data = make_folder_of_sizes(tmp_path / "data")
+    single = validate(devices=1, data=data, root_dir=tmp_path / "single")
     out = tmp_path / "ddp.json"
     proc = start(
-        [sys.executable, str(HERE / "ddp_worker.py"), "--devices", "2", "--out", str(out)], tmp_path, clean_env()
-    )
+        [sys.executable, str(HERE / "ddp_worker.py"), "--devices", "2", "--data", str(data), "--out", str(out)],
+        tmp_path, clean_env(),
+    )  # fmt: skip
     ((returncode, _, stderr),) = finish([proc], RUN_TIMEOUT)
     assert returncode == 0, stderr[-3000:]
-    ddp = json.loads(out.read_text())
-    assert ddp["world_size"] == 2
-    assert set(ddp) == set(single)
-    for key in ("val/miou", "val/macc", "val/acc"):
-        assert ddp[key] == pytest.approx(single[key], abs=1e-6), key
-    per_class = [k for k in single if k.startswith("val/iou/")]
-    assert per_class and all(ddp[k] == pytest.approx(single[k], abs=1e-6) for k in per_class)
+    ranks = [json.loads(Path(f"{out}.rank{rank}").read_text()) for rank in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and [r["images"] for r in ranks] == [3, 2]
+    assert single["images"] == 5
+    for ddp in ranks:
+        assert ddp["confusion"] == single["confusion"]  # summed over the processes, every pixel once
+        assert set(ddp) == set(single)
+        for key in ("val/miou", "val/macc", "val/acc"):
+            assert ddp[key] == pytest.approx(single[key], abs=1e-6), key
+        per_class = [k for k in single if k.startswith("val/iou/")]
+        assert per_class and all(ddp[k] == pytest.approx(single[k], abs=1e-6) for k in per_class)
     assert 0.0 < single["val/miou"] < 1.0
     assert list((tmp_path / "val_overlays" / "epoch=0").glob("*.png")), "overlays on (the default) in the DDP run"
 

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from fake_datasets import make_ade20k
 from inference_toys import PixelModel
-from PIL import Image
 
 import segzoo
 from segzoo._preprocessing import EvalProtocol
@@ -29,8 +28,8 @@ def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
 class InputRecorder(PixelModel):
     """A pixel-wise model that keeps every input it is given."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, num_classes: int = 4):
+        super().__init__(num_classes)
         self.inputs: list[torch.Tensor] = []
 
     def forward(self, x):
@@ -110,17 +109,34 @@ def test_predict_tta_runs_every_scale_from_the_original_and_flipped():
         torch.testing.assert_close(model.inputs[2 * i + 1], tensor.flip(-1), rtol=0, atol=0)
 
 
-def test_datamodule_validation_input_is_the_predict_input(tmp_path):
+def test_validation_scores_the_original_through_the_datamodules_pipeline(tmp_path):
+    """A validation run feeds the model exactly what the DataModule's test pipeline makes of each image as read (as
+    predict does), and compares predictions at the image's own size with the masks as stored."""
+    from lit_helpers import quiet_trainer
+
+    from segzoo.training import SegmentationModule
+
     make_ade20k(tmp_path)
     dm = ADE20KDataModule(tmp_path, eval_scale=(2048, 96), size_divisor=32, batch_size=1, num_workers=0)
+    model = InputRecorder(num_classes=150)
+    module = SegmentationModule(model, num_classes=150, num_log_images=0)
+    quiet_trainer().validate(module, dm, verbose=False)
     dm.setup("validate")
-    sample = dm.datasets["val"][0]
-    image_path = sorted((tmp_path / "ADEChallengeData2016" / "images" / "validation").glob("*.jpg"))[0]
-    image = np.asarray(Image.open(image_path).convert("RGB"))
-    expected = dm.eval_protocol(image)
+    images = [dm.datasets["val"].load_sample(i) for i in range(len(dm.datasets["val"]))]
     assert dm.eval_protocol == EvalProtocol(dm.mean, dm.std, test_scale=(2048, 96), size_divisor=32)
-    torch.testing.assert_close(sample["image"][None], expected, rtol=0, atol=0)
-    assert sample["mask"].shape == expected.shape[-2:]
+    assert len(model.inputs) == len(images) == 2
+    for seen, (image, _, _) in zip(model.inputs, images):
+        assert seen.shape[-2:] == (96, 160) and image.shape[:2] == (40, 60)
+        torch.testing.assert_close(seen, dm.eval_protocol(image), rtol=0, atol=0)
+    # the confusion matrix is that of predict's labels (at 40×60) against the masks as stored
+    model.pretrained_cfg = {"mean": dm.mean, "std": dm.std, "test_scale": dm.eval_scale, "size_divisor": 32}
+    expected = torch.zeros(150, 150, dtype=torch.long)
+    for image, mask, _ in images:
+        labels = torch.from_numpy(segzoo.predict(model, image))
+        valid = torch.from_numpy(mask != 255)
+        target = torch.from_numpy(mask.astype(np.int64))[valid]
+        expected.index_put_((target, labels[valid]), torch.tensor(1), accumulate=True)
+    assert torch.equal(module.confusion_matrices["val"], expected) and expected.sum() == (mask != 255).sum() * 2
 
 
 @pytest.mark.parametrize("name", ["segmenter-test-mask", "setr-test-naive"])

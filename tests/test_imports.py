@@ -26,3 +26,20 @@ def test_datamodules_still_import_from_segzoo_data():
     from segzoo.data import ADE20KDataModule, FolderDataModule
 
     assert segzoo.data.ADE20KDataModule is ADE20KDataModule and FolderDataModule.__module__ == "segzoo.data._folder"
+
+
+def test_the_command_line_answers_help_and_checks_data_without_torch(capsys):
+    """``segzoo --help``, ``segzoo predict --help`` and ``segzoo data check`` import neither torch nor Lightning (the
+    start-up figures are benchmarks/startup.py's; nothing here is timed)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "startup.py"
+    spec = importlib.util.spec_from_file_location("startup", path)
+    startup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(startup)
+    light = ["segzoo --help", "segzoo predict --help", "segzoo data check <empty folder>"]
+    rows = startup.main(["--repeat", "1"], only=light)
+    assert [row["command"] for row in rows] == light
+    assert {row["command"]: row["imported"] for row in rows} == dict.fromkeys(light, [])
+    assert "| `segzoo --help` |" in capsys.readouterr().out

@@ -3,11 +3,13 @@ resumes from its step; ``last.ckpt`` is also rewritten every N steps; a checkpoi
 one asked for is refused, and a truncated one is named.
 
 The signals go to ``python train.py`` subprocesses in their own session, killed as a whole (SIGKILL to the process
-group) if they overrun, so a hang fails the test instead of hanging it.
+group) if they overrun, so a hang fails the test instead of hanging it; the failure says whether the run was slow
+(still using CPU) or hung (alive without using CPU, with its threads' stacks).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,7 +32,12 @@ TRAIN = str(REPO / "train.py")
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GLOBAL_RANK", "RANK")
-RUN_TIMEOUT = 90  # seconds; the interrupted run takes ~8 s on 2 cores
+# How long a phase of the interrupted run (start to step 3; signal to exit) may take. Measured on 2 busy cores (load
+# average 9): about 28 s to step 3, and 9 s from the signal to the exit (1 s to save last.ckpt, the rest the
+# interpreter's own shutdown). A run that still uses CPU at RUN_LIMIT is slow; one alive without using any CPU for
+# STALL_LIMIT seconds is hung (blocked), and its threads' stacks are printed.
+RUN_LIMIT = 240
+STALL_LIMIT = 30
 
 
 @pytest.fixture(autouse=True)
@@ -46,39 +53,80 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time the process has used (Linux /proc), or None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ignores(pid: int, signum: int) -> bool:
+    """Whether the process ignores ``signum`` (the SigIgn mask of Linux /proc)."""
+    try:
+        mask = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigIgn"))
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask.split()[1], 16) >> (signum - 1) & 1)
+
+
+def wait_for(proc: subprocess.Popen, done, what: str, log: Path) -> None:
+    """Waits until ``done()`` or the process ends; fails saying whether the run is slow (still using CPU after
+    RUN_LIMIT seconds) or hung (alive, no CPU used for STALL_LIMIT seconds: its threads' stacks are in the message)."""
+    start = last_progress = time.monotonic()
+    last_cpu = cpu_seconds(proc.pid)
+    while not done() and proc.poll() is None:
+        time.sleep(0.2)
+        now, used = time.monotonic(), cpu_seconds(proc.pid)
+        if used is None or last_cpu is None or used > last_cpu + 0.05:
+            last_cpu, last_progress = used, now
+        if now - last_progress > STALL_LIMIT:
+            proc.send_signal(signal.SIGABRT)  # python -X faulthandler prints every thread's stack, then aborts
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            kill_group(proc)
+            pytest.fail(f"HANG while {what}: the run is alive but used no CPU for {STALL_LIMIT} s (blocked); its "
+                        f"output and its threads' stacks:\n{log.read_text()[-6000:]}")
+        if now - start > RUN_LIMIT:
+            kill_group(proc)
+            pytest.fail(f"SLOW while {what}: still running and using CPU after {RUN_LIMIT} s ({last_cpu} s of CPU): "
+                        f"an overloaded machine, not a hang; its output:\n{log.read_text()[-3000:]}")
+
+
 def run_until_step_then_signal(run_dir: Path, signum: int, step: int = 3) -> tuple[int, str]:
     """Starts an endless tiny fit (no validation, rolling checkpoint far away) in ``run_dir``, sends ``signum`` once
-    ``step`` steps are done, and returns its exit status and stderr."""
+    ``step`` steps are done, and returns its exit status and stderr.
+
+    The run gets the default action for SIGINT whatever the test process has: a process started as a background job
+    of a shell script (``pytest ... &``) or under nohup inherits SIGINT ignored, and then Python installs no
+    KeyboardInterrupt handler, so Ctrl-C would never stop the run."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    marks = run_dir / "marks"
+    marks, log = run_dir / "marks", run_dir / "stderr.txt"
     env = {k: v for k, v in os.environ.items() if k not in DDP_ENV}
     env |= {"OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(HERE)}
     command = [
-        sys.executable, TRAIN, "fit", "--config", TINY, *QUIET, "--trainer.max_steps=100000",
+        sys.executable, "-X", "faulthandler", TRAIN, "fit", "--config", TINY, *QUIET, "--trainer.max_steps=100000",
         "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
         "--last_checkpoint.every_n_train_steps=100000",
         "--trainer.callbacks+=lit_helpers.MarkStep", f"--trainer.callbacks.out_dir={marks}",
         f"--trainer.callbacks.step={step}",
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, cwd=run_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(
+            command, cwd=run_dir, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
     try:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while not (marks / f"step-{step}").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                kill_group(proc)
-                pytest.fail(f"the run never reached step {step}:\n{proc.communicate()[1][-3000:]}")
-            time.sleep(0.1)
+        wait_for(proc, (marks / f"step-{step}").exists, f"waiting for step {step}", log)
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before step {step}:\n{log.read_text()[-3000:]}")
+        assert not ignores(proc.pid, signum), f"the run ignores {signal.Signals(signum).name}"
         proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        pytest.fail(f"the run did not end within {RUN_TIMEOUT} s of the signal:\n{proc.communicate()[1][-3000:]}")
+        wait_for(proc, lambda: False, f"waiting for the run to exit after {signal.Signals(signum).name}", log)
     finally:
         kill_group(proc)
-    return proc.returncode, stderr
+    return proc.wait(), log.read_text()
 
 
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 1), (signal.SIGTERM, 128 + signal.SIGTERM)])

@@ -1,8 +1,8 @@
 """The package knows its layers: each module imports only modules of its own layer or below (at the top of the file
 or inside a function alike), and no two modules import each other, directly or in a ring.
 
-    base (errors, version, preprocessing) -> models -> checkpoints -> inference (and the public API)
-    -> training (Lightning, albumentations, wandb) -> command line
+    base (errors, version, preprocessing, image files) -> models -> checkpoints -> inference (and the public API, and
+    the torch-free runtime) -> training (Lightning, albumentations, wandb) and the demo page -> command line
 """
 
 import ast
@@ -16,13 +16,16 @@ LAYERS = {  # module-name prefix -> layer; the longest matching prefix decides
     "segzoo._errors": 0,
     "segzoo._version": 0,
     "segzoo._preprocessing": 0,
+    "segzoo._images": 0,
     "segzoo.models": 1,
     "segzoo.checkpoints": 2,
     "segzoo.inference": 3,
     "segzoo._api": 3,
+    "segzoo.runtime": 3,
     "segzoo": 3,  # the package's public names (segzoo/__init__.py)
     "segzoo.training": 4,
     "segzoo.data": 4,
+    "segzoo.demo": 4,
     "segzoo._cli": 5,
 }
 LAYER_NAMES = ["base", "models", "checkpoints", "inference", "training", "command line"]

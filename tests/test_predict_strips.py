@@ -48,8 +48,7 @@ SLIDE = {"eval_mode": "slide", "crop_size": [32, 32], "stride": [24, 24]}
     ],
 )
 def test_strip_labels_equal_full_resolution_argmax(name, cfg, unpad, tta, monkeypatch):
-    monkeypatch.setattr(inference, "TILE_BYTES", 5 * 4 * 40 * 7)  # tiles of 7 rows × 40 columns: many of them
-    monkeypatch.setattr(inference, "TILE_WIDTH", 40)
+    monkeypatch.setattr(inference, "TILE_BYTES", 5 * 4 * 97 * 7)  # strips of 7 rows: many of them
     model = segzoo.create_model(name, num_classes=5, **({"unpad": unpad} if unpad else {})).eval()
     model.pretrained_cfg = cfg
     image = (np.random.default_rng(1).random((53, 97, 3)) * 255).astype(np.uint8)
@@ -59,20 +58,20 @@ def test_strip_labels_equal_full_resolution_argmax(name, cfg, unpad, tta, monkey
 
 
 def test_no_full_resolution_logits_are_allocated(monkeypatch):
-    """A 150-class model on a large image: every tile of logits the labels path makes stays within TILE_BYTES, far
+    """A 150-class model on a large image: every strip of logits the labels path makes stays within TILE_BYTES, far
     below the full-resolution logits (150 × 1200 × 1600 × 4 bytes = 1.15 GB)."""
     model = segzoo.create_model("segformer-test", num_classes=150).eval()
     model.pretrained_cfg = {"test_scale": [2048, 64]}
     image = np.zeros((1200, 1600, 3), np.uint8)
     sizes = []
-    original = torch.matmul
+    original = inference.LogitsField.columns
 
-    def matmul(a, b):
-        out = original(a, b)
-        sizes.append(out.numel() * out.element_size())
+    def columns(self, strip):
+        out = original(self, strip)
+        sizes.extend(t.numel() * t.element_size() for t in (strip, out))
         return out
 
-    monkeypatch.setattr(inference.torch, "matmul", matmul)
+    monkeypatch.setattr(inference.LogitsField, "columns", columns)
     labels = model.predict(image)
     assert labels.shape == (1200, 1600)
     assert len(sizes) > 1 and max(sizes) <= inference.TILE_BYTES

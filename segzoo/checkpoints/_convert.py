@@ -165,18 +165,12 @@ def convert_mmseg(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """An mmsegmentation checkpoint's ``state_dict`` (SETR, Segmenter) → segzoo.
 
     mmseg ≥ 1.1's ``VisionTransformer`` defaults to ``patch_bias=False``, so the files it writes have no patch
-    projection bias, while the zoo's files (trained with mmseg 0.x) have one. A missing bias becomes a zero bias,
-    which computes exactly what mmseg's bias-free projection computes.
+    projection bias, while the zoo's files (trained with mmseg 0.x) have one. The converted weights keep that
+    difference: ``segzoo.load`` builds a bias-free patch projection for them (``encoder_args.patch_bias=False``).
     """
     if "backbone.layers.0.0.projection.weight" in state_dict or "layers.0.0.projection.weight" in state_dict:
         return convert_mmseg_segformer(state_dict)  # SegFormer's MiT (a ViT has one patch_embed, no layers.0.0)
-    out = rename_keys(state_dict, _MMSEG_RULES, "mmsegmentation")
-    if "backbone.patch_embed.proj.weight" in out and "backbone.patch_embed.proj.bias" not in out:
-        weight = out["backbone.patch_embed.proj.weight"]
-        out["backbone.patch_embed.proj.bias"] = weight.new_zeros(weight.shape[0])
-        log.warning("this mmsegmentation checkpoint has no patch embedding bias (mmseg >= 1.1 builds its ViT with "
-                    "patch_bias=False); the patch projection gets a zero bias, which computes the same")
-    return out
+    return rename_keys(state_dict, _MMSEG_RULES, "mmsegmentation")
 
 
 # Official Segmenter (rstrudel/segmenter ``checkpoint.pth['model']``): timm names under ``encoder.``/``decoder.``.

@@ -1,12 +1,18 @@
 """``segzoo.load``: a published checkpoint (or any supported file, folder or Hub repo) as a ready model.
 
-Resolution of ``segzoo.load(name, checkpoint=None)``:
+Resolution of ``segzoo.load(name, checkpoint=None)``; a name means one thing, whatever lies in the working folder:
 - ``hf-hub:org/repo[@rev]``: a segzoo (``config.json`` + ``model.safetensors``) or transformers SegFormer repo;
-- a local folder or file: the same formats, self-described by their ``config.json``;
-- a checkpoint name from ``checkpoints.yaml``: its architecture, preprocessing and weights (downloaded and
-  converted once, then cached as safetensors);
+- ``local-dir:PATH``, or a name written as a path (absolute, starting with ``.`` or ``~``, holding a ``/``, or ending
+  in a weights suffix such as ``.safetensors``, ``.pth``, ``.ckpt``): a local folder or file, self-described by its
+  ``config.json`` or by its keys;
+- a checkpoint name from ``checkpoints.yaml``: always its architecture, preprocessing and published weights
+  (downloaded and converted once, then cached as safetensors), even where a folder of that name exists (a warning
+  then says how to load the folder);
 - an architecture name with ``checkpoint=``: weights in any supported format for that architecture.
-``checkpoint=`` (a local file, folder or URL) replaces the table's weights file.
+A bare name that is neither, but names a local folder or file, is refused with the path to write instead (timm's
+rule: local weights are asked for explicitly). ``checkpoint=`` (a local file, folder or URL) replaces the table's
+weights file; the model keeps the table's preprocessing, and its number of classes (and class names) are the
+weights' own.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import torch
 from huggingface_hub import constants
 
 import segzoo.checkpoints._download as hub
-from segzoo._errors import UnknownCheckpointError
+from segzoo._errors import CorruptedFileError, UnknownCheckpointError
 from segzoo.checkpoints._convert import CONVERTERS, ConversionError, adapt_to_model, detect_format, unwrap_checkpoint
 from segzoo.checkpoints._table import (
     PretrainedCfg,
@@ -41,10 +47,17 @@ from segzoo.models.encoders import TimmViTEncoder
 log = logging.getLogger("segzoo")
 
 # Numerics a checkpoint format was trained with, where they differ from the registry rows (mmsegmentation's): the
-# official Segmenter code resamples position embeddings bilinearly, uses LayerNorm eps 1e-5 in its ViT, and crops
-# the logits of a padded input instead of resizing them.
+# official Segmenter code resamples position embeddings bilinearly, uses LayerNorm eps 1e-5 in its ViT, crops the
+# logits of a padded input instead of resizing them, and trains with drop path on both residual branches of its
+# blocks and (Mask decoder) dropout 0.1 without drop path (segm/model/blocks.py, segm/config.yml).
 FORMAT_MODEL_ARGS = {
-    "segmenter-official": {"encoder_args": {"pos_embed_interp": "bilinear", "norm_eps": 1e-5}, "unpad": "crop"},
+    "segmenter-official": {
+        "encoder_args": {"pos_embed_interp": "bilinear", "norm_eps": 1e-5, "drop_path_branches": "both"},
+        "unpad": "crop",
+    },
+}
+FORMAT_DECODER_ARGS = {  # (format, registry decoder) -> decoder arguments
+    ("segmenter-official", "mask_transformer"): {"dropout": 0.1, "drop_path_rate": 0.0, "drop_path_branches": "both"},
 }
 
 # transformers SegFormer config (hidden_sizes, depths) -> our architecture, derived from the registry's MiT sizes
@@ -83,8 +96,8 @@ def load(
         folder = hub.snapshot(*repo, cache_dir=cache_dir, allow_patterns=["*.json", "*.safetensors", "*.bin"])
         return _finish(_load_folder(folder, model_args, model_cls), num_classes, map_location)
     if checkpoint is None:
-        path = Path(name).expanduser()
-        if path.exists():
+        path = local_path(name)
+        if path is not None:
             loaded = (_load_folder(path, model_args, model_cls) if path.is_dir()
                       else _load_self_described_file(path, model_args, model_cls))
             return _finish(loaded, num_classes, map_location)
@@ -106,12 +119,13 @@ def load(
         if path.is_dir():
             return _finish(_load_folder(path, args, model_cls, expected_arch=arch, cfg=cfg), num_classes, map_location)
         state, fmt = _read_converted(path)
-    args = _with_format_numerics(args, fmt)
-    num_classes_saved = cfg.num_classes if cfg else _head_classes(state, arch)
+    args = _with_format_numerics(args, fmt, arch)
+    args = _with_structure_of_weights(args, state)
+    num_classes_saved = cfg.num_classes if cfg and checkpoint is None else _head_classes(state, arch)
     model = build_model(arch, num_classes=num_classes_saved, model_cls=model_cls, **args)
     _load_weights(model, state, fmt, source=str(path))
     if cfg is not None:
-        model.pretrained_cfg = cfg.to_dict()
+        model.pretrained_cfg = _table_cfg_for(cfg, num_classes_saved, source=path)
     return _finish(model, num_classes, map_location)
 
 
@@ -123,18 +137,55 @@ _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _PATH_SUFFIXES = (".safetensors", ".json", *hub.STATE_DICT_SUFFIXES)
 
 
+LOCAL_PREFIX = "local-dir:"
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        "/" in name or "\\" in name or name.startswith(("~", ".")) or Path(name).is_absolute()
+        or Path(name).suffix.lower() in _PATH_SUFFIXES
+    )
+
+
+def local_path(name: str) -> Path | None:
+    """The local file or folder ``name`` asks for: ``local-dir:PATH``, or a name written as a path (see the module
+    docstring); ``None`` for a checkpoint, architecture or other bare name, which never means a local file.
+
+    Raises:
+        FileNotFoundError: The path does not exist.
+    """
+    if name.startswith(LOCAL_PREFIX):
+        path = Path(name[len(LOCAL_PREFIX):]).expanduser()
+    elif _looks_like_path(name) and not _URL_SCHEME.match(name):
+        path = Path(name).expanduser()
+    else:
+        if Path(name).exists() and (name in ARCHS or _published(name)):
+            log.warning(
+                "%r is a published %s, which segzoo.load(%r) loads; the %s of that name in %s is not used: load it "
+                "with segzoo.load('./%s') (or 'local-dir:%s')", name, "architecture" if name in ARCHS else "checkpoint",
+                name, "folder" if Path(name).is_dir() else "file", Path.cwd(), name, name,
+            )
+        return None
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{name!r} does not exist (segzoo.load takes a checkpoint name, hf-hub:org/repo, or an existing file or "
+            "folder): check the path"
+        )
+    return path
+
+
+def _published(name: str) -> bool:
+    return name in list_pretrained() or name in list_pretrained(kind="encoder")
+
+
 def _refuse_unloadable_name(name: str) -> None:
-    """Raise a clear error for a ``name`` that ``load`` cannot use without ``checkpoint=``: a path that does not
-    exist, a URL, or an architecture name (architectures have no weights of their own). Checkpoint names pass."""
+    """Raise a clear error for a ``name`` that ``load`` cannot use without ``checkpoint=``: a URL, an architecture
+    name (architectures have no weights of their own), or a bare name that is no checkpoint but names a local file
+    or folder. Checkpoint names pass."""
     if _URL_SCHEME.match(name):
         raise ValueError(
             f"segzoo.load({name!r}): a URL needs the architecture it is for: "
             f"segzoo.load('<architecture or checkpoint name>', checkpoint={name!r})"
-        )
-    if "/" in name or "\\" in name or name.startswith(("~", ".")) or Path(name).suffix.lower() in _PATH_SUFFIXES:
-        raise FileNotFoundError(
-            f"{name!r} does not exist (segzoo.load takes a checkpoint name, hf-hub:org/repo, or an existing file or "
-            "folder): check the path"
         )
     if name in ARCHS:
         ckpts = [n for n in list_pretrained() if get_pretrained_cfg(n).arch == name]
@@ -144,6 +195,31 @@ def _refuse_unloadable_name(name: str) -> None:
             f"num_classes=N) for a fresh model (pretrained_encoder=True for ImageNet encoder weights), or "
             f"segzoo.load({name!r}, checkpoint='path/or/url') for your weights{known}"
         )
+    if not _published(name) and Path(name).exists():
+        what = "folder" if Path(name).is_dir() else "file"
+        raise UnknownCheckpointError(
+            f"{name!r} is not a published checkpoint (segzoo list), but a {what} of that name exists in {Path.cwd()}: "
+            f"a bare name always means a checkpoint, so write the path to load the {what}: segzoo.load('./{name}') "
+            f"(or 'local-dir:{name}')"
+        )
+
+
+def _table_cfg_for(
+    cfg: PretrainedCfg, num_classes: int, source: Path, class_names: list[str] | None = None
+) -> dict[str, Any]:
+    """The table row's ``pretrained_cfg`` for weights given with ``checkpoint=``: the row's preprocessing and
+    evaluation; its classes (names, palette, dataset, scores) only when the weights have its number of classes,
+    otherwise the weights' own class names if they carry any."""
+    out = cfg.to_dict()
+    if num_classes == cfg.num_classes:
+        return out
+    log.warning(
+        "%s has %d classes, checkpoint %s %d: the model takes %s's preprocessing and evaluation, and %s", source,
+        num_classes, cfg.name, cfg.num_classes, cfg.name,
+        "the class names stored with the weights" if class_names else "no class names (a default palette)",
+    )
+    names = list(class_names) if class_names and len(class_names) == num_classes else None
+    return out | {"num_classes": num_classes, "class_names": names, "palette": None, "dataset": None, "metrics": {}}
 
 
 def _local_or_downloaded(checkpoint: str | Path, cache_dir) -> Path:
@@ -170,13 +246,27 @@ def _local_or_downloaded(checkpoint: str | Path, cache_dir) -> Path:
     return path
 
 
-def _with_format_numerics(args: dict[str, Any], fmt: str) -> dict[str, Any]:
+def _with_format_numerics(args: dict[str, Any], fmt: str, arch: str) -> dict[str, Any]:
     """``args`` completed with the numerics checkpoints of format ``fmt`` were trained with; explicit args win."""
-    fmt_args = FORMAT_MODEL_ARGS.get(fmt, {})
-    out = {k: v for k, v in fmt_args.items() if k != "encoder_args"} | dict(args)
-    if "encoder_args" in fmt_args:
-        out["encoder_args"] = fmt_args["encoder_args"] | dict(args.get("encoder_args") or {})
+    fmt_args = dict(FORMAT_MODEL_ARGS.get(fmt, {}))
+    decoder_args = FORMAT_DECODER_ARGS.get((fmt, ARCHS[arch].decoder))
+    if decoder_args:
+        fmt_args["decoder_args"] = decoder_args
+    out = {k: v for k, v in fmt_args.items() if k not in ("encoder_args", "decoder_args")} | dict(args)
+    for part in ("encoder_args", "decoder_args"):
+        if part in fmt_args:
+            out[part] = fmt_args[part] | dict(args.get(part) or {})
     return out
+
+
+def _with_structure_of_weights(args: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """``args`` completed with what the weights say about the network's structure: a ViT patch projection without
+    bias (mmseg >= 1.1 writes its ViTs with ``patch_bias=False``) is built without one, so that no parameter trains
+    that the publisher's model does not have; the fact travels in the model's ``build_args`` (saved configs and
+    training checkpoints). Explicit args win."""
+    if "backbone.patch_embed.proj.weight" in state and "backbone.patch_embed.proj.bias" not in state:
+        return args | {"encoder_args": {"patch_bias": False} | dict(args.get("encoder_args") or {})}
+    return args
 
 
 def _table_model_args(cfg: PretrainedCfg | None) -> dict[str, Any]:
@@ -264,47 +354,76 @@ def _write_atomically(state: dict[str, torch.Tensor], target: Path) -> bool:
 
 def _load_folder(
     folder: Path, model_args: dict, model_cls: type[EncoderDecoder], expected_arch: str | None = None,
-    cfg: PretrainedCfg | None = None,
+    cfg: PretrainedCfg | None = None, weights: Path | None = None,
 ) -> EncoderDecoder:
-    """A segzoo folder (``config.json`` with ``architecture``) or a transformers SegFormer folder."""
+    """A segzoo folder (``config.json`` with ``architecture``) or a transformers SegFormer folder; ``weights`` is the
+    file to read (default: the folder's ``model.safetensors``, ``pytorch_model.bin`` or ``model.pth``)."""
     config_path = folder / "config.json"
     if not config_path.exists():
         raise FileNotFoundError(
             f"{folder} has no config.json: expected a segzoo folder (config.json + model.safetensors) or a "
             "transformers SegFormer folder"
         )
-    config = json.loads(config_path.read_text())
-    weights = _first_existing(folder, ("model.safetensors", "pytorch_model.bin", "model.pth"))
+    config = _read_config(config_path)
+    weights = weights or _first_existing(folder, ("model.safetensors", "pytorch_model.bin", "model.pth"))
     labels: dict[str, str] = {}
-    if "architecture" in config:  # ours
-        arch, num_classes = config["architecture"], config["num_classes"]
-        args = dict(config.get("model_args") or {}) | model_args
-        pretrained_cfg = dict(config.get("pretrained_cfg") or {})
-    elif config.get("model_type") == "segformer":
-        key = (tuple(config["hidden_sizes"]), tuple(config["depths"]))
-        if key not in MIT_BY_WIDTHS:
-            raise ConversionError(f"{folder}: a SegFormer with hidden_sizes/depths {key} is not MiT-B0…B5")
-        arch, args, pretrained_cfg = MIT_BY_WIDTHS[key], model_args, {}
-        labels = config.get("id2label") or {}
-        num_classes = len(labels) or config.get("num_labels", 150)
-    else:
+    if "architecture" not in config and config.get("model_type") != "segformer":
         raise ConversionError(f"{config_path} describes neither a segzoo model nor a transformers SegFormer")
+    try:
+        if "architecture" in config:  # ours
+            arch, num_classes = config["architecture"], config["num_classes"]
+            if not isinstance(num_classes, int):
+                raise TypeError(f"num_classes is {num_classes!r}, not a whole number")
+            args = dict(config.get("model_args") or {}) | model_args
+            pretrained_cfg = dict(config.get("pretrained_cfg") or {})
+        else:
+            key = (tuple(config["hidden_sizes"]), tuple(config["depths"]))
+            labels = dict(config.get("id2label") or {})
+            num_classes = len(labels) or config.get("num_labels", 150)
+            arch, args, pretrained_cfg = MIT_BY_WIDTHS.get(key), model_args, {}
+    except (KeyError, TypeError, ValueError) as err:
+        what = f"has no {err}" if isinstance(err, KeyError) else f"is malformed ({err})"
+        raise CorruptedFileError(
+            f"{config_path} {what}: a segzoo config.json holds architecture, num_classes and model_args (write the "
+            "folder again with model.save_pretrained(folder)); a transformers one hidden_sizes, depths and id2label"
+        ) from None
+    if arch is None:
+        raise ConversionError(f"{folder}: a SegFormer with hidden_sizes/depths {key} is not MiT-B0…B5")
     if expected_arch and arch != expected_arch:
         raise ConversionError(f"{folder} holds a {arch}, not a {expected_arch}")
     model = build_model(arch, num_classes=num_classes, model_cls=model_cls, **args)
     state, fmt = _read_converted(weights)
     _load_weights(model, state, fmt, source=str(weights))
-    model.pretrained_cfg = pretrained_cfg or (cfg.to_dict() if cfg is not None else {})
-    if labels and not model.pretrained_cfg.get("class_names"):
-        model.pretrained_cfg["class_names"] = [labels[str(i)] for i in range(len(labels))]
+    names = [labels[str(i)] for i in range(len(labels))] if labels else None
+    if pretrained_cfg:
+        model.pretrained_cfg = pretrained_cfg
+    elif cfg is not None:
+        model.pretrained_cfg = _table_cfg_for(cfg, num_classes, folder, names)
+    else:
+        model.pretrained_cfg = {}
+    if names and not model.pretrained_cfg.get("class_names"):
+        model.pretrained_cfg["class_names"] = names
     return model
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """A folder's ``config.json`` as a dict; a file that is not a JSON object is named."""
+    try:
+        config = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptedFileError(f"{path} is not valid JSON ({err}): repair it, or write the folder again with "
+                                 "model.save_pretrained(folder)") from None
+    if not isinstance(config, dict):
+        raise CorruptedFileError(f"{path} holds a JSON {type(config).__name__}, not an object: expected a segzoo or "
+                                 "transformers config.json")
+    return config
 
 
 def _load_self_described_file(path: Path, model_args: dict, model_cls: type[EncoderDecoder]) -> EncoderDecoder:
     """A file beside its ``config.json``, or a bare weights file whose architecture its keys and shapes tell
     (``segzoo.checkpoints._arch_from_weights``), loaded as ``load(<architecture>, checkpoint=path)`` loads it."""
-    if path.suffix == ".safetensors" and (path.parent / "config.json").exists():
-        return _load_folder(path.parent, model_args, model_cls)
+    if path.suffix == ".safetensors" and (path.parent / "config.json").exists():  # described by its folder's config
+        return _load_folder(path.parent, model_args, model_cls, weights=path)
     from segzoo.checkpoints._arch_from_weights import infer_architecture
 
     header = _read_without_weights(path)
@@ -376,7 +495,8 @@ def _load_training_checkpoint(path: Path, model_args: dict, model_cls: type[Enco
     state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     build_args = {k: v for k, v in (hparams.get("model_args") or {}).items() if k not in _TRAINING_ONLY_ARGS}
     num_classes = hparams.get("num_classes") or _head_classes(state, arch)
-    model = build_model(arch, num_classes=num_classes, model_cls=model_cls, **(build_args | model_args))
+    build_args = _with_structure_of_weights(build_args | model_args, state)
+    model = build_model(arch, num_classes=num_classes, model_cls=model_cls, **build_args)
     _load_weights(model, state, "segzoo", source=str(path))
     model.pretrained_cfg = _trained_cfg(hparams, checkpoint.get("datamodule_hyper_parameters") or {}, num_classes)
     return model

@@ -11,10 +11,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from segzoo._preprocessing import EvalProtocol
-from segzoo.data._dataset import SegmentationDataset
+from segzoo.data._dataset import SegmentationDataset, collate_eval
 from segzoo.data._transforms import (
     IGNORE_INDEX,
     IMAGENET_MEAN,
@@ -76,13 +77,17 @@ class SegmentationDataModule(L.LightningDataModule):
     Args:
         crop_size: Training crop (height, width), or one int for a square crop.
         scale: Base scale of the random keep-ratio rescale (mmseg ``scale``), e.g. ``(2048, 512)``.
-        eval_scale: Keep-ratio resize scale for validation/test images, or ``None`` to keep the full resolution.
-            Validation masks are resized with the images (metrics at the resized size).
+        eval_scale: Keep-ratio resize scale of validation/test images for the model, or ``None`` to keep the full
+            resolution. Only the model's input is resized: the prediction is resized back and scored against the
+            mask at its original size, as in mmsegmentation's test loop (see :attr:`eval_protocol`).
         size_divisor: Round validation/test images up to a multiple of this after ``eval_scale`` (NVlabs
             SegFormer's ``AlignedResize``; ``model.pretrained_cfg["size_divisor"]``).
         ratio_range: Range of the random rescale ratio.
         cat_max_ratio: Largest share of one class in a training crop (1 disables the check).
-        batch_size: Training batch size. Validation and test use batch size 1 because image sizes differ.
+        batch_size: Training batch size.
+        val_batch_size: Images per validation / test / predict batch (default 1). A batch is a list of images of
+            their own sizes (:func:`~segzoo.data.collate_eval`); in whole mode the ones of the same size share a
+            forward pass. Under DDP every image is scored exactly once (no padding repeats).
         num_workers: DataLoader worker processes.
         mean: Per-channel RGB mean on the 0-255 scale (use ``model.pretrained_cfg["mean"]``).
         std: Per-channel RGB std on the 0-255 scale (use ``model.pretrained_cfg["std"]``).
@@ -107,17 +112,21 @@ class SegmentationDataModule(L.LightningDataModule):
         photometric: bool = True,
         pin_memory: bool = True,
         size_divisor: int | None = None,
+        val_batch_size: int | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()  # collects the subclass's __init__ arguments too (logged with the checkpoint)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if val_batch_size is not None and val_batch_size < 1:
+            raise ValueError(f"val_batch_size must be at least 1, got {val_batch_size}.")
         self.crop_size = crop_size
         self.scale = tuple(scale)
         self.eval_scale = tuple(eval_scale) if eval_scale is not None else None
         self.ratio_range = tuple(ratio_range)
         self.cat_max_ratio = cat_max_ratio
         self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or 1
         self.num_workers = num_workers
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
@@ -166,13 +175,16 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
     def eval_transform(self) -> Any:
-        """The validation/test pipeline (see :func:`segzoo.data.transforms.build_eval_transform`)."""
-        return build_eval_transform(self.eval_protocol)
+        """The validation/test "pipeline": none; items keep the image as read and the mask at its size
+        (:func:`segzoo.data.build_eval_transform`)."""
+        return build_eval_transform()
 
     @property
     def eval_protocol(self) -> EvalProtocol:
-        """The test pipeline of validation and test images (``eval_scale``, ``size_divisor``, ``mean``, ``std``);
-        pass a checkpoint's settings to evaluate it as its publisher did."""
+        """The test pipeline this DataModule describes (``eval_scale``, ``size_divisor``, ``mean``, ``std``):
+        :class:`~segzoo.training.SegmentationModule` scores validation and test images through it (with its own
+        evaluation mode and window) when it evaluates a model trained on these data; a published checkpoint is scored
+        with its own (``model.eval_protocol``), see ``SegmentationModule(eval_protocol_source=...)``."""
         return EvalProtocol(self.mean, self.std, test_scale=self.eval_scale, size_divisor=self.size_divisor)
 
     def setup(self, stage: str | None = None) -> None:
@@ -181,13 +193,19 @@ class SegmentationDataModule(L.LightningDataModule):
         for split in needed.get(stage, SPLITS) if stage else SPLITS:
             if split in self.datasets:
                 continue
-            transform = self.train_transform() if split == "train" else self.eval_transform()
-            # Seed from torch so that lightning.seed_everything makes augmentations reproducible.
-            seed_transform(transform, _mix_seed(int(torch.randint(2**31, ()).item()), self._rank()))
+            if split == "train":
+                transform = self.train_transform()
+                # Seed from torch so that lightning.seed_everything makes augmentations reproducible.
+                seed_transform(transform, _mix_seed(int(torch.randint(2**31, ()).item()), self._rank()))
+            else:
+                transform = self.eval_transform()
             self.datasets[split] = self.build_dataset(split, transform)
 
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
+
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
 
     def _dataset(self, split: str) -> Dataset:
         if split not in self.datasets:
@@ -206,6 +224,31 @@ class SegmentationDataModule(L.LightningDataModule):
             worker_init_fn=partial(seed_worker_transform, rank=self._rank()),
         )
 
+    def _eval_loader(self, split: str) -> DataLoader:
+        """Batches of ``val_batch_size`` images at their own sizes (a list collate). With several processes each
+        process scores its own share and no image twice: Lightning's default ``DistributedSampler`` would pad the
+        last batches with repeated images, which would then be counted twice in the metrics."""
+        dataset = self._dataset(split)
+        sampler = None
+        if self._world_size() > 1:
+            if len(dataset) < self._world_size():
+                raise ValueError(
+                    f"the {split} split has {len(dataset)} images, fewer than the {self._world_size()} processes: "
+                    "every process needs at least one; evaluate on fewer devices"
+                )
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=self._world_size(), rank=self._rank(), shuffle=False
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.val_batch_size,
+            sampler=sampler,
+            collate_fn=collate_eval,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
     def train_dataloader(self) -> DataLoader:
         dataset = self._dataset("train")
         if len(dataset) < self.batch_size:
@@ -216,10 +259,10 @@ class SegmentationDataModule(L.LightningDataModule):
         return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", 1, shuffle=False)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", 1, shuffle=False)
+        return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
         """Predict on the evaluation split (``python train.py predict``)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,45 +11,29 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from segzoo.data._transforms import IGNORE_INDEX, build_eval_transform
-from segzoo.inference._predict import load_image
+from segzoo._images import image_to_rgb, load_image
+from segzoo.data._files import (  # noqa: F401  (the label tables are public here too)
+    IGNORE_INDEX,
+    identity_label_map,
+    label_map_from_dict,
+    reduce_zero_label_map,
+)
+from segzoo.data._transforms import build_eval_transform
 
 Transform = Callable[..., dict[str, Any]]
 
 
-def identity_label_map() -> np.ndarray:
-    """Lookup table that keeps every 8-bit label as it is."""
-    return np.arange(256, dtype=np.uint8)
-
-
-def reduce_zero_label_map() -> np.ndarray:
-    """Lookup table for ``reduce_zero_label``: 0 (background / unlabelled) -> 255, k -> k - 1, 255 stays 255."""
-    table = np.arange(-1, 255, dtype=np.int32)
-    table[0] = IGNORE_INDEX
-    table[255] = IGNORE_INDEX
-    return table.astype(np.uint8)
-
-
-def label_map_from_dict(mapping: Mapping[int, int], default: int = IGNORE_INDEX) -> np.ndarray:
-    """Lookup table sending each key of ``mapping`` to its value and every other 8-bit label to ``default``."""
-    table = np.full(256, default, dtype=np.uint8)
-    for source, target in mapping.items():
-        table[source] = target
-    return table
-
-
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as an RGB ``uint8`` array of shape H x W x 3, with
-    :func:`segzoo.inference._predict.load_image` (EXIF orientation applied, as for prediction).
+    """Read an image file as an RGB ``uint8`` array of shape H x W x 3, exactly as ``predict`` reads it
+    (:mod:`segzoo._images`: EXIF orientation applied; 16-bit images by their high byte, float images as 0–1).
 
     Raises:
-        OSError: If the file is missing or cannot be decoded.
+        OSError: If the file is missing, cannot be decoded, or holds pixels segzoo cannot read as RGB.
     """
     try:
-        image = load_image(path)
+        return image_to_rgb(load_image(path), f"image file {path}")
     except ValueError as exc:  # not decodable: the data layer reports file problems as OSError
         raise OSError(str(exc)) from exc
-    return np.array(image.convert("RGB"))
 
 
 def colors_to_labels(rgb: np.ndarray, colors: Sequence[Sequence[int]], ignore_index: int = IGNORE_INDEX) -> np.ndarray:
@@ -127,15 +111,17 @@ def invalid_labels(mask: np.ndarray, num_classes: int, ignore_index: int = IGNOR
 class SegmentationDataset(Dataset):
     """Semantic-segmentation dataset over (image path, mask path) pairs.
 
-    Each item is ``{"image": float tensor 3 x H x W, "mask": long tensor H x W (255 = ignore), "name": str}``.
-    Masks are read as 8-bit class indices and mapped through ``label_map`` (a 256-entry lookup table, e.g.
+    Each item is ``{"image", "mask", "name"}``: with a training transform a float 3 x H x W tensor and a long H x W
+    tensor (255 = ignore); with the evaluation one (the default, :func:`build_eval_transform`) the image as read
+    (H x W x 3 ``uint8`` array) and the long mask at the image's size, for :func:`collate_eval`. Masks are read as
+    8-bit class indices and mapped through ``label_map`` (a 256-entry lookup table, e.g.
     :func:`reduce_zero_label_map`) before the values are checked and the transform runs.
 
     Args:
         samples: (image path, mask path) pairs.
         num_classes: Number of classes after the label mapping.
         transform: albumentations ``Compose`` called as ``transform(image=..., mask=...)`` that ends with
-            ``ToTensorV2``; the default normalises with ImageNet mean/std without resizing.
+            ``ToTensorV2``, or :func:`build_eval_transform` (the default: the pair as read).
         label_map: 256-entry ``uint8`` lookup table applied to raw mask values; ``None`` keeps them.
         ignore_index: Mask value of ignored pixels.
         colors: For colour-coded masks: the RGB colour of each class index (see :func:`read_mask`); the label map
@@ -202,9 +188,23 @@ class SegmentationDataset(Dataset):
 
 
 def apply_transform(transform: Transform, image: np.ndarray, mask: np.ndarray, name: str) -> dict[str, Any]:
-    """Run a transform on an (image, mask) pair and package the result as a dataset item."""
+    """Run a transform on an (image, mask) pair and package the result as a dataset item.
+
+    A training transform ends with ``ToTensorV2`` (a float 3×H×W image, a mask tensor); the evaluation one
+    (:func:`build_eval_transform`) keeps the pair as read: the item then holds the H×W×3 ``uint8`` array itself, which
+    the scoring path resizes and normalises (and which stays on the CPU when Lightning moves a batch to the GPU), and
+    the mask as an int64 tensor at its original size.
+    """
     out = transform(image=image, mask=mask)
     image_t, mask_t = out["image"], out["mask"]
+    if isinstance(image_t, np.ndarray) and isinstance(mask_t, np.ndarray):
+        return {"image": image_t, "mask": torch.from_numpy(mask_t.astype(np.int64)), "name": name}
     if not isinstance(image_t, torch.Tensor) or not isinstance(mask_t, torch.Tensor):
         raise TypeError("The transform must end with A.ToTensorV2() so that it returns tensors.")
     return {"image": image_t.float(), "mask": mask_t.long(), "name": name}
+
+
+def collate_eval(items: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Collates evaluation items into a batch of lists (``{"image": [...], "mask": [...], "name": [...]}``): the
+    images keep their own sizes, as mmsegmentation's ``pseudo_collate`` keeps them."""
+    return {key: [item[key] for item in items] for key in items[0]} if items else {}

@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from segzoo.data._folder import find_split, folder_label_table, index_images
-from segzoo.data._transforms import IGNORE_INDEX
-from segzoo.inference._predict import IMAGE_EXTENSIONS
+from segzoo._images import IMAGE_EXTENSIONS, image_to_rgb, load_image, missing_file_error, walk_files
+from segzoo.data._files import IGNORE_INDEX, find_split, folder_label_table, group_images, same_name_message
 
 __all__ = ["DatasetReport", "check_dataset"]
 
@@ -31,11 +30,22 @@ THIN_WIDTH = 8.0  # px: regions of a value narrower than this on average look li
 IMBALANCE = 10.0  # most / least frequent class from which class weights are recommended
 WEIGHT_CLIP = (0.1, 10.0)  # median-frequency weights are clipped so that a rare class does not dominate the loss
 MIN_COLOUR_SHARE = 1e-4  # colours rarer than this (share of mask pixels) are left out of the proposed colors
+FRINGE_WIDTH = 3.0  # px: colours whose regions are narrower on average are the stray edge colours of JPEG or a resize
+DAMAGE_SHARE = 0.005  # stray fringe colours covering this share of the pixels mean the masks were damaged
+NEAR_COLOUR = 16  # colours this close in every channel are one colour shifted (by JPEG), in damaged masks
 MAX_ROWS = 40  # rows of the value / colour table
 INDEX_KINDS = ("index", "palette", "16-bit")
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 EXIF_ORIENTATION = 0x0112
-FIXED = " (the settings below fix this)"  # ends the problems that the recommended settings fix
+DARK_16_BIT = 4096  # 16-bit images below this read as 0..15 of 255: nearly black
+FIXED = " (the settings below fix this)"
+RECOMMENDED_HOW = (
+    "Recommended settings (--save-config data.yaml writes them): save them as a file, e.g. data.yaml, and give it "
+    "after your recipe: python train.py fit --config configs/finetune-folder.yaml --config data.yaml. A later --config "
+    "merges key by key: it sets data and "
+    "model.loss and keeps the recipe's other settings (learning rate, schedule); pasted into the recipe beside its "
+    "own data: or model: key, it would replace that whole block."
+)  # ends the problems that the recommended settings fix
 
 
 @dataclass
@@ -51,10 +61,13 @@ class _Mask:
     values: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # present values (rgb: 0xRRGGBB)
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # pixels of each value
     widths: dict[int, tuple[int, int]] = field(default_factory=dict)  # value -> (pixels, edge pixels), for 0 / ignore
+    edges: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rgb: edge pixels of each colour
     palette: list[int] | None = None
     error: str | None = None
     image_size: tuple[int, int] | None = None
     image_error: str | None = None
+    image_mode: str = ""
+    image_max: int | None = None  # the largest value of a 16-bit image
 
 
 @dataclass
@@ -134,11 +147,13 @@ class DatasetReport:
 
     @property
     def recommended_yaml(self) -> str:
-        """The recommended settings as YAML to paste into a recipe (``data:`` and, for class weights, ``model:``)."""
+        """The recommended settings as a config file to give after the recipe (``data:`` and, for class weights,
+        ``model: loss:``): ``--config recipe.yaml --config data.yaml`` merges them key by key into the recipe."""
         if not self.settings:
             return ""
         s = self.settings
         lines = [
+            "# segzoo data check: give this file after the recipe (--config <recipe> --config <this file>)",
             "data:",
             "  class_path: segzoo.data.FolderDataModule",
             "  init_args:",
@@ -176,7 +191,7 @@ class DatasetReport:
             if items:
                 out += ["", f"{title}:"] + [_wrap(item) for item in items]
         if self.settings:
-            out += ["", "Recommended settings (paste into your recipe):", ""]
+            out += ["", _wrap(RECOMMENDED_HOW, "", ""), ""]
             out += ["  " + line for line in self.recommended_yaml.splitlines()]
         out.append("")
         if self.ok:
@@ -302,9 +317,11 @@ def _find_samples(root: Path, report: DatasetReport) -> list[tuple[str, Path, Pa
     else:
         report.layout = "no split"
     groups: dict[str, tuple[dict[str, Path], Path]] = {}
+    same_name: list[list[Path]] = []
     if report.layout == "no split":
-        images, mask_dir, _ = find_split(root, None)
-        groups["all"] = (images, mask_dir)
+        found = find_split(root, None)
+        groups["all"] = (found.images, found.mask_dir)
+        same_name += found.same_name
         report.problems.append(
             "no train/val split: FolderDataModule reads images/train/ + images/val/ (with masks/train/, masks/val/) "
             "or train.txt + val.txt in the folder, listing image names without extension (one per line)"
@@ -316,13 +333,23 @@ def _find_samples(root: Path, report: DatasetReport) -> list[tuple[str, Path, Pa
                 where = root / "images" / split if report.layout == "split folders" else root / f"{split}.txt"
                 report.problems.append(f"no {split} split: '{where}' is missing (training needs train and val)")
             continue
-        images, mask_dir, unknown = found
-        if unknown:
+        if found.unknown:
             report.problems.append(
-                f"{len(unknown)} name(s) in {split}.txt have no image under images/, e.g. '{unknown[0]}' (names are "
-                "paths under images/ without extension)"
+                f"{len(found.unknown)} name(s) in {split}.txt have no image under images/, e.g. '{found.unknown[0]}' "
+                "(names are paths under images/ without extension)"
             )
-        groups[split] = (images, mask_dir)
+        if not found.images:
+            where = root / "images" / split if report.layout == "split folders" else root / f"{split}.txt"
+            if split == "test":
+                report.warnings.append(f"the test split ('{where}') has no images: `test` would stop at it; remove "
+                                       "it to test on the val split")
+            else:
+                report.problems.append(f"the {split} split ('{where}') has no images: training needs train and val "
+                                       f"images ({', '.join(IMAGE_EXTENSIONS)})")
+        groups[split] = (found.images, found.mask_dir)
+        same_name += [paths for paths in found.same_name if paths not in same_name]
+    if same_name:
+        report.problems.append(same_name_message(same_name[0], len(same_name)))
 
     samples, seen = [], set()
     for split, (images, mask_dir) in groups.items():
@@ -337,28 +364,40 @@ def _find_samples(root: Path, report: DatasetReport) -> list[tuple[str, Path, Pa
     if not any(report.num_images.values()):
         report.problems.append(f"no images found under '{root / 'images'}' ({', '.join(IMAGE_EXTENSIONS)})")
     if report.layout == "split files":
-        listed = set().union(*(images for images, _ in groups.values())) if groups else set()
-        unlisted = sorted(set(index_images(root / "images")) - listed)
-        if unlisted:
-            report.warnings.append(
-                f"{len(unlisted)} image(s) are in no split file (never used), e.g. '{unlisted[0]}'"
-            )
+        _check_split_files(root, report, groups)
     _find_orphans(root, report)
     return samples
+
+
+def _check_split_files(root: Path, report: DatasetReport, groups: dict[str, tuple[dict[str, Path], Path]]) -> None:
+    """Images in no split file, and images in several (validation on training images)."""
+    listed = set().union(*(images for images, _ in groups.values())) if groups else set()
+    unlisted = sorted(set(group_images(root / "images")) - listed)
+    if unlisted:
+        report.warnings.append(f"{len(unlisted)} image(s) are in no split file (never used), e.g. '{unlisted[0]}'")
+    for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+        both = sorted(set(groups[first][0]) & set(groups[second][0])) if first in groups and second in groups else []
+        if both:
+            report.problems.append(
+                f"{len(both)} image(s) are listed in both {first}.txt and {second}.txt, e.g. '{both[0]}': the "
+                f"{second} scores would be measured on images also in {first}; list each image in one split"
+            )
 
 
 def _find_orphans(root: Path, report: DatasetReport) -> None:
     """Mask files that pair with no image, and the naming mistakes that explain them."""
     # The pairing rule is the same in every layout: images/<name>.<ext> <-> masks/<name>.png
-    images, mask_root, _ = find_split(root, None)
-    expected = {mask_root / f"{key}.png" for key in images}
-    orphans = [path for path in sorted(mask_root.rglob("*")) if path.is_file() and path not in expected
+    found = find_split(root, None)
+    mask_root = found.mask_dir
+    expected = {mask_root / f"{key}.png" for key in found.images}
+    orphans = [path for path in sorted(walk_files(mask_root)) if path.is_file() and path not in expected
                and path.suffix.lower() in IMAGE_EXTENSIONS]
     report.orphan_masks = orphans
     if report.missing_masks:
         n = len(report.missing_masks)
         image, mask = report.missing_masks[0]
-        report.problems.append(f"{n} image(s) have no mask, e.g. '{image}' (looked for '{mask}')")
+        why = f"'{mask}' is a symbolic link to nothing" if mask.is_symlink() else f"looked for '{mask}'"
+        report.problems.append(f"{n} image(s) have no mask, e.g. '{image}' ({why})")
     if not orphans:
         return
     report.warnings.append(f"{len(orphans)} mask(s) have no image (never used), e.g. '{orphans[0]}'")
@@ -383,25 +422,40 @@ def _find_orphans(root: Path, report: DatasetReport) -> None:
         )
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image as training reads it, from its header: EXIF rotations by 90° swap the sides."""
+def _image_header(path: Path) -> tuple[tuple[int, int], str]:
+    """(width, height) of an image as training reads it, from its header (EXIF rotations by 90° swap the sides), and
+    its mode."""
     with Image.open(path) as image:
         width, height = image.size
         # A PNG's getexif() decodes the whole file when the EXIF block is not in the header: look only there.
         if image.format != "PNG" or "exif" in image.info:
             if image.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):
                 width, height = height, width
-    return width, height
+        return (width, height), image.mode
+
+
+def _inspect_image(found: _Mask) -> None:
+    """The image's size and mode from its header; images that are not 8-bit are read as training reads them (only
+    those: decoding every photo would cost as much as the masks)."""
+    if not found.image.exists():
+        found.image_error = str(missing_file_error(found.image, "the image"))
+        return
+    try:
+        found.image_size, found.image_mode = _image_header(found.image)
+        if found.image_mode in WIDE_MODES + ("F",):
+            image = load_image(found.image)
+            image_to_rgb(image, f"'{found.image}'")  # raises where training would
+            if found.image_mode in WIDE_MODES:
+                found.image_max = int(np.asarray(image).max(initial=0))
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        found.image_error = str(err)
 
 
 def _inspect(sample: tuple[str, Path, Path], ignore_index: int) -> _Mask:
     """Read one mask once (values and their pixel counts) and its image's header."""
     split, image, path = sample
     found = _Mask(split, image, path)
-    try:
-        found.image_size = _image_size(image)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
-        found.image_error = str(err)
+    _inspect_image(found)
     try:
         with Image.open(path) as img:
             found.mode, found.size = img.mode, img.size
@@ -421,8 +475,10 @@ def _inspect(sample: tuple[str, Path, Path], ignore_index: int) -> _Mask:
     elif found.mode in ("RGB", "RGBA"):
         found.kind = "rgb"
         rgb = array[..., :3].astype(np.int32)
-        found.values, found.counts = np.unique((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2],
-                                               return_counts=True)
+        codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        found.values, inverse, found.counts = np.unique(codes, return_inverse=True, return_counts=True)
+        edge = _colour_edges(rgb, NEAR_COLOUR)
+        found.edges = np.bincount(inverse.reshape(codes.shape)[edge], minlength=len(found.values))
         return found
     else:
         return found  # a mode no mask has (LA, F, CMYK, ...): reported as such
@@ -432,15 +488,33 @@ def _inspect(sample: tuple[str, Path, Path], ignore_index: int) -> _Mask:
     return found
 
 
+def _edge_pixels(values: np.ndarray) -> np.ndarray:
+    """Pixels next to (4-neighbourhood) a pixel of another value; the image border is not an edge."""
+    edge = np.zeros(values.shape, dtype=bool)
+    edge[:-1] |= values[:-1] != values[1:]
+    edge[1:] |= values[1:] != values[:-1]
+    edge[:, :-1] |= values[:, :-1] != values[:, 1:]
+    edge[:, 1:] |= values[:, 1:] != values[:, :-1]
+    return edge
+
+
+def _colour_edges(rgb: np.ndarray, tolerance: int) -> np.ndarray:
+    """Pixels next to (4-neighbourhood) a pixel whose colour differs by more than ``tolerance`` in a channel: the
+    edges of regions of one colour, JPEG's small shifts inside a region not counted."""
+    edge = np.zeros(rgb.shape[:2], dtype=bool)
+    rows = (np.abs(rgb[:-1] - rgb[1:]) > tolerance).any(axis=-1)
+    cols = (np.abs(rgb[:, :-1] - rgb[:, 1:]) > tolerance).any(axis=-1)
+    edge[:-1] |= rows
+    edge[1:] |= rows
+    edge[:, :-1] |= cols
+    edge[:, 1:] |= cols
+    return edge
+
+
 def _area_and_edge(region: np.ndarray) -> tuple[int, int]:
     """Pixels of a region and those of them next to (4-neighbourhood) a pixel outside it; the image border is not
     an edge. A band w pixels wide has 2 * area / edge = w: the mean width."""
-    edge = np.zeros_like(region)
-    edge[:-1] |= region[:-1] & ~region[1:]
-    edge[1:] |= region[1:] & ~region[:-1]
-    edge[:, :-1] |= region[:, :-1] & ~region[:, 1:]
-    edge[:, 1:] |= region[:, 1:] & ~region[:, :-1]
-    return int(region.sum()), int(edge.sum())
+    return int(region.sum()), int((region & _edge_pixels(region)).sum())
 
 
 def _read_masks(samples: list[tuple[str, Path, Path]], ignore_index: int, progress: bool) -> list[_Mask]:
@@ -471,6 +545,7 @@ def _summarise(report: DatasetReport, masks: list[_Mask]) -> None:
         report.modes[mask.mode] += 1
         if mask.image_size is not None and mask.image_size != mask.size:
             report.size_mismatches.append((mask.image, mask.path, mask.image_size, mask.size))
+    _describe_image_depths(report, masks)
     if report.unreadable:
         path, why = report.unreadable[0]
         report.problems.append(f"{len(report.unreadable)} file(s) cannot be read, e.g. '{path}': {why}")
@@ -506,6 +581,31 @@ def _summarise(report: DatasetReport, masks: list[_Mask]) -> None:
         pixels, in_masks = _totals(rgb_masks)
         report.colors = {_rgb(code): count for code, count in pixels.items()}
         report.color_masks = {_rgb(code): count for code, count in in_masks.items()}
+
+
+def _describe_image_depths(report: DatasetReport, masks: list[_Mask]) -> None:
+    """How images that are not 8-bit are read (as training and predict read them), and 16-bit images that would be
+    nearly black that way."""
+    wide = [mask for mask in masks if mask.image_max is not None]
+    if wide:
+        report.findings.append(
+            f"{len(wide)} image(s) are 16-bit (e.g. '{wide[0].image}', mode {wide[0].image_mode}): training and "
+            "predict read them by their high byte (value // 256), as OpenCV (mmseg's reader) does"
+        )
+        dark = [mask for mask in wide if mask.image_max < DARK_16_BIT]
+        if dark:
+            brightest = max(mask.image_max for mask in dark)
+            report.warnings.append(
+                f"{len(dark)} 16-bit image(s) hold only small values (at most {brightest}, e.g. '{dark[0].image}'): "
+                f"read by their high byte they are nearly black (0..{brightest >> 8} of 255); scale them to the 16-bit "
+                "range, or convert them to 8-bit yourself"
+            )
+    floats = [mask for mask in masks if mask.image_mode == "F" and mask.image_error is None]
+    if floats:
+        report.findings.append(
+            f"{len(floats)} image(s) are 32-bit float (e.g. '{floats[0].image}'), with values in 0–1: read as 0–1 "
+            "(times 255), in training and predict alike"
+        )
 
 
 def _totals(masks: list[_Mask], split: str | None = None) -> tuple[dict[int, int], dict[int, int]]:
@@ -580,6 +680,14 @@ def _recommend_index(report: DatasetReport, masks: list[_Mask]) -> None:
                 f"num_classes={num_classes}: one foreground class is trained as two classes, background 0 and "
                 "foreground 1 (the metrics log the foreground IoU on its own)"
             )
+    elif num_classes == 1 and set(labels) == {0, 1}:
+        recommended = 2
+        report.findings.append(
+            f"the masks hold 0 and 1 with num_classes=1: looks like binary masks, 0 = background and 1 = foreground "
+            f"(1 is in {_share(report, 1)}). Binary segmentation is a two-class softmax: train two classes, background "
+            "0 and foreground 1 (the metrics log the foreground IoU on its own); a one-class model cannot be trained"
+        )
+        _describe_ignore(report, masks)
     elif labels:
         reduce = _zero_is_unlabelled(report, masks, labels)
         recommended = max(labels) if reduce else max(labels) + 1
@@ -713,10 +821,18 @@ def _describe_ignore(report: DatasetReport, masks: list[_Mask]) -> None:
 
 
 def _recommend_colors(report: DatasetReport, masks: list[_Mask]) -> None:
-    """Settings for RGB colour masks: the colour of each class index (``colors``)."""
+    """Settings for RGB colour masks: the colour of each class index (``colors``); and whether lossy compression or
+    a blending resize damaged the masks (thin fringes of stray colours, which no colour list can map)."""
     masks = [mask for mask in masks if mask.kind == "rgb"]
     total = sum(report.colors.values())
-    kept = [colour for colour, pixels in report.colors.items() if pixels >= MIN_COLOUR_SHARE * total]
+    width = _colour_widths(masks)
+    fringe = {colour for colour in report.colors if width[colour] < FRINGE_WIDTH}
+    fringe_pixels = sum(report.colors[colour] for colour in fringe)
+    damaged = fringe_pixels >= DAMAGE_SHARE * total
+    areas = {colour: pixels for colour, pixels in report.colors.items() if colour not in fringe}
+    if damaged:  # the shifted copies of one colour inside a region count as that colour
+        areas = _merge_near_colours(areas, NEAR_COLOUR)
+    kept = [colour for colour, pixels in areas.items() if pixels >= MIN_COLOUR_SHARE * total]
     if len(kept) > 254:  # class indices stop at 254 (255 = ignore): keep the most frequent colours
         kept = sorted(kept, key=lambda colour: -report.colors[colour])[:254]
     kept.sort()  # by (R, G, B): black, if present, is class 0
@@ -728,11 +844,23 @@ def _recommend_colors(report: DatasetReport, masks: list[_Mask]) -> None:
     more = f" and {len(report.colors) - 12} more" if len(report.colors) > 12 else ""
     report.findings.append(
         f"{len(report.colors)} distinct colours: {shown}{more}. Proposed colors: the {len(kept)} colours that each "
-        f"cover at least {MIN_COLOUR_SHARE:.2%} of the mask pixels, ordered by (R, G, B) so that black, if present, "
-        "is class 0; pixels of any other colour are ignored. Check the order against your class names"
+        f"cover at least {MIN_COLOUR_SHARE:.2%} of the mask pixels in regions at least {FRINGE_WIDTH:g} px wide, "
+        "ordered by (R, G, B) so that black, if present, is class 0; pixels of any other colour are ignored. Check "
+        "the order against your class names"
     )
+    if damaged:
+        fringe_codes = np.array([(r << 16) | (g << 8) | b for r, g, b in fringe])
+        worst = max(masks, key=lambda mask: int(mask.counts[np.isin(mask.values, fringe_codes)].sum()))
+        report.problems.append(
+            f"the colour masks look damaged by lossy (JPEG) compression or by a resize that blends colours: "
+            f"{len(fringe)} colours in fringes under {FRINGE_WIDTH:g} px wide cover {fringe_pixels / total:.1%} of "
+            f"the pixels (most in '{worst.path}'), beside {len(kept)} main colours (proposed below: the most frequent "
+            "of each group of near colours, which may be shifted from the colours drawn). No colors setting can map "
+            "them all (the rest would be ignored): export the masks again as PNG from the original drawing, resizing "
+            "with nearest-neighbour interpolation, then check again"
+        )
     rare = len(report.colors) - len(kept)
-    if rare:
+    if rare and not damaged:
         rare_pixels = total - sum(report.colors[colour] for colour in kept)
         report.warnings.append(
             f"{rare} colour(s) cover only {rare_pixels / total:.3%} of the pixels together and would be ignored: "
@@ -755,6 +883,27 @@ def _recommend_colors(report: DatasetReport, masks: list[_Mask]) -> None:
         return index.get(code, IGNORE_INDEX)
 
     _class_balance(report, masks, mapped, len(kept))
+
+
+def _merge_near_colours(areas: dict[tuple[int, int, int], int], tolerance: int) -> dict[tuple[int, int, int], int]:
+    """Colours grouped with a more frequent colour within ``tolerance`` in every channel: {the most frequent colour of
+    each group: the group's pixels}."""
+    merged: dict[tuple[int, int, int], int] = {}
+    for colour, pixels in sorted(areas.items(), key=lambda item: -item[1]):
+        near = next((kept for kept in merged if max(abs(a - b) for a, b in zip(colour, kept)) <= tolerance), None)
+        merged[near or colour] = merged.get(near or colour, 0) + pixels
+    return merged
+
+
+def _colour_widths(masks: list[_Mask]) -> dict[tuple[int, int, int], float]:
+    """The mean width (px) of each colour's regions over all colour masks (2 * pixels / edge pixels)."""
+    pixels: Counter = Counter()
+    edges: Counter = Counter()
+    for mask in masks:
+        for code, count, edge in zip(mask.values.tolist(), mask.counts.tolist(), mask.edges.tolist()):
+            pixels[code] += count
+            edges[code] += edge
+    return {_rgb(code): 2 * pixels[code] / edges[code] if edges[code] else float("inf") for code in pixels}
 
 
 def _class_balance(report: DatasetReport, masks: list[_Mask], mapped, num_classes: int) -> None:
@@ -804,8 +953,8 @@ def _class_balance(report: DatasetReport, masks: list[_Mask], mapped, num_classe
     )
 
 
-def _wrap(item: str) -> str:
-    return textwrap.fill(item, width=116, initial_indent="  - ", subsequent_indent="    ", break_long_words=False,
+def _wrap(item: str, first: str = "  - ", then: str = "    ") -> str:
+    return textwrap.fill(item, width=116, initial_indent=first, subsequent_indent=then, break_long_words=False,
                          break_on_hyphens=False)
 
 

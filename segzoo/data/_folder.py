@@ -2,103 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from segzoo._images import IMAGE_EXTENSIONS
 from segzoo.data._base import FileSegmentationDataModule, missing_layout_error
-from segzoo.data._dataset import SegmentationDataset, identity_label_map, reduce_zero_label_map
-from segzoo.inference._predict import IMAGE_EXTENSIONS
+from segzoo.data._dataset import SegmentationDataset
+from segzoo.data._files import (  # noqa: F401  (index_images and read_class_names are public here too)
+    FOLDER_LAYOUT,
+    find_split,
+    folder_label_table,
+    index_images,
+    read_class_names,
+    same_name_message,
+)
 from segzoo.inference._visualize import default_palette
-
-FOLDER_LAYOUT = """
-Either split folders:                       or split files listing names (paths under images/ without extension):
-<data_root>/                                 <data_root>/
-├── images/                                  ├── images/a.jpg, b.jpg, c.jpg ...
-│   ├── train/a.jpg ...                      ├── masks/a.png, b.png, c.png ...
-│   └── val/b.jpg ...                        ├── train.txt      (e.g. "a" and "b", one per line)
-└── masks/                                   └── val.txt        (e.g. "c")
-    ├── train/a.png ...
-    └── val/b.png ...
-Masks are single-channel PNGs with the image's name and size, holding class indices 0..num_classes-1 and 255 for
-"ignore" (or 1..num_classes with 0 = unlabelled when reduce_zero_label=True; RGB colour masks with colors=...). A
-test/ folder or test.txt is optional (the val split is used for testing otherwise). `segzoo data check <data_root>`
-checks a folder and prints the settings it needs.
-"""
-
-
-def read_class_names(classes: Sequence[str] | str | Path, data_root: Path) -> list[str]:
-    """Class names from a list, or from a text file (one name per line) given as a path, absolute or under data_root."""
-    if not isinstance(classes, (str, Path)):
-        names = [str(name) for name in classes]
-    else:
-        path = Path(classes).expanduser()
-        if not path.is_file() and (data_root / path).is_file():
-            path = data_root / path
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"Classes file '{classes}' not found (also looked under '{data_root}'). Pass a list of class names or "
-                "the path of a text file with one name per line."
-            )
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not names:
-        raise ValueError("classes is empty; give at least one class name.")
-    return names
-
-
-def index_images(folder: Path) -> dict[str, Path]:
-    """Image files under ``folder`` (recursively), keyed by their path relative to it without the extension."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    return {p.relative_to(folder).with_suffix("").as_posix(): p for p in files}
-
-
-def find_split(data_root: Path, split: str | None) -> tuple[dict[str, Path], Path, list[str]] | None:
-    """Where the images of ``split`` are and where their masks should be: the pairing rule of
-    :class:`FolderDataModule`, shared with ``segzoo data check``.
-
-    Args:
-        data_root: Folder holding ``images/`` and ``masks/``.
-        split: "train", "val" or "test"; ``None`` for every image under ``images/`` (a folder without splits).
-
-    Returns:
-        The split's images keyed by name (path under the split's image folder, without extension), the folder of
-        their masks (the mask of name ``n`` is ``<folder>/<n>.png``), and the names the split file lists that have no
-        image; ``None`` if the data has no such split (no ``images/<split>/`` folder, or no ``<split>.txt``).
-
-    Raises:
-        FileNotFoundError: If ``images/`` or ``masks/`` is missing (the message shows the expected layout).
-    """
-    image_root, mask_root = data_root / "images", data_root / "masks"
-    if not image_root.is_dir() or not mask_root.is_dir():
-        missing = image_root if not image_root.is_dir() else mask_root
-        hint = f"Missing folder: '{missing}'."
-        raise missing_layout_error(FolderDataModule.dataset_name, data_root, FOLDER_LAYOUT, hint)
-    if split is None:
-        return index_images(image_root), mask_root, []
-    if (image_root / "train").is_dir():
-        if not (image_root / split).is_dir():
-            return None
-        return index_images(image_root / split), mask_root / split, []
-    split_file = data_root / f"{split}.txt"
-    if not split_file.is_file():
-        return None
-    all_images = index_images(image_root)
-    names = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
-    images = {name: all_images[name] for name in names if name in all_images}
-    return images, mask_root, [name for name in names if name not in all_images]
-
-
-def folder_label_table(label_map: Mapping[int, int] | None, reduce_zero_label: bool) -> np.ndarray | None:
-    """The 256-entry lookup table of :class:`FolderDataModule`: ``label_map`` first (values it does not name keep
-    their value), then ``reduce_zero_label``; ``None`` when neither is set."""
-    if not label_map and not reduce_zero_label:
-        return None
-    table = identity_label_map()
-    for source, target in (label_map or {}).items():
-        table[source] = target
-    return reduce_zero_label_map()[table] if reduce_zero_label else table
 
 
 class FolderDataModule(FileSegmentationDataModule):
@@ -182,17 +104,26 @@ class FolderDataModule(FileSegmentationDataModule):
                 FOLDER_LAYOUT,
                 f"Neither '{image_root / 'train'}' nor '{self.data_root / f'{split}.txt'}' exists.",
             )
-        images, mask_dir, unknown = found
-        if unknown:
+        if found.unknown:
             raise FileNotFoundError(
-                f"{len(unknown)} name(s) in '{self.data_root / f'{split}.txt'}' have no image under "
-                f"'{self.data_root / 'images'}', e.g. '{unknown[0]}' (looked for {', '.join(IMAGE_EXTENSIONS)})."
+                f"{len(found.unknown)} name(s) in '{self.data_root / f'{split}.txt'}' have no image under "
+                f"'{self.data_root / 'images'}', e.g. '{found.unknown[0]}' (looked for {', '.join(IMAGE_EXTENSIONS)})."
             )
-        pairs = [(image, mask_dir / f"{key}.png") for key, image in images.items()]
+        if found.same_name:
+            raise ValueError(f"{self.dataset_name}, split '{split}': "
+                             + same_name_message(found.same_name[0], len(found.same_name)) + ".")
+        broken = [image for image in found.images.values() if not image.exists()]
+        if broken:
+            raise FileNotFoundError(
+                f"{len(broken)} image(s) of split '{split}' are symbolic links to nothing, e.g. '{broken[0]}' -> "
+                f"'{os.readlink(broken[0])}'; fix or remove the links."
+            )
+        pairs = [(image, found.mask_dir / f"{key}.png") for key, image in found.images.items()]
         missing_masks = [mask for _, mask in pairs if not mask.is_file()]
         if missing_masks:
+            what = "is a symbolic link to nothing" if missing_masks[0].is_symlink() else "is missing"
             raise FileNotFoundError(
-                f"{len(missing_masks)} image(s) of split '{split}' have no mask, e.g. '{missing_masks[0]}' is missing."
+                f"{len(missing_masks)} image(s) of split '{split}' have no mask, e.g. '{missing_masks[0]}' {what}."
             )
         return pairs
 

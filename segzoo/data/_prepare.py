@@ -1,20 +1,24 @@
 """``segzoo data prepare``: from the files the dataset sites distribute to the layouts segzoo's DataModules read.
 
 No mmsegmentation is needed. Every output is written under a temporary name (``.<name>.partial``) and renamed when
-complete, and outputs already present are kept as they are: a second run does nothing, and a run interrupted at any
-point is finished by running it again. An archive is unpacked into a temporary folder that is renamed when complete
-(an interrupted unpacking starts that archive again). Images are hard-linked from SRC into DST, or copied where a
-hard link is impossible (another file system); they are not touched when SRC is DST. At the end the DataModule of the
-dataset reads DST, and the report gives its image/label pairs per split.
+complete (an error or Ctrl-C removes the temporary file), and outputs already present are kept as they are: a second
+run does nothing, and a run interrupted at any point is finished by running it again. An archive is unpacked into a
+temporary folder that is renamed when complete (an interrupted unpacking starts that archive again). Two runs into one
+DST do not race: the second waits for the first (a lock on ``DST/.segzoo-prepare.lock``). Images are hard-linked from
+SRC into DST, or copied where a hard link is impossible (another file system); they are not touched when SRC is DST.
+Label maps are read (converted, or for ADE20K checked) as they are placed, so a truncated or corrupt one is named
+here. At the end the DataModule of the dataset reads DST, and the report gives its image/label pairs per split.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -27,11 +31,12 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
-from segzoo._errors import CorruptedFileError, DatasetSourceError
+from segzoo._errors import CorruptedFileError, DatasetSourceError, DatasetTargetError, SegzooError
 from segzoo.data._ade20k import ADE20KDataModule
 from segzoo.data._cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, CityscapesDataModule
 from segzoo.data._coco_stuff import COCO_STUFF_RAW_TO_TRAIN_ID, COCOStuffDataModule
-from segzoo.data._dataset import label_map_from_dict, read_mask
+from segzoo.data._dataset import read_mask
+from segzoo.data._files import label_map_from_dict
 from segzoo.data._pascal_context import PascalContextDataModule
 
 DATASET_NAMES = ("ade20k", "cityscapes", "pascal-context", "coco-stuff")
@@ -140,10 +145,19 @@ def prepare_dataset(dataset: str, src: str | Path, dst: str | Path) -> PrepareRe
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     if not src.is_dir():
         raise DatasetSourceError(f"The source folder '{src}' does not exist.")
-    dst.mkdir(parents=True, exist_ok=True)
-    with Progress(console=Console(stderr=True)) as progress:
+    _make_writable_folder(dst)
+    console = Console(stderr=True)
+    with _only_run_in(dst, console), Progress(console=console) as progress:
         run = _Run(key, src, dst, progress)
-        preparers[key](run)
+        try:
+            preparers[key](run)
+        except OSError as err:
+            if isinstance(err, SegzooError) or not (isinstance(err.filename, str) and _is_under(err.filename, dst)):
+                raise
+            raise DatasetTargetError(
+                f"'{err.filename}': {err.strerror or err}; check that '{dst}' can be written (free space, permissions, "
+                "a read-only disk), then run again to finish"
+            ) from err
     for split, full in FULL_COUNTS[key].items():
         count = run.report.counts[split]
         if count != full:
@@ -152,6 +166,51 @@ def prepare_dataset(dataset: str, src: str | Path, dst: str | Path) -> PrepareRe
 
 
 # --- the steps every dataset shares ------------------------------------------------------------------------------
+
+_LOCK_NAME = ".segzoo-prepare.lock"
+
+
+def _make_writable_folder(dst: Path) -> None:
+    """Create DST (and its parents); a DST that is a file or cannot be written is a one-line error up front."""
+    if dst.exists() and not dst.is_dir():
+        raise DatasetTargetError(f"DST '{dst}' is a file: give a folder to write the prepared dataset to.")
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+        probe = dst / f".segzoo-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise DatasetTargetError(
+            f"Cannot write to DST '{dst}' ({err.strerror or err}): give a folder you can write to."
+        ) from err
+
+
+@contextlib.contextmanager
+def _only_run_in(dst: Path, console: Console):
+    """Hold an exclusive lock on DST while preparing it: a second run into the same folder waits for the first (then
+    finds everything done) instead of racing it for the same temporary files. The lock goes with the process, so a
+    killed run leaves none behind. Where file locks do not exist (Windows), runs are not serialised."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(dst / _LOCK_NAME, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            console.print(f"another segzoo data prepare is writing into {dst}; waiting for it to finish",
+                          markup=False, highlight=False, soft_wrap=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _is_under(path: str, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
+
 
 
 @dataclass(frozen=True)
@@ -197,11 +256,13 @@ class _Run:
         )
 
     def extract(self, archive: Path, into: Path) -> None:
-        """Unpack into a temporary folder, then move its top-level entries into ``into``."""
+        """Unpack into a temporary folder, then move its top-level entries into ``into``; the temporary folder is
+        removed whatever happens (an interrupted unpacking starts that archive again)."""
         tmp = into / f".{archive.name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted run: unpack this archive again
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run: unpack this archive again
         tmp.mkdir(parents=True)
         description = f"Extracting {archive.name}"
+        member = None
         try:
             if zipfile.is_zipfile(archive):
                 with zipfile.ZipFile(archive) as zf:
@@ -212,12 +273,15 @@ class _Run:
                 with tarfile.open(archive) as tf:
                     for member in self.progress.track(tf.getmembers(), description=description):
                         tf.extract(member, tmp, **safe)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
-            raise CorruptedFileError(f"Cannot unpack '{archive}' ({exc}); download it again.") from exc
-        for entry in tmp.iterdir():
-            if not (into / entry.name).exists():
-                os.replace(entry, into / entry.name)
-        shutil.rmtree(tmp)
+            for entry in tmp.iterdir():
+                if not (into / entry.name).exists():
+                    os.replace(entry, into / entry.name)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
+            name = getattr(member, "filename", None) or getattr(member, "name", None)
+            where = f"at '{name}'" if name else "at its start"
+            raise CorruptedFileError(f"Cannot unpack '{archive}' {where} ({exc}); download it again.") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         self.report.extracted.append(archive.name)
 
     def run_jobs(self, description: str, jobs: Sequence[Callable[[], str]]) -> None:
@@ -264,45 +328,72 @@ def _partial(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
 
 
+@contextlib.contextmanager
+def _written_as(target: Path):
+    """The temporary path to write ``target``'s content to: renamed to ``target`` when the block ends, removed if it
+    fails (an error or Ctrl-C leaves no partial file behind)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _partial(target)
+    tmp.unlink(missing_ok=True)  # left by a killed run
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _place(source: Path, target: Path) -> str:
     """Hard-link ``source`` to ``target`` (copy it where a link is impossible), unless ``target`` exists."""
     if target.exists():
         return "kept"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial(target)
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-        outcome = "images_linked"
-    except OSError:  # another file system, or one without hard links
-        shutil.copyfile(source, tmp)
-        outcome = "images_copied"
-    os.replace(tmp, target)
+    with _written_as(target) as tmp:
+        try:
+            os.link(source, tmp)
+            outcome = "images_linked"
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(source, tmp)
+            outcome = "images_copied"
     return outcome
 
 
+def _place_label(source: Path, target: Path) -> str:
+    """:func:`_place` for a label map that is used as it is (ADE20K's), checked first: a truncated or corrupt PNG
+    is named here, not at training time."""
+    _check_png(source)
+    return _place(source, target) if not _same(source, target) else "kept"
+
+
+def _check_png(path: Path) -> None:
+    try:
+        with Image.open(path) as image:
+            image.verify()  # every chunk's checksum and the end of the file, without decoding
+    except (OSError, SyntaxError, ValueError) as err:
+        raise CorruptedFileError(f"The label map '{path}' is truncated or corrupt ({err}); unpack or download it "
+                                 "again.") from err
+
+
 def _save_label(labels: np.ndarray, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial(target)
-    Image.fromarray(labels.astype(np.uint8)).save(tmp, format="PNG")
-    os.replace(tmp, target)
+    with _written_as(target) as tmp:
+        Image.fromarray(labels.astype(np.uint8)).save(tmp, format="PNG")
 
 
 def _convert(source: Path, target: Path, table: np.ndarray) -> str:
     """Write ``source``'s labels mapped through ``table`` to ``target``, unless ``target`` exists."""
     if target.exists():
         return "kept"
-    _save_label(table[read_mask(source)], target)
+    try:
+        labels = read_mask(source)
+    except (OSError, ValueError) as err:  # truncated, corrupt, or not 8-bit labels: the message names the file
+        raise CorruptedFileError(f"{err} Unpack or download it again.") from err
+    _save_label(table[labels], target)
     return "labels_written"
 
 
 def _write_text(target: Path, text: str) -> str:
     if target.is_file() and target.read_text() == text:
         return "kept"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial(target)
-    tmp.write_text(text)
-    os.replace(tmp, target)
+    with _written_as(target) as tmp:
+        tmp.write_text(text)
     return "lists_written"
 
 
@@ -363,11 +454,9 @@ def _prepare_ade20k(run: _Run) -> None:
         images = _list_files(run, root / "images" / folder, "*.jpg")
         pairs = [(image, root / "annotations" / folder / f"{image.stem}.png") for image in images]
         _check_labels(run, pairs, "annotation (annotations/<split>/<name>.png)")
-        jobs = []
+        jobs = [partial(_place_label, label, out / "annotations" / folder / label.name) for _, label in pairs]
         if not inside_dst:
-            for image, label in pairs:
-                jobs.append(partial(_place, image, out / "images" / folder / image.name))
-                jobs.append(partial(_place, label, out / "annotations" / folder / label.name))
+            jobs += [partial(_place, image, out / "images" / folder / image.name) for image, _ in pairs]
         run.run_jobs(f"ADE20K {split}", jobs)
     run.check_with(ADE20KDataModule(run.dst))
 
@@ -480,6 +569,7 @@ def read_detail_annotations(path: Path) -> tuple[list[dict], list[dict], list[st
         raise CorruptedFileError(
             f"PASCAL Context: '{path}' is not a PASCAL in Detail annotation file ({exc!r}); expected {_DETAIL_SITE}."
         ) from exc
+    _check_detail_entries(path, images, segments)
     unique = {segment["id"]: segment for segment in segments}
     notes = []
     from segzoo.checkpoints._datasets import PASCAL_CONTEXT_59_CLASSES
@@ -493,6 +583,46 @@ def read_detail_annotations(path: Path) -> tuple[list[dict], list[dict], list[st
     if differ:
         notes.append(f"{path.name} names some of the 59 category ids differently: {', '.join(differ)}.")
     return images, list(unique.values()), notes
+
+
+# The fields of trainval_merged.json that are read, and what each must be.
+_IMAGE_FIELDS = {"image_id": (int, str), "file_name": str, "height": int, "width": int}
+_SEGMENT_FIELDS = {"id": (int, str), "image_id": (int, str), "category_id": int, "segmentation": dict}
+
+
+def _check_detail_entries(path: Path, images: Any, segments: Any) -> None:
+    """Every image and segment entry has the fields the conversion reads, of the right type; the first that does not
+    is named (a one-line error instead of a KeyError deep in a worker thread)."""
+    for key, entries, fields in (("images", images, _IMAGE_FIELDS), ("annos_segmentation", segments, _SEGMENT_FIELDS)):
+        if not isinstance(entries, list):
+            raise CorruptedFileError(f"PASCAL Context: '{path}': '{key}' is a {type(entries).__name__}, not a list.")
+        for index, entry in enumerate(entries):
+            problem = _entry_problem(entry, fields)
+            if key == "images" and problem is None and min(entry["height"], entry["width"]) < 1:
+                problem = f"is {entry['height']}x{entry['width']} pixels"
+            if key == "annos_segmentation" and problem is None and entry["category_id"] < 0:
+                problem = f"has 'category_id': {entry['category_id']}"
+            elif key == "annos_segmentation" and problem is None:
+                size = entry["segmentation"].get("size")
+                if not (isinstance(size, list) and len(size) == 2 and all(isinstance(n, int) for n in size)):
+                    problem = f"its segmentation size is {size!r}, not [height, width]"
+                elif "counts" not in entry["segmentation"]:
+                    problem = "its segmentation has no 'counts'"
+            if problem is not None:
+                raise CorruptedFileError(
+                    f"PASCAL Context: '{path}': {key}[{index}] {problem}; expected {_DETAIL_SITE} (download it again)."
+                )
+
+
+def _entry_problem(entry: Any, fields: dict[str, Any]) -> str | None:
+    if not isinstance(entry, dict):
+        return f"is a {type(entry).__name__}, not an object"
+    for name, kind in fields.items():
+        if name not in entry:
+            return f"has no '{name}'"
+        if not isinstance(entry[name], kind) or isinstance(entry[name], bool):
+            return f"has '{name}': {entry[name]!r}"
+    return None
 
 
 def _simple(name: str) -> str:
@@ -513,7 +643,12 @@ def _pascal_context_label(entry: dict, segments: Iterable[dict], table: np.ndarr
         return "kept"
     labels = np.zeros((entry["height"], entry["width"]), dtype=np.uint8)
     for segment in segments:
-        mask = decode_rle(segment["segmentation"])
+        try:
+            mask = decode_rle(segment["segmentation"])
+        except (CorruptedFileError, ValueError, TypeError, IndexError) as err:
+            raise CorruptedFileError(
+                f"PASCAL Context: segment {segment['id']} of {entry['file_name']} in {_DETAIL_JSON}: {err}"
+            ) from None
         if mask.shape != labels.shape:
             raise CorruptedFileError(
                 f"PASCAL Context: segment {segment['id']} of {entry['file_name']} is {mask.shape[0]}x{mask.shape[1]}, "

@@ -109,7 +109,8 @@ class SyntheticSegmentationDataset(Dataset):
         num_classes: Number of classes including the background (class 0); at least 2.
         image_size: Side of the square images.
         seed: Seed of the scenes.
-        transform: albumentations ``Compose`` ending with ``ToTensorV2``; default normalises with ImageNet statistics.
+        transform: albumentations ``Compose`` ending with ``ToTensorV2``; default: none, the evaluation items
+            (``uint8`` image and mask as generated, see :func:`~segzoo.data.build_eval_transform`).
         noise_std: Std of the Gaussian pixel noise on the 0-255 scale.
     """
 

@@ -5,11 +5,16 @@ The training pipeline follows mmsegmentation (and therefore the SETR, Segmenter 
     random keep-ratio rescale (ratio 0.5-2.0 of a base scale) -> random crop with ``cat_max_ratio``
     -> horizontal flip -> photometric distortion -> normalise -> pad to the crop size -> tensor
 
-The evaluation pipeline is the checkpoint's test pipeline, :class:`segzoo.preprocessing.EvalProtocol` (keep-ratio
-resize of the ``uint8`` image with OpenCV, ``size_divisor``, normalisation): the same object ``predict`` uses, so
-validation inputs are exactly the publisher's. Masks go through the same resize with nearest-neighbour interpolation,
-so **validation masks are at the resized size**, not at the original image size (mmsegmentation instead resizes the
-logits back to the original size; ``benchmarks/accuracy.py`` does that, and scores differ only marginally).
+Given the same random draws, every step gives exactly mmsegmentation 1.2.2's arrays (its ``RandomResize``,
+``RandomCrop``, ``RandomFlip``, ``PhotoMetricDistortion`` and ``SegDataPreProcessor``), proven in
+``reference/test_transform_parity.py``.
+
+Evaluation samples are not transformed here: validation and test items hold the image as read (``uint8``) and the
+mask at its original size (:func:`build_eval_transform`). The model side turns the image into the model's input with
+the test pipeline, :class:`segzoo.EvalProtocol` (keep-ratio resize of the ``uint8`` image with OpenCV,
+``size_divisor``, normalisation), and brings the logits back to the original size before the argmax
+(:func:`segzoo.inference.predict_arrays`, the path ``predict`` takes), so the ground truth is compared as
+stored, as in mmsegmentation's test loop.
 
 Images are RGB ``uint8`` arrays of shape H x W x 3, masks ``uint8`` arrays of shape H x W where 255 means "ignore".
 Mean and std are given on the 0-255 scale, as in mmsegmentation configs and ``model.pretrained_cfg``.
@@ -28,12 +33,11 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol, keep_ratio_size
+from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, keep_ratio_size
+from segzoo.data._files import IGNORE_INDEX
 from segzoo.inference._predict import size_pair
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "keep_ratio_size"]  # re-exported: the data layer's users import them here
-
-IGNORE_INDEX = 255
 
 
 def _resize_pair(img: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
@@ -45,9 +49,11 @@ def _resize_pair(img: np.ndarray, height: int, width: int, interpolation: int) -
 class KeepRatioRescale(A.DualTransform):
     """Keep-ratio resize to a randomly scaled base ``scale`` (mmsegmentation's ``RandomResize(keep_ratio=True)``).
 
-    A ratio is drawn uniformly from ``ratio_range``; the target scale is ``(int(scale[0] * ratio), int(scale[1] *
-    ratio))`` and the image is resized with :func:`keep_ratio_size`. With ``ratio_range=(1, 1)`` this is the
-    deterministic evaluation resize. Images use bilinear and masks nearest-neighbour interpolation.
+    As in mmcv, the ratio is ``u * (high - low) + low`` for one uniform draw ``u`` in [0, 1), the target scale is
+    ``(int(scale[0] * ratio), int(scale[1] * ratio))`` and the size follows :func:`keep_ratio_size`
+    (``mmcv.imrescale``). With ``ratio_range=(1, 1)`` this is the deterministic evaluation resize. Images use
+    OpenCV's bilinear and masks its nearest-neighbour interpolation; given the same draw, the output equals mmseg's
+    exactly (``reference/test_transform_parity.py``).
 
     Args:
         scale: Base scale, e.g. ``(2048, 512)`` for ADE20K or ``(2048, 1024)`` for Cityscapes.
@@ -66,7 +72,8 @@ class KeepRatioRescale(A.DualTransform):
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         height, width = params["shape"][:2]
-        ratio = self.py_random.uniform(*self.ratio_range)
+        low, high = self.ratio_range
+        ratio = self.py_random.random() * (high - low) + low  # mmcv's formula, so the same draw gives the same ratio
         target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
         out_height, out_width = keep_ratio_size(height, width, target)
         return {"out_height": out_height, "out_width": out_width}
@@ -84,8 +91,10 @@ class KeepRatioRescale(A.DualTransform):
 class CatMaxRatioRandomCrop(A.DualTransform):
     """Random crop that avoids crops dominated by one class (mmsegmentation's ``RandomCrop(cat_max_ratio=...)``).
 
-    Up to 10 random windows are tried; the first one where more than one class is present and the largest class
-    covers less than ``cat_max_ratio`` of the labelled (non-ignore) pixels is taken, otherwise the last window.
+    A window is drawn (top offset, then left offset, each uniform over the valid positions) and checked: it is taken
+    when more than one class is present and the largest class covers less than ``cat_max_ratio`` of the labelled
+    (non-ignore) pixels. After a failed check a new window is drawn, up to ``max_tries`` checks; as in mmseg, the
+    window drawn after the last failed check is taken unchecked (so up to ``max_tries + 1`` windows are drawn).
     ``cat_max_ratio=1`` disables the check. Images smaller than the crop are cropped to their own size on that side;
     pad afterwards (``PadIfNeeded``) to get a fixed size.
 
@@ -94,7 +103,7 @@ class CatMaxRatioRandomCrop(A.DualTransform):
         width: Crop width.
         cat_max_ratio: Largest allowed share of one class in the crop.
         ignore_index: Mask value that is not counted.
-        max_tries: Number of windows to try.
+        max_tries: Number of windows checked before one is taken unchecked.
         p: Probability of applying the transform.
     """
 
@@ -137,7 +146,7 @@ class CatMaxRatioRandomCrop(A.DualTransform):
         window = self._random_window(height, width)
         mask = data.get("mask")
         if self.cat_max_ratio < 1 and mask is not None:
-            for _ in range(self.max_tries - 1):
+            for _ in range(self.max_tries):
                 top, left, bottom, right = window
                 if self._is_balanced(mask[top:bottom, left:right]):
                     break
@@ -156,16 +165,32 @@ class CatMaxRatioRandomCrop(A.DualTransform):
 
 
 def _scale_and_shift(channel: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    """``uint8`` out of ``float32(channel) * alpha + beta``, clipped to 0-255 and truncated (mmseg's ``convert``)."""
     return np.clip(channel.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
 
 
-class PhotoMetricDistortion(A.ImageOnlyTransform):
-    """mmsegmentation's ``PhotoMetricDistortion`` on an RGB ``uint8`` image.
+def _through_hsv(img: np.ndarray, channel: int, change: Any) -> np.ndarray:
+    """One OpenCV RGB -> HSV -> RGB round trip of a ``uint8`` image, changing one HSV channel on the way."""
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    hsv[..., channel] = change(hsv[..., channel])
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
-    Each step happens with probability 0.5, in this order: brightness (add a value in
-    ``[-brightness_delta, brightness_delta]``), contrast (multiply by a value in ``contrast_range``; randomly before
-    or after the colour steps), saturation (multiply HSV saturation by a value in ``saturation_range``), hue (shift
-    OpenCV hue, 0-179, by an integer in ``[-hue_delta, hue_delta]``).
+
+class PhotoMetricDistortion(A.ImageOnlyTransform):
+    """mmsegmentation's ``PhotoMetricDistortion`` on an RGB ``uint8`` image, draw for draw.
+
+    Each step happens with probability 0.5, in this order: brightness (add a value drawn from
+    ``[-brightness_delta, brightness_delta]``), contrast (multiply by a value in ``contrast_range``; before or after
+    the colour steps, chosen at random), saturation (multiply the HSV saturation by a value in
+    ``saturation_range``), hue (shift the OpenCV hue, 0-179, by an integer in ``[-hue_delta, hue_delta)``: the upper
+    end is excluded, as numpy's ``randint`` excludes it in mmseg). Every step rounds to ``uint8`` as mmseg does
+    (clip, then truncate); saturation and hue each make their own OpenCV HSV round trip, which is lossy even for a
+    hue shift of 0. The random numbers are drawn in mmseg's order (brightness coin and value, contrast-first coin,
+    then the coin and value of each step as it comes), so the same draws give mmseg's output exactly
+    (``reference/test_transform_parity.py``); mmseg converts its BGR image with ``BGR2HSV``, which gives the same
+    HSV values as ``RGB2HSV`` on the RGB image.
+
+    The parameters of :meth:`apply` are the drawn values, ``None`` for a step that does not happen.
 
     Args:
         brightness_delta: Largest brightness shift, on the 0-255 scale.
@@ -192,15 +217,16 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
     def get_params(self) -> dict[str, Any]:
         rng = self.py_random
 
-        def maybe(draw: Any, neutral: Any) -> Any:
-            return draw() if rng.random() < 0.5 else neutral
+        def maybe(draw: Any) -> Any:
+            return draw() if rng.randint(0, 1) == 1 else None  # mmseg: ``if numpy.random.randint(2)``
 
-        # Draw in mmsegmentation's order so the probabilities match.
-        brightness = maybe(lambda: rng.uniform(-self.brightness_delta, self.brightness_delta), 0.0)
-        contrast_first = rng.random() < 0.5
-        contrast = maybe(lambda: rng.uniform(*self.contrast_range), 1.0)
-        saturation = maybe(lambda: rng.uniform(*self.saturation_range), 1.0)
-        hue = maybe(lambda: rng.randint(-self.hue_delta, self.hue_delta), 0)
+        brightness = maybe(lambda: rng.uniform(-self.brightness_delta, self.brightness_delta))
+        contrast_first = rng.randint(0, 1) == 1
+        contrast = maybe(lambda: rng.uniform(*self.contrast_range)) if contrast_first else None
+        saturation = maybe(lambda: rng.uniform(*self.saturation_range))
+        hue = maybe(lambda: rng.randint(-self.hue_delta, self.hue_delta - 1))
+        if not contrast_first:
+            contrast = maybe(lambda: rng.uniform(*self.contrast_range))
         return {
             "brightness": brightness,
             "contrast": contrast,
@@ -212,23 +238,22 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
     def apply(
         self,
         img: np.ndarray,
-        brightness: float,
-        contrast: float,
+        brightness: float | None,
+        contrast: float | None,
         contrast_first: bool,
-        saturation: float,
-        hue: int,
+        saturation: float | None,
+        hue: int | None,
         **params: Any,
     ) -> np.ndarray:
-        if brightness != 0:
+        if brightness is not None:
             img = _scale_and_shift(img, beta=brightness)
-        if contrast_first and contrast != 1:
+        if contrast_first and contrast is not None:
             img = _scale_and_shift(img, alpha=contrast)
-        if saturation != 1 or hue != 0:
-            hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-            hsv[..., 1] = _scale_and_shift(hsv[..., 1], alpha=saturation)
-            hsv[..., 0] = (hsv[..., 0].astype(np.int32) + hue) % 180
-            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-        if not contrast_first and contrast != 1:
+        if saturation is not None:
+            img = _through_hsv(img, 1, lambda s: _scale_and_shift(s, alpha=saturation))
+        if hue is not None:
+            img = _through_hsv(img, 0, lambda h: (h.astype(np.int32) + hue) % 180)
+        if not contrast_first and contrast is not None:
             img = _scale_and_shift(img, alpha=contrast)
         return img
 
@@ -236,11 +261,34 @@ class PhotoMetricDistortion(A.ImageOnlyTransform):
         return ("brightness_delta", "contrast_range", "saturation_range", "hue_delta")
 
 
-def normalize(mean: Sequence[float], std: Sequence[float]) -> A.Normalize:
-    """``A.Normalize`` for mean and std given on the 0-255 scale."""
+class NormalizeMeanStd(A.ImageOnlyTransform):
+    """``(image - mean) / std`` in ``float32``, with mean and std on the 0-255 scale: the same operations as
+    mmseg's data preprocessor, so the result is identical to it (``A.Normalize`` multiplies by a reciprocal instead
+    and differs in the last bit of about 40% of the values).
+
+    Args:
+        mean: Per-channel mean on the 0-255 scale.
+        std: Per-channel std on the 0-255 scale.
+        p: Probability of applying the transform.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], p: float = 1.0):
+        super().__init__(p=p)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return (img.astype(np.float32) - np.float32(self.mean)) / np.float32(self.std)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("mean", "std")
+
+
+def normalize(mean: Sequence[float], std: Sequence[float]) -> NormalizeMeanStd:
+    """The normalisation step for mean and std given on the 0-255 scale (:class:`NormalizeMeanStd`)."""
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean and std need one value per RGB channel, got mean={mean!r}, std={std!r}.")
-    return A.Normalize(mean=tuple(m / 255 for m in mean), std=tuple(s / 255 for s in std), max_pixel_value=255.0)
+    return NormalizeMeanStd(mean, std)
 
 
 def build_train_transform(
@@ -293,37 +341,24 @@ def build_train_transform(
     return A.Compose(steps)
 
 
-class TestPipeline(A.DualTransform):
-    """A checkpoint's test pipeline (:class:`~segzoo.preprocessing.EvalProtocol`) as an albumentations transform:
-    the image is resized and normalised exactly as ``predict`` does it, the mask resized to the same size with
-    nearest-neighbour interpolation."""
+class KeepOriginal:
+    """The evaluation "pipeline" of segzoo's datasets: the image as read (H×W×3 ``uint8``) and the mask at its own
+    size, untouched. Scoring resizes and normalises the image itself, through the test pipeline
+    (:class:`segzoo.EvalProtocol`), and compares its prediction at the original size with the mask as stored."""
 
-    def __init__(self, protocol: EvalProtocol, p: float = 1.0):
-        super().__init__(p=p)
-        self.protocol = protocol
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None, **_: Any) -> dict[str, Any]:
+        return {"image": image, "mask": mask}
 
-    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        return self.protocol(img)[0].permute(1, 2, 0).numpy()  # H×W×3 float32, normalised
-
-    def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
-        height, width = self.protocol.input_size(*mask.shape[:2])
-        return _resize_pair(mask, height, width, cv2.INTER_NEAREST)
-
-    def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("protocol",)
+    def __repr__(self) -> str:
+        return "KeepOriginal()"
 
 
-def build_eval_transform(protocol: EvalProtocol | None = None) -> A.Compose:
-    """The evaluation pipeline: the checkpoint's test pipeline (ImageNet normalisation and no resize by default),
-    then a tensor.
-
-    Args:
-        protocol: The checkpoint's :class:`~segzoo.preprocessing.EvalProtocol` (``model.eval_protocol``).
-
-    Returns:
-        A ``Compose`` taking ``image`` and optionally ``mask``.
-    """
-    return A.Compose([TestPipeline(protocol or EvalProtocol()), A.ToTensorV2()])
+def build_eval_transform() -> KeepOriginal:
+    """The evaluation pipeline of segzoo's datasets: none (:class:`KeepOriginal`). Items then hold the ``uint8`` image
+    and the mask as stored, which :class:`~segzoo.training.SegmentationModule` (validation, test, predict) scores at
+    their own size through the test pipeline; collate them with :func:`segzoo.data.collate_eval` (a list per key:
+    sizes differ)."""
+    return KeepOriginal()
 
 
 def seed_transform(transform: A.BaseCompose, seed: int) -> None:

@@ -1,9 +1,44 @@
 """Layer 3, inference and export: label maps at the image's size with the checkpoint's own preprocessing, ONNX
-export, and drawing label maps. Works on any model of the layers below."""
+export, and drawing label maps. Works on any model of the layers below.
 
-from segzoo.inference._export import export_onnx, verify_onnx
-from segzoo.inference._predict import inference, predict
-from segzoo.inference._visualize import colorize, overlay, overlay_with_legend, side_by_side
+Names are imported on first use (PEP 562): drawing (``_visualize``) needs no torch, so the torch-free runtime's
+command line and the demo page can use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from segzoo.inference._export import export_onnx, verify_onnx
+    from segzoo.inference._predict import inference, predict, predict_arrays
+    from segzoo.inference._visualize import colorize, overlay, overlay_with_legend, side_by_side
+
+_LAZY = {
+    "export_onnx": "segzoo.inference._export",
+    "verify_onnx": "segzoo.inference._export",
+    "inference": "segzoo.inference._predict",
+    "predict": "segzoo.inference._predict",
+    "predict_arrays": "segzoo.inference._predict",
+    "colorize": "segzoo.inference._visualize",
+    "overlay": "segzoo.inference._visualize",
+    "overlay_with_legend": "segzoo.inference._visualize",
+    "side_by_side": "segzoo.inference._visualize",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'segzoo.inference' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "colorize",
@@ -12,6 +47,7 @@ __all__ = [
     "overlay",
     "overlay_with_legend",
     "predict",
+    "predict_arrays",
     "side_by_side",
     "verify_onnx",
 ]

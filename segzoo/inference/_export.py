@@ -29,7 +29,7 @@ from torch import nn
 
 from segzoo._errors import ExportError
 
-__all__ = ["ExportError", "export_onnx", "verify_onnx"]
+__all__ = ["ExportError", "HeadLogits", "export_onnx", "verify_onnx"]
 
 logger = logging.getLogger("segzoo")
 
@@ -38,6 +38,27 @@ logger = logging.getLogger("segzoo")
 _VERIFY_SIZES = ((1, 67, 93), (2, 97, 75))
 # Protobuf files cannot exceed 2 GB; bigger models keep their weights in a side file ``<name>.onnx.data``.
 _SINGLE_FILE_LIMIT = 1_800_000_000
+
+
+class HeadLogits(nn.Module):
+    """A segzoo model whose output is its decode head's low-resolution logits (``forward_head``), for the runtime:
+    it brings them to the image's size label tile by label tile, never holding logits at the input size."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        if not hasattr(model, "forward_head") or getattr(model, "unpad", None) not in ("resize", "crop"):
+            raise ExportError(
+                f"head_logits needs a segzoo model (an EncoderDecoder with forward_head), got {type(model).__name__}: "
+                "export its logits at the input size instead (head_logits=False)"
+            )
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(x)[0]
+
+    def output_info(self) -> dict:
+        """How the runtime brings these logits to the input size (``EncoderDecoder._to_input_size``)."""
+        return {"logits": "head", "unpad": self.model.unpad, "pad_to_multiple": int(self.model.pad_to_multiple)}
 
 
 def _parameter_bytes(model: nn.Module) -> int:
@@ -154,8 +175,14 @@ def export_onnx(
     dynamic: bool = True,
     verify: bool = True,
     atol: float = 1e-3,
+    head_logits: bool = False,
 ) -> float | None:
     """Exports a model to ONNX, input ``image`` B×3×H×W, output ``logits`` B×K×H×W.
+
+    With ``head_logits`` the output is the decode head's low-resolution logits instead (B×K×h×w, e.g. a quarter of
+    the padded input for SegFormer, a sixteenth for ViT heads) and the metadata (``segzoo.output``) says how they
+    map to the input; :mod:`segzoo.runtime` then makes labels at the image's size tile by tile, as ``predict`` does,
+    without logits at the input size: less memory and faster, for the runtime only.
 
     The torch.export-based (dynamo) exporter is tried first; models it cannot trace with symbolic sizes fall back
     to the TorchScript-based exporter with ``dynamic_axes``.
@@ -170,6 +197,7 @@ def export_onnx(
         verify: Compare onnxruntime with PyTorch on two other input sizes (only with ``dynamic``; otherwise at the
             export size).
         atol: Largest difference the verification accepts.
+        head_logits: Output the decode head's low-resolution logits (segzoo models only; see above).
 
     Returns:
         The largest absolute difference found by the verification, or ``None`` without it.
@@ -181,12 +209,14 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
+    graph_model = HeadLogits(model) if head_logits else model
     # Written into a temporary folder beside the target (same file system: the final move is a rename), under the
     # final name so that an external-data file keeps the name the graph refers to.
     workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         draft = workdir / path.name
-        max_diff = _export_and_check(model, draft, height, width, opset, dynamic, verify, atol)
+        max_diff = _export_and_check(graph_model, draft, height, width, opset, dynamic, verify, atol)
+        _record_preprocessing(model, draft, graph_model.output_info() if head_logits else {"logits": "input"})
         for file in sorted(workdir.iterdir()):
             os.replace(file, path.parent / file.name)
     finally:
@@ -207,7 +237,6 @@ def _export_and_check(
             _first_line(err),
         )
         _export_legacy(model, example, path, opset, dynamic)
-    _record_preprocessing(model, path)
     written = written_opset(path)
     if opset is not None and written != opset:
         raise ExportError(
@@ -231,18 +260,22 @@ def _export_and_check(
     return max_diff
 
 
-def _record_preprocessing(model: nn.Module, path: Path) -> None:
+def _record_preprocessing(model: nn.Module, path: Path, output: dict) -> None:
     """The graph takes normalised images: write how to make them (the checkpoint's :class:`EvalProtocol`, as JSON
-    under ``segzoo.eval_protocol``) and the class names into the file's ``metadata_props``."""
+    under ``segzoo.eval_protocol``), the class names and palette, and what the output is (``segzoo.output``: logits
+    at the input size, or the decode head's and how they reach the input size) into the file's
+    ``metadata_props``."""
     import onnx
 
     protocol = getattr(model, "eval_protocol", None)
-    names = (getattr(model, "pretrained_cfg", None) or {}).get("class_names")
-    props = {"segzoo.eval_protocol": json.dumps(protocol.to_dict())} if protocol is not None else {}
-    if names:
-        props["segzoo.class_names"] = json.dumps(list(names))
-    if not props:
-        return
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    props = {"segzoo.output": json.dumps(output)}
+    if protocol is not None:
+        props["segzoo.eval_protocol"] = json.dumps(protocol.to_dict())
+    if cfg.get("class_names"):
+        props["segzoo.class_names"] = json.dumps(list(cfg["class_names"]))
+    if cfg.get("palette"):
+        props["segzoo.palette"] = json.dumps([list(map(int, color)) for color in cfg["palette"]])
     graph = onnx.load(str(path), load_external_data=False)  # external weights stay where they are
     onnx.helper.set_model_props(graph, props)
     onnx.save(graph, str(path))

@@ -10,6 +10,7 @@ checkpoint's own preprocessing (``model.pretrained_cfg``) and returns label maps
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,10 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor, nn
 
+from segzoo._errors import InputSizeError
+from segzoo._images import IMAGE_EXTENSIONS, image_to_rgb, list_images, load_image
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol, keep_ratio_size
+from segzoo._preprocessing import window_spans as _window_spans
 from segzoo.models._resize import interpolation_matrix
 
 __all__ = [
@@ -37,13 +41,11 @@ __all__ = [
     "merge_multiscale_flip",
     "multiscale_flip_inference",
     "predict",
+    "predict_arrays",
     "preprocess",
     "slide_inference",
     "whole_inference",
 ]
-
-# The image files segzoo reads: folders given to ``predict`` and FolderDataModule's ``images/`` alike.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 ImageInput = str | Path | Image.Image | np.ndarray | Tensor
 
@@ -80,17 +82,6 @@ def whole_inference(model: nn.Module, images: Tensor) -> Tensor:
         B×K×H×W logits.
     """
     return model(images)
-
-
-def _window_spans(size: int, crop: int, stride: int) -> list[tuple[int, int]]:
-    """Start/end of each window along one axis, with mmsegmentation's grid: the last window is clamped to the image,
-    and an axis shorter than the crop gets a single window covering all of it."""
-    num = max(size - crop + stride - 1, 0) // stride + 1
-    spans = []
-    for i in range(num):
-        end = min(i * stride + crop, size)
-        spans.append((max(end - crop, 0), end))
-    return spans
 
 
 def slide_inference(
@@ -271,63 +262,6 @@ def inference(model: nn.Module, images: Tensor, eval_cfg: dict[str, Any] | None 
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def list_images(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Expands files and folders (searched recursively, sorted) into a list of image files.
-
-    Raises:
-        FileNotFoundError: A path does not exist.
-        ValueError: A folder holds no image files, or nothing was given.
-    """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise ValueError(
-                    f"folder {path} holds no images (looked recursively for {', '.join(IMAGE_EXTENSIONS)})"
-                )
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"input {path} does not exist")
-    if not files:
-        raise ValueError("no input images given")
-    return files
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """Opens an image file (applying its EXIF orientation) without converting its mode: segzoo's one image reader,
-    for prediction and for training images (``segzoo.data.read_image``).
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        IsADirectoryError: The path is a folder.
-        ValueError: The file is not an image PIL can read.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(
-            f"{path} is a folder; pass image files, or expand it with segzoo.inference.list_images({str(path)!r})"
-        )
-    if not path.exists():
-        raise FileNotFoundError(f"image file {path} does not exist")
-    try:
-        with Image.open(path) as image:
-            image.load()
-            # EXIF orientation is applied to every image, for training and prediction alike, as mmseg's reader does
-            # (cv2 IMREAD_COLOR); label masks are read as stored (mmseg: 'unchanged'; segzoo.data.read_mask), as
-            # they are drawn on the upright image (a mask of a 90°-tagged image's stored pixels fails the dataset's
-            # size check).
-            return ImageOps.exif_transpose(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(
-            f"cannot read image file {path}: {err}; expected an image PIL can open (PNG, JPEG, ...)"
-        ) from err
-
-
 def _channels_to_rgb(array: np.ndarray, source: str) -> np.ndarray:
     """Makes an H×W×C float array RGB: grayscale is repeated, an alpha channel dropped (both with a warning)."""
     channels = array.shape[2]
@@ -346,14 +280,12 @@ def _channels_to_rgb(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def _pil_to_array(image: Image.Image, source: str) -> np.ndarray:
-    if image.mode in ("L", "LA", "I", "I;16", "F", "1"):
+    """A PIL image as training reads it (:func:`segzoo._images.image_to_rgb`), saying what was converted."""
+    if image.mode in ("L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "1"):
         warnings.warn(f"{source} is grayscale (mode {image.mode}); converting it to RGB", stacklevel=4)
-        if image.mode in ("I", "I;16", "F"):  # 16/32-bit grayscale: rescale to 0–255 before converting
-            values = np.asarray(image, dtype=np.float32)
-            return np.repeat(values[:, :, None] * (255.0 / max(float(values.max()), 1.0)), 3, axis=2)
     elif image.mode in ("RGBA", "PA"):
         warnings.warn(f"{source} has an alpha channel (mode {image.mode}); dropping it", stacklevel=4)
-    return np.asarray(image.convert("RGB"))
+    return image_to_rgb(image, source)
 
 
 def _warn_if_not_unit_range(array: np.ndarray, source: str) -> None:
@@ -375,7 +307,8 @@ def _to_rgb_array(image: ImageInput) -> np.ndarray:
     """Any supported input as an H×W×3 array on the 0–255 scale: ``uint8`` where the input is 8-bit (files, PIL
     images, ``uint8`` arrays and tensors), so that it is resized as the publishers' pipelines resize it, else float32.
 
-    Integer arrays/tensors are read as 0–255; float ones as 0–1 (torchvision's convention).
+    Integer arrays/tensors are read as 0–255, except ``uint16`` ones, which are 16-bit images read as 16-bit files
+    are (their high byte, :mod:`segzoo._images`); float ones as 0–1 (torchvision's convention).
     """
     if isinstance(image, (str, Path)):
         return _pil_to_array(load_image(image), f"image {image}")
@@ -410,6 +343,8 @@ def _to_rgb_array(image: ImageInput) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating):
         _warn_if_not_unit_range(array, source)
         array = array.astype(np.float32) * 255.0
+    elif array.dtype == np.uint16:
+        array = (array >> 8).astype(np.uint8)
     elif array.dtype != np.uint8:
         array = array.astype(np.float32)
     return _channels_to_rgb(array, f"{source} of shape {tuple(image.shape)}")
@@ -483,10 +418,8 @@ def _model_placement(model: nn.Module) -> dict[str, Any]:
 # Full-resolution labels, strip by strip
 # ---------------------------------------------------------------------------------------------------------------------
 
-# Bytes of float32 logits one tile of output pixels may hold (a 4032×3024 photo's 150-class logits would take
-# 7 GB), and the widest tile: each tile only reads the band of input columns its output columns interpolate from.
+# Bytes of float32 logits one strip of output rows may hold (a 4032×3024 photo's 150-class logits would take 7 GB).
 TILE_BYTES = 32 * 2**20
-TILE_WIDTH = 128
 
 
 @dataclass
@@ -500,26 +433,43 @@ class LogitsField:
     cols: list[tuple[str, int]]
     flip: bool = False
 
-    def _axis_matrix(self, size: int, chain: list[tuple[str, int]]) -> Tensor:
-        """A chain of resizes and crops as one (output)×``size`` matrix; composed bilinear resizes stay banded."""
-        matrix = torch.eye(size, dtype=torch.float64, device=self.logits.device)
-        for op, n in chain:
+    def row_taps(self) -> tuple[Tensor, Tensor]:
+        """The row chain as one interpolation matrix without its zeros: for each output row the few logits rows it
+        reads (``index``) and their weights (``weight``), both (output rows)×taps. Composed bilinear resizes stay
+        banded, so a row reads a handful of rows whatever the chain."""
+        matrix = torch.eye(self.logits.shape[1], dtype=torch.float64, device=self.logits.device)
+        for op, n in self.rows:
             if op == "resize":  # uncached: one matrix per photo size would pile up in the cache
                 matrix = interpolation_matrix.__wrapped__(matrix.shape[0], n, torch.float64, matrix.device) @ matrix
             else:
                 matrix = matrix[:n]
-        return matrix.float()
+        matrix = matrix.float()
+        taps = int((matrix != 0).sum(dim=1).max())
+        index = matrix.abs().topk(taps, dim=1).indices
+        return index, matrix.gather(1, index)
 
-    def matrices(self) -> tuple[Tensor, Tensor]:
-        """(output rows)×h and (output columns)×w interpolation matrices: logits[k] maps to rows @ logits[k] @ colsᵀ."""
-        cols = self._axis_matrix(self.logits.shape[2], self.cols)
-        return self._axis_matrix(self.logits.shape[1], self.rows), cols.flip(0) if self.flip else cols
+    def columns(self, strip: Tensor) -> Tensor:
+        """The column chain applied to a K×r×w strip of rows (all the logits' columns), then mirrored back for a
+        flipped pass; each resize is ``F.interpolate`` along the width, as mmseg resizes (a strip holds whole rows, so
+        every output column mixes the same inputs with the same weights as in the whole map)."""
+        for op, n in self.cols:
+            if op == "crop":
+                strip = strip[..., :n]
+            elif n != strip.shape[2]:
+                k, r, w = strip.shape
+                rows = F.interpolate(strip.reshape(1, k * r, w), size=n, mode="linear", align_corners=False)
+                strip = rows.view(k, r, n)
+        return strip.flip(-1) if self.flip else strip  # the mirrored pass back, as mmseg flips its logits
 
 
-def _band(matrix: Tensor) -> tuple[int, int]:
-    """The range of input indices a slice of an interpolation matrix reads."""
-    used = matrix.abs().sum(0).nonzero()
-    return int(used.min()), int(used.max()) + 1
+def _gather_rows(logits: Tensor, index: Tensor, weight: Tensor) -> Tensor:
+    """Rows of K×h×w logits mixed as an interpolation matrix with few non-zeros per row says: Σ_t ``weight[:, t]`` ×
+    ``logits[:, index[:, t]]`` (whole rows: contiguous reads)."""
+    out = None
+    for tap in range(index.shape[1]):
+        term = logits.index_select(1, index[:, tap]).mul_(weight[:, tap].view(1, -1, 1))
+        out = term if out is None else out.add_(term)
+    return out
 
 
 def fields_for_input(model: nn.Module, images: Tensor, settings: dict[str, Any], output: tuple[int, int],
@@ -543,41 +493,34 @@ def fields_for_input(model: nn.Module, images: Tensor, settings: dict[str, Any],
     return [LogitsField(image_logits, rows, cols, flip) for image_logits in logits]
 
 
-def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -> np.ndarray:
+def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -> Tensor:
     """The argmax over classes of the fields' logits (one field) or of their averaged softmax (several: the
-    multi-scale + flip ensemble, as mmseg merges it), tile by tile so memory stays bounded.
+    multi-scale + flip ensemble, as mmseg merges it), a strip of output rows at a time so memory stays bounded.
 
-    Each tile is two small matrix products on class-last logits (rows, then the band of columns the tile reads),
-    so the class axis is contiguous for the softmax and the argmax."""
+    For each strip, the logits rows its output rows read are mixed (:func:`_gather_rows`: a few rows per output row),
+    then the whole width goes through the field's column chain (:meth:`LogitsField.columns`). Returns an int64
+    tensor on the logits' device."""
     height, width = output
     num_classes = fields[0].logits.shape[0]
-    prepared = [(field.logits.permute(1, 2, 0).float().contiguous(), *field.matrices()) for field in fields]  # h×w×K
-    tile_width = min(width, TILE_WIDTH)
-    column_tiles = [(left, min(width, left + tile_width)) for left in range(0, width, tile_width)]
-    column_bands = [[_band(cols[left:right]) for left, right in column_tiles] for _, _, cols in prepared]
-    rows_per_tile = max(1, TILE_BYTES // (4 * num_classes * tile_width))
-    labels = np.empty((height, width), dtype=np.int64)
-    for top in range(0, height, rows_per_tile):
-        bottom = min(height, top + rows_per_tile)
-        row_strips = []  # each field's logits interpolated to these output rows: r×w×K
-        for logits, rows, _ in prepared:
-            first, last = _band(rows[top:bottom])
-            h, w, k = logits[first:last].shape
-            row_strips.append((rows[top:bottom, first:last] @ logits[first:last].reshape(h, w * k)).view(-1, w, k))
-        for tile, (left, right) in enumerate(column_tiles):
-            total = None
-            for (_, _, cols), bands, strip in zip(prepared, column_bands, row_strips):
-                a, b = bands[tile]
-                logits = torch.matmul(cols[left:right, a:b], strip[:, a:b])  # r×c×K
-                if len(fields) > 1:
-                    logits = logits.softmax(dim=-1)
-                total = logits if total is None else total.add_(logits)
-            labels[top:bottom, left:right] = total.argmax(dim=-1).cpu().numpy()
+    prepared = [(field, field.logits.float(), *field.row_taps()) for field in fields]
+    widths = [n for field in fields for op, n in field.cols if op == "resize"]
+    widest = max(width, *(field.logits.shape[2] for field in fields), *widths)
+    rows_per_strip = max(1, TILE_BYTES // (4 * num_classes * widest))
+    labels = torch.empty((height, width), dtype=torch.int64, device=fields[0].logits.device)
+    for top in range(0, height, rows_per_strip):
+        bottom = min(height, top + rows_per_strip)
+        total = None
+        for field, logits, row_index, row_weight in prepared:
+            strip = field.columns(_gather_rows(logits, row_index[top:bottom], row_weight[top:bottom]))  # K×r×W
+            if len(fields) > 1:
+                strip = strip.softmax(dim=0)
+            total = strip if total is None else total.add_(strip)
+        labels[top:bottom] = total.argmax(dim=0)
     return labels
 
 
 def _predict_labels(model: nn.Module, inputs: list[Tensor], settings: dict[str, Any], original: tuple[int, int]
-                    ) -> list[np.ndarray]:
+                    ) -> list[Tensor]:
     """Labels at the original size for a batch of images (one input), or for one image from its multi-scale inputs
     (several inputs; each also mirrored). As mmseg, logits are brought to the original size before the argmax, and
     each multi-scale pass before its probabilities are averaged."""
@@ -628,34 +571,88 @@ def predict(
     images = [image_or_images] if single else list(image_or_images)
     if not images:
         raise ValueError("no images given to predict")
-    protocol = EvalProtocol.from_pretrained_cfg(getattr(model, "pretrained_cfg", None))
-    settings = eval_settings(model, mode, crop_size, stride, batch_size) | {"tta": tta, "flip": protocol.flip}
-    placement = _model_placement(model)
-    per_batch = 1 if settings["mode"] == "slide" or tta else max(1, batch_size)
+    settings = eval_settings(model, mode, crop_size, stride, batch_size)
+    protocol = dataclasses.replace(
+        EvalProtocol.from_pretrained_cfg(getattr(model, "pretrained_cfg", None)),
+        mode=settings["mode"], crop=settings.get("crop"), stride=settings.get("stride"),
+    )  # fmt: skip
+    per_batch = 1 if protocol.mode == "slide" or tta else max(1, batch_size)
     labels: list[np.ndarray] = []
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            # Only ``per_batch`` images are decoded at a time; those of the same size run as one batch.
+            # Only ``per_batch`` images are decoded at a time.
             for start in range(0, len(images), per_batch):
                 arrays = [_image_array(image) for image in images[start : start + per_batch]]
-                chunk_labels: dict[int, np.ndarray] = {}
-                groups: dict[tuple[int, int], list[int]] = {}
-                for index, array in enumerate(arrays):
-                    groups.setdefault(array.shape[:2], []).append(index)
-                for original, indices in groups.items():
-                    if tta:  # one image: every scale is resized from the original image
-                        inputs = [x.to(**placement) for x in protocol.tta_inputs(arrays[indices[0]])]
-                    else:
-                        inputs = [torch.cat([protocol(arrays[i]) for i in indices]).to(**placement)]
-                    for i, image_labels in zip(indices, _predict_labels(model, inputs, settings, original)):
-                        chunk_labels[i] = image_labels
-                labels.extend(chunk_labels[i] for i in range(len(arrays)))
+                try:
+                    chunk = predict_arrays(model, arrays, protocol, tta=tta, batch_size=batch_size)
+                except InputSizeError as err:  # say which images: a folder of photos may hold one tiny file
+                    given = images[start : start + per_batch]
+                    what = ", ".join(
+                        f"{item if isinstance(item, (str, Path)) else 'an image'} ({a.shape[1]}×{a.shape[0]} px)"
+                        for item, a in zip(given, arrays)
+                    )
+                    raise InputSizeError(f"{what}: {err}") from None
+                labels.extend(image_labels.cpu().numpy() for image_labels in chunk)
     finally:
         model.train(was_training)
     if single:
         return labels[0]
     if isinstance(image_or_images, (Tensor, np.ndarray)):
         return np.stack(labels)
+    return labels
+
+
+def predict_arrays(
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    protocol: EvalProtocol,
+    *,
+    tta: bool = False,
+    batch_size: int = 4,
+) -> list[Tensor]:
+    """Label maps at each image's own size through a test pipeline: segzoo's one scoring path, shared by
+    :func:`predict`, validation and test in :class:`~segzoo.training.SegmentationModule` and ``segzoo eval``.
+
+    As mmsegmentation's test loop: each image (H×W×3 as read, uint8 0–255) is resized and normalised by ``protocol``
+    (its keep-ratio test resize on the ``uint8`` image with OpenCV, ``size_divisor``, mean/std), run whole or by
+    sliding window (``protocol.mode``), and the logits are resized to the image's own size before the argmax. With
+    ``tta``, every multi-scale input is resized from the original image by the protocol's rule
+    (``protocol.tta_style``, ratios ``protocol.tta_scales``), also run mirrored when ``protocol.flip``, and the
+    softmax of every pass is averaged at the original size. The full-resolution labels are built strip by strip
+    from the logits, so a large photo never holds its K×H×W logits. In whole mode, images of the same size run as
+    one batch of up to ``batch_size``; in slide mode ``batch_size`` is the number of windows per forward pass.
+
+    The caller sets eval mode and turns autograd off (``predict`` does; Lightning does in validation and test).
+
+    Args:
+        model: A model mapping normalised B×3×h×w images to B×K×h×w logits (segzoo models also give their head's
+            low-resolution logits to the strips).
+        images: H×W×3 arrays, uint8 (0–255) or float on the 0–255 scale; sizes may differ.
+        protocol: The test pipeline and inference mode (``model.eval_protocol``, or one a DataModule describes).
+        tta: Multi-scale + flip.
+        batch_size: Images per forward pass (whole mode), windows per forward pass (slide mode).
+
+    Returns:
+        One int64 H×W tensor per image, on the model's device.
+    """
+    settings = protocol.inference_settings() | {"batch_size": batch_size, "tta": tta, "flip": protocol.flip}
+    placement = _model_placement(model)
+    if tta or protocol.mode == "slide":
+        groups = [[index] for index in range(len(images))]
+    else:  # same-size images share a forward pass
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(images):
+            by_size.setdefault(tuple(image.shape[:2]), []).append(index)
+        groups = [same[i : i + batch_size] for same in by_size.values() for i in range(0, len(same), batch_size)]
+    labels: list[Tensor | None] = [None] * len(images)
+    for indices in groups:
+        original = tuple(images[indices[0]].shape[:2])
+        if tta:  # every scale resized from the original image
+            inputs = [x.to(**placement) for x in protocol.tta_inputs(images[indices[0]])]
+        else:
+            inputs = [torch.cat([protocol(images[i]) for i in indices]).to(**placement)]
+        for index, image_labels in zip(indices, _predict_labels(model, inputs, settings, original)):
+            labels[index] = image_labels
     return labels

@@ -1,20 +1,25 @@
 """Colour label maps, overlay them on images, draw legends, and write label maps as PNG files, with PIL only.
 
 Used by ``segzoo predict`` (label PNGs, overlays with a legend of the classes present) and by training to log
-input / ground truth / prediction panels and write predicted label PNGs (``MaskWriter``).
+input / ground truth / prediction panels and write predicted label PNGs (``MaskWriter``). Torch-free at import (the
+runtime's command line and the demo page draw with it): tensors are recognised only when torch is already loaded.
 """
 
 from __future__ import annotations
 
 import colorsys
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "colorize",
@@ -53,8 +58,13 @@ def _palette_array(palette: Palette) -> np.ndarray:
     return array
 
 
+def _is_tensor(value) -> bool:
+    torch = sys.modules.get("torch")  # a tensor exists only once torch is imported
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
 def _label_array(label_map: np.ndarray | torch.Tensor) -> np.ndarray:
-    if isinstance(label_map, torch.Tensor):
+    if _is_tensor(label_map):
         label_map = label_map.detach().cpu().numpy()
     label_map = np.asarray(label_map)
     if label_map.ndim != 2:
@@ -66,7 +76,9 @@ def _image_array(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
     """An RGB image as an H×W×3 uint8 array (tensors: C×H×W, uint8 or float in 0–1)."""
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
-    if isinstance(image, torch.Tensor):
+    if _is_tensor(image):
+        import torch
+
         image = image.detach().cpu()
         if image.is_floating_point():
             image = (image.clamp(0, 1) * 255).round()
@@ -85,6 +97,8 @@ def denormalize(
     std: Sequence[float] = IMAGENET_STD,
 ) -> np.ndarray:
     """Undoes the model's normalisation: a 3×H×W tensor back to an H×W×3 uint8 array (mean/std on 0–255 scale)."""
+    import torch
+
     mean_t = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
     pixels = image.detach().float().cpu() * std_t + mean_t
@@ -129,7 +143,7 @@ def save_label_png(
         image.putpalette(flat + [0] * (768 - len(flat)))  # a full table: every 8-bit index has a colour
     else:
         image = Image.fromarray(labels.astype(np.uint16))
-    image.save(path)
+    image.save(path, format="PNG")  # also into a file object (the demo page's download)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

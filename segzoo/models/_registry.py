@@ -80,6 +80,12 @@ MIT_MMSEG_NORM_EPS = {"norm_eps": 1e-6, "patch_norm_eps": 1e-6, "sr_norm_eps": 1
 VIT_SIZES = {"t": (192, 12, 3), "s": (384, 12, 6), "b": (768, 12, 12), "l": (1024, 24, 16)}
 SEGMENTER_PATCHES = (8, 16, 32)
 
+# mmsegmentation's Segmenter Mask head (SegmenterMaskTransformerHead in its configs): no dropout, stochastic depth
+# 0.1 (its default) rising over the 2 blocks, on the feed-forward branch only, as in mmseg's ViT (the encoder rows
+# leave ViTEncoder's drop_path_branches="mlp"). Official Segmenter files get the official code's noise instead
+# (checkpoints/_load.py FORMAT_MODEL_ARGS).
+SEGMENTER_MMSEG_MASK_NOISE = dict(dropout=0.0, drop_path_rate=0.1, drop_path_branches="mlp")
+
 # SETR heads as in the mmsegmentation ADE20K configs (channels 256; aux heads read layers 10, 15, 20 for Naive/PUP,
 # the four neck outputs for MLA).
 SETR_OUT_INDICES = {"naive": (9, 14, 19, 23), "pup": (9, 14, 19, 23), "mla": (5, 11, 17, 23)}
@@ -120,7 +126,9 @@ def _segmenter_arch(size: str, patch: int, decoder: str, img_size: int = 512) ->
         out_indices=(depth - 1,), final_norm=True, drop_path_rate=0.1,
         pos_embed_interp="bicubic",  # mmseg's Segmenter configs (the official code: bilinear, set per format)
     )
-    head = ("linear", {}) if decoder == "linear" else ("mask_transformer", dict(depth=2, num_heads=width // 64))
+    head = ("linear", {}) if decoder == "linear" else (
+        "mask_transformer", dict(depth=2, num_heads=width // 64, **SEGMENTER_MMSEG_MASK_NOISE)
+    )
     return Arch(
         name=f"segmenter-{size}{patch}-{decoder}",
         family="segmenter",
@@ -253,7 +261,7 @@ def _test_archs() -> list[Arch]:
             name=f"segmenter-test-{d}", family="segmenter", encoder="vit",
             encoder_args=dict(_TINY_VIT, patch_size=8, depth=2, out_indices=(1,), final_norm=True),
             decoder="linear" if d == "linear" else "mask_transformer",
-            decoder_args={} if d == "linear" else dict(depth=2, num_heads=2),
+            decoder_args={} if d == "linear" else dict(depth=2, num_heads=2, **SEGMENTER_MMSEG_MASK_NOISE),
             pad_to_multiple=8, paper="tiny test variant",
         )
         for d in ("linear", "mask")

@@ -8,6 +8,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would o
 
 from segzoo.training._callbacks import LastCheckpoint, MaskWriter, SigtermWatchdog, StopOnEveryRank  # noqa: E402
 from segzoo.training._cli import SegzooCLI, cli_main, main, trainer_defaults  # noqa: E402
+from segzoo.training._evaluate import EvalResult, build_datamodule, evaluate  # noqa: E402
 from segzoo.training._losses import (  # noqa: E402
     CrossEntropyLoss,
     DiceLoss,
@@ -16,15 +17,24 @@ from segzoo.training._losses import (  # noqa: E402
     OhemCrossEntropyLoss,
 )
 from segzoo.training._module import SegmentationModule, read_checkpoint, segmentation_metrics  # noqa: E402
-from segzoo.training._optim import PolyLR, apply_multipliers, param_groups, poly_warmup_lr  # noqa: E402
+from segzoo.training._optim import (  # noqa: E402
+    MMEnginePolyLR,
+    PolyLR,
+    apply_multipliers,
+    mmengine_poly_lr,
+    param_groups,
+    poly_warmup_lr,
+)
 
 __all__ = [
     "CrossEntropyLoss",
     "DiceLoss",
+    "EvalResult",
     "FocalLoss",
     "LossSum",
     "OhemCrossEntropyLoss",
     "LastCheckpoint",
+    "MMEnginePolyLR",
     "MaskWriter",
     "PolyLR",
     "SegmentationModule",
@@ -32,8 +42,11 @@ __all__ = [
     "SigtermWatchdog",
     "StopOnEveryRank",
     "apply_multipliers",
+    "build_datamodule",
     "cli_main",
+    "evaluate",
     "main",
+    "mmengine_poly_lr",
     "param_groups",
     "poly_warmup_lr",
     "read_checkpoint",

@@ -13,8 +13,10 @@ signal, its stacks printed (:class:`SigtermWatchdog`).
 ``last.ckpt`` (``<log_dir>/checkpoints/``) is rewritten every ``--last_checkpoint.every_n_train_steps`` steps (set in
 each recipe), after each validation, at the end, and on Ctrl-C or SIGTERM where every rank can save
 (:class:`LastCheckpoint`); ``--ckpt_path last`` resumes from the newest ``last.ckpt`` of the run's logger folder (any
-version). A checkpoint of another architecture than ``--model.model`` is refused, as is an unreadable (truncated) one,
-naming the file.
+version; with none yet it says so and starts the run). A checkpoint of another architecture than ``--model.model`` or
+of another class count than the data's is refused, as is a missing or unreadable (truncated) one, naming the file.
+Every error in what the user gave ends in one line, ``<prog>: error: <option>: <what is wrong>``, exit status 2
+(``JSONARGPARSE_DEBUG=1`` shows jsonargparse's full report and the traceback).
 
 A recipe may start from base configs: a top-level ``_base_: [../_base/runtime.yaml, ...]`` (paths relative to the
 recipe) turns ``--config recipe.yaml`` into ``--config base1 --config base2 ... --config <the recipe without _base_>``
@@ -25,24 +27,33 @@ keys and ``init_args`` merge key by key; lists and dict-typed values such as ``m
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import torch
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-import segzoo.data  # noqa: F401  (registers the DataModules so --data takes their short names)
-from segzoo._errors import CheckpointMismatchError, CheckpointReadError
+from segzoo._errors import CheckpointMismatchError, CheckpointReadError, SegzooError
+from segzoo.data import (  # noqa: F401  (imported so that --data takes their short names)
+    ADE20KDataModule,
+    CityscapesDataModule,
+    COCOStuffDataModule,
+    FolderDataModule,
+    PascalContextDataModule,
+    SyntheticDataModule,
+)
 from segzoo.training._callbacks import LastCheckpoint, SigtermWatchdog
 from segzoo.training._module import SegmentationModule, read_checkpoint
 
-__all__ = ["SegzooCLI", "cli_main", "main", "trainer_defaults"]
+__all__ = ["ConfigError", "SegzooArgumentParser", "SegzooCLI", "cli_main", "main", "trainer_defaults"]
 
 
 def trainer_defaults() -> dict:
@@ -56,9 +67,63 @@ def trainer_defaults() -> dict:
     }
 
 
+class SegzooArgumentParser(LightningArgumentParser):
+    """Lightning's parser, whose errors end in one line saying what is wrong (``<prog>: error: ...``, exit status 2)
+    instead of jsonargparse's report of every type the value was tried as. ``JSONARGPARSE_DEBUG=1`` shows the full
+    report and the traceback."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
+            return super().error(message, ex)  # nested parsers raise, and jsonargparse collects their errors
+        print(f"{Path(sys.argv[0]).name}: error: {one_line_error(message)}", file=sys.stderr)
+        self.exit(2)
+
+
+def one_line_error(message: str) -> str:
+    """jsonargparse's report of a value that failed (``Parser key "data": ... Errors: - <why> ... Given value: ...``)
+    as one line: the option, the class it was tried as, and why, leaving out the alternatives that were only tried
+    because the type allows them (``None``)."""
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    classes = re.findall(r"Problem with given class_path '([^']+)'", message)
+    no_data = re.search(r"the following arguments are required: (\w+)\.data\b", message)
+    if no_data or (keys == ["data"] and classes and classes[-1].endswith(".LightningDataModule")):
+        what = f"{no_data.group(1)} needs" if no_data else "--data options need"
+        return f"{what} a DataModule: {_DATA_HINT}"
+    reasons = []
+    for line in (line.strip().removeprefix("- ").strip() for line in message.splitlines()):
+        line = re.sub(r"\. Got value: Namespace\(.*$", "", line)  # the whole config of a class, after its reason
+        line = re.sub(r"Type .*? expects a function or a callable class: ", "", line)  # the type it was tried as
+        if not line or line.startswith(_REPORT_LINES) or re.match(r'Parser key "[^"]+":?$', line):
+            continue
+        reasons.append(re.sub(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", r"expected \1, got '\2'", line))
+    if not keys:
+        return " ".join(reasons) or message.strip()
+    where = "--" + ".".join(keys) + (f" ({classes[-1]})" if classes else "")
+    reason = " ".join(reasons).rstrip(".")
+    required = re.search(r"the following arguments are required: (\S+)", reason)
+    hint = f": give --{'.'.join(keys)}.{required.group(1)}" if required else ""
+    return f"{where}: {reason}{hint}"
+
+
+_DATA_HINT = (
+    "give a recipe (--config configs/...yaml) or --data with its class first, e.g. --data FolderDataModule "
+    "--data.data_root DIR --data.num_classes N (also ADE20KDataModule, CityscapesDataModule, PascalContextDataModule, "
+    "COCOStuffDataModule, SyntheticDataModule)"
+)
+
+# jsonargparse's report lines that say how the value was tried, not why it failed
+_REPORT_LINES = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>",
+                 "Problem with given class_path", "Not a valid subclass")
+
+
 class SegzooCLI(LightningCLI):
     """LightningCLI with the data→model links, a best-mIoU checkpoint callback (``--checkpoint.*``), the rolling
-    ``last.ckpt`` (``--last_checkpoint.every_n_train_steps``) and the SIGTERM watchdog (``--sigterm.grace_period``)."""
+    ``last.ckpt`` (``--last_checkpoint.every_n_train_steps``) and the SIGTERM watchdog (``--sigterm.grace_period``).
+    Errors in what the user gave end in one line (``SegzooArgumentParser``; :class:`ConfigError` after parsing)."""
+
+    def __init__(self, *args, **kwargs):
+        self._resume_from: tuple[str, dict] | None = None  # (--ckpt_path, its hyper_parameters)
+        super().__init__(*args, parser_class=kwargs.pop("parser_class", SegzooArgumentParser), **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
@@ -86,10 +151,8 @@ class SegzooCLI(LightningCLI):
             expanded = expand_base_configs(sys.argv[1:] if args is None else args)
         except BaseConfigError as error:
             parser.error(str(error))
-        if args is None:
-            self.config = parser.parse_args(expanded)  # super() would warn about args given next to sys.argv
-        else:
-            super().parse_arguments(parser, expanded)
+        # parsed here, not by super(), which warns whenever args are given and sys.argv has any (``segzoo train``)
+        self.config = parser.parse_args(expanded)
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI replaces the model's config with the hyperparameters stored in ``--ckpt_path``, so a
@@ -97,9 +160,24 @@ class SegzooCLI(LightningCLI):
         (truncated) is named."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and Path(ckpt_path).is_file():
-            _check_architecture(read_checkpoint(ckpt_path, "--ckpt_path"), ckpt_path, self.config[subcommand].model)
+        if ckpt_path and ckpt_path not in _CKPT_KEYWORDS and "://" not in str(ckpt_path):
+            if not Path(ckpt_path).is_file():
+                what = "is a folder: give the .ckpt file in it" if Path(ckpt_path).is_dir() else "does not exist"
+                raise CheckpointReadError(f"--ckpt_path {ckpt_path} {what} (or --ckpt_path last for the newest "
+                                          "last.ckpt of the recipe's runs)")
+            checkpoint = read_checkpoint(ckpt_path, "--ckpt_path")
+            _check_architecture(checkpoint, ckpt_path, self.config[subcommand].model)
+            self._resume_from = (str(ckpt_path), checkpoint.get("hyper_parameters") or {})
         super()._parse_ckpt_path()
+
+    def after_instantiate_classes(self) -> None:
+        """What only the built objects tell: a checkpoint trained for other classes than the data's (it would fail to
+        load with a dump of size mismatches), and class weights of the wrong length (found at the first step)."""
+        super().after_instantiate_classes()
+        num_classes = getattr(self.model, "num_classes", None)
+        if self._resume_from is not None and num_classes is not None:
+            _check_num_classes(*self._resume_from, num_classes)
+        _check_class_weights(getattr(self.model, "loss", None), num_classes)
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
         """``--ckpt_path last``: Lightning looks only in this run's new ``version_N`` folder, finds nothing and starts
@@ -108,11 +186,35 @@ class SegzooCLI(LightningCLI):
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
         if kwargs.get("ckpt_path") == "last":
             found = _newest_last_checkpoint(self.trainer)
-            if found is not None:
-                _check_architecture(read_checkpoint(found, "--ckpt_path last"), found, self.model.hparams)
+            if found is None:  # a job that resumes whenever it can starts here; Lightning would hint at save_last
+                print(f"--ckpt_path last: no last.ckpt under {_last_checkpoint_folders(self.trainer)} yet, so "
+                      f"nothing to resume: {subcommand} starts from the config's model", file=sys.stderr)
+                kwargs["ckpt_path"] = None
+            else:
+                checkpoint = read_checkpoint(found, "--ckpt_path last")
+                _check_architecture(checkpoint, found, self.model.hparams)
+                _check_num_classes(str(found), checkpoint.get("hyper_parameters") or {}, self.model.num_classes)
                 print(f"--ckpt_path last: resuming from {found}", file=sys.stderr)
                 kwargs["ckpt_path"] = str(found)
         return kwargs
+
+    def instantiate_classes(self) -> None:
+        """Build the model, data and trainer. A class refusing the values it was given is a :class:`ConfigError`
+        naming it: a segzoo error while building the model (an unknown architecture or encoder, weights that do not
+        load), or the ``ValueError`` / ``OSError`` of a class given by ``class_path`` (``--data``, ``--model.loss``),
+        which jsonargparse reports among every type it tried."""
+        try:
+            super().instantiate_classes()
+        except SegzooError as error:
+            if isinstance(error, (CheckpointMismatchError, CheckpointReadError, ConfigError)):
+                raise
+            raise ConfigError(f"--model: {error}") from error
+        except ValueError as error:
+            cause = error.__cause__
+            built = re.search(r"class_path='([^']+)'", str(error))
+            if built is None or not isinstance(cause, (ValueError, OSError)) or os.environ.get("JSONARGPARSE_DEBUG"):
+                raise
+            raise ConfigError(f"{built.group(1)}: {cause}") from error
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
         """The trainer, with a rich progress bar unless ``trainer.enable_progress_bar`` is false."""
@@ -208,6 +310,41 @@ def _check_architecture(checkpoint: dict, path: str | os.PathLike, model_config)
         )
 
 
+_CKPT_KEYWORDS = ("last", "hpc", "best", "registry")  # Lightning's ckpt_path words, resolved by the Trainer
+
+
+class ConfigError(SegzooError, ValueError):
+    """A config (or command line) that cannot train as given; ``main`` prints it as one line, exit status 2."""
+
+
+def _check_num_classes(path: str, hparams: dict, num_classes: int) -> None:
+    saved = hparams.get("num_classes")
+    if isinstance(saved, int) and saved != num_classes:
+        raise CheckpointMismatchError(
+            f"--ckpt_path {path} was trained for {saved} classes, and the data has {num_classes}: a run resumes (or is "
+            f"evaluated) with the classes it was trained for. To train on this data from its weights, leave out "
+            f"--ckpt_path and give --model.init_from {path} (the classifier is re-initialised)"
+        )
+
+
+def _check_class_weights(loss: torch.nn.Module | None, num_classes: int | None) -> None:
+    """Every ``class_weight`` in the loss (``LossSum`` included) has one value per class."""
+    if loss is None or num_classes is None:
+        return
+    for module in loss.modules():
+        weights = getattr(module, "class_weight", None)
+        if weights is not None and len(weights) != num_classes:
+            raise ConfigError(
+                f"--model.loss: {type(module).__name__}'s class_weight has {len(weights)} values for {num_classes} "
+                "classes: give one weight per class (segzoo data check proposes them)"
+            )
+
+
+def _last_checkpoint_folders(trainer: L.Trainer) -> str:
+    root = getattr(trainer.logger, "root_dir", None) if trainer.logger is not None else None
+    return str(Path(root) / "version_*" / "checkpoints") if root is not None else trainer.default_root_dir
+
+
 def _newest_last_checkpoint(trainer: L.Trainer) -> Path | None:
     """The most recently written ``last.ckpt`` under the logger's folder (``<save_dir>/<name>/version_*/checkpoints``)
     or the LastCheckpoint's own folder; None when there is none."""
@@ -250,7 +387,9 @@ def main(args: list[str] | None = None) -> int:
         cli_main(args)
     except SIGTERMException:
         sys.exit(128 + signal.SIGTERM)
-    except (CheckpointMismatchError, CheckpointReadError) as error:
+    except SegzooError as error:  # what the user gave is wrong (names, files, classes): one line
+        if os.environ.get("JSONARGPARSE_DEBUG"):
+            raise
         print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
         sys.exit(2)
     return 0

@@ -18,6 +18,11 @@ from torch import Tensor, nn
 __all__ = ["CrossEntropyLoss", "DiceLoss", "FocalLoss", "LossSum", "OhemCrossEntropyLoss"]
 
 
+def _upcast(logits: Tensor) -> Tensor:
+    """Half-precision logits (bf16-mixed, 16-mixed) in float32 for the loss; float32 and float64 as they are."""
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
 def _no_labelled_pixel(logits: Tensor) -> Tensor:
     return logits.sum() * 0.0
 
@@ -27,27 +32,54 @@ def _class_weight(values: Sequence[float] | None, logits: Tensor) -> Tensor | No
         return None
     if len(values) != logits.shape[1]:
         raise ValueError(f"class_weight has {len(values)} values for {logits.shape[1]} classes")
-    return torch.as_tensor(values, dtype=torch.float32, device=logits.device)
+    return torch.as_tensor(values, dtype=_upcast(logits[:0]).dtype, device=logits.device)
+
+
+AVERAGES = ("labelled", "all")
 
 
 class CrossEntropyLoss(nn.Module):
-    """Pixel cross-entropy averaged over the labelled pixels (PyTorch's rule with class weights: a weighted mean).
+    """Pixel cross-entropy, averaged over the labelled pixels (``average_over="labelled"``, the default) or over all
+    pixels of the batch (``"all"``).
+
+    - ``"labelled"``: PyTorch's rule, the class-weighted mean over the labelled pixels, Σ w_c·ℓ / Σ w_c (the plain
+      mean without class weights).
+    - ``"all"``: mmsegmentation's ``CrossEntropyLoss(avg_non_ignore=False)`` (its default, and mmseg 0.x's only
+      rule): Σ w_c·ℓ over the labelled pixels divided by the number of pixels in the batch, ignored ones included.
+      Every mmseg-trained and NVlabs checkpoint was trained with it, so the recipes that reproduce them set it; with
+      SGD it makes each step's size follow the batch's share of labelled pixels.
+
+    A batch without labelled pixels, or whose labelled pixels all have class weight 0, gives a zero that still
+    reaches every parameter (never 0/0 = NaN).
 
     Args:
         class_weight: One weight per class (``segzoo data check`` suggests some for imbalanced data).
         ignore_index: Label left out of the loss.
+        average_over: ``"labelled"`` or ``"all"`` (see above).
     """
 
-    def __init__(self, class_weight: Sequence[float] | None = None, ignore_index: int = 255):
+    def __init__(self, class_weight: Sequence[float] | None = None, ignore_index: int = 255,
+                 average_over: str = "labelled"):
         super().__init__()
+        if average_over not in AVERAGES:
+            raise ValueError(f"average_over must be one of {AVERAGES}, got {average_over!r}")
         self.class_weight = None if class_weight is None else [float(w) for w in class_weight]
         self.ignore_index = ignore_index
+        self.average_over = average_over
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        if not (target != self.ignore_index).any():
+        valid = target != self.ignore_index
+        if not valid.any():
             return _no_labelled_pixel(logits)
         weight = _class_weight(self.class_weight, logits)
-        return F.cross_entropy(logits.float(), target, weight=weight, ignore_index=self.ignore_index)
+        losses = F.cross_entropy(_upcast(logits), target, weight=weight, ignore_index=self.ignore_index,
+                                 reduction="none")  # w_c·ℓ per pixel, 0 where ignored
+        if self.average_over == "all":
+            return losses.sum() / target.numel()
+        total_weight = valid.sum() if weight is None else weight[target[valid]].sum()
+        if total_weight == 0:  # every labelled pixel has class weight 0
+            return _no_labelled_pixel(logits)
+        return losses.sum() / total_weight
 
 
 class OhemCrossEntropyLoss(nn.Module):
@@ -56,7 +88,8 @@ class OhemCrossEntropyLoss(nn.Module):
     With ``thresh``: the pixels whose predicted probability of their own class is below
     ``max(thresh, p_k)``, where ``p_k`` is the ``min_kept × batch``-th smallest such probability (so at least that
     many pixels count). Without: the ``min_kept × batch`` pixels of largest loss. The loss is the mean over the chosen
-    pixels (mmseg divides their sum by every pixel of the batch, a scale the learning rate absorbs).
+    pixels (mmseg divides their sum by every pixel of the batch, a scale the learning rate absorbs); zero when none is
+    chosen (all probabilities saturated at 1).
 
     Args:
         thresh: Probability threshold (mmseg's configs: 0.7), or None to keep the largest losses.
@@ -79,9 +112,11 @@ class OhemCrossEntropyLoss(nn.Module):
         if not valid.any():
             return _no_labelled_pixel(logits)
         weight = _class_weight(self.class_weight, logits)
-        losses = F.cross_entropy(logits.float(), target, weight=weight, ignore_index=self.ignore_index,
+        losses = F.cross_entropy(_upcast(logits), target, weight=weight, ignore_index=self.ignore_index,
                                  reduction="none")
         kept = self.hard_pixels(logits.detach(), target, losses.detach())  # labelled pixels only
+        if not kept.any():  # every probability saturated at 1: nothing hard left (mmseg's normalisation gives 0 too)
+            return _no_labelled_pixel(logits)
         return losses[kept].mean()
 
     @torch.no_grad()
@@ -92,7 +127,7 @@ class OhemCrossEntropyLoss(nn.Module):
         kept = torch.zeros_like(valid)
         if self.thresh is not None:
             labels = target.masked_fill(~valid, 0)
-            own_prob = logits.float().softmax(1).gather(1, labels.unsqueeze(1)).squeeze(1)
+            own_prob = _upcast(logits).softmax(1).gather(1, labels.unsqueeze(1)).squeeze(1)
             ordered = own_prob[valid].sort().values
             threshold = max(float(ordered[min(batch_kept, ordered.numel() - 1)]), self.thresh)
             kept[valid] = own_prob[valid] < threshold
@@ -121,7 +156,7 @@ class DiceLoss(nn.Module):
         valid = (target != self.ignore_index).unsqueeze(1)
         if not valid.any():
             return _no_labelled_pixel(logits)
-        probs = logits.float().softmax(1) * valid
+        probs = _upcast(logits).softmax(1) * valid
         one_hot = F.one_hot(target.masked_fill(~valid.squeeze(1), 0), logits.shape[1]).permute(0, 3, 1, 2) * valid
         dims = (0, 2, 3)
         intersection = (probs * one_hot).sum(dims)
@@ -151,7 +186,7 @@ class FocalLoss(nn.Module):
         valid = target != self.ignore_index
         if not valid.any():
             return _no_labelled_pixel(logits)
-        log_p = logits.float().log_softmax(1).gather(1, target.masked_fill(~valid, 0).unsqueeze(1)).squeeze(1)
+        log_p = _upcast(logits).log_softmax(1).gather(1, target.masked_fill(~valid, 0).unsqueeze(1)).squeeze(1)
         loss = -((1 - log_p.exp()) ** self.gamma) * log_p
         alpha = _class_weight(self.alpha, logits)
         if alpha is not None:

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from segzoo._errors import InputSizeError
+
 
 def nlc_to_nchw(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
     """B×N×C tokens as a B×C×H×W map without copying: the result is the same memory in channels-last layout."""
@@ -184,7 +186,10 @@ class MixTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         smallest = 4 * self.block1[0].attn.sr_ratio  # stage-1 keys are reduced by a sr×sr conv on the 1/4 map
         if not torch.compiler.is_compiling() and min(x.shape[2:]) < smallest:  # no size guard in exported graphs
-            raise ValueError(f"MiT needs inputs of at least {smallest}×{smallest} px, got {tuple(x.shape[2:])}")
+            raise InputSizeError(
+                f"MiT needs inputs of at least {smallest}×{smallest} px, got {tuple(x.shape[2:])}: pad or enlarge "
+                "the image"
+            )
         # Channels-last throughout: token sequences and conv maps are then views of each other, with no copies.
         x = x.contiguous(memory_format=torch.channels_last)
         outs = []

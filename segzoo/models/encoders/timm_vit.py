@@ -10,12 +10,15 @@ position embeddings are resampled to each input's grid by timm (``dynamic_img_si
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 from collections.abc import Sequence
 
 import timm
 import torch
 from torch import nn
+
+from segzoo._errors import UnknownModelError
 
 # timm models known to work under every ViT head (tested in tests/test_timm_encoders.py with tiny random versions of
 # the same classes); any timm model with patch tokens and ``forward_intermediates`` is accepted.
@@ -46,6 +49,24 @@ def _patch_size(vit: nn.Module) -> int:
     if not isinstance(vit.patch_embed.patch_size, int) and len(set(vit.patch_embed.patch_size)) != 1:
         raise ValueError(f"non-square patches {tuple(vit.patch_embed.patch_size)} are not supported")
     return int(size)
+
+
+def check_timm_name(model_name: str) -> None:
+    """Raises :class:`UnknownModelError` with timm's closest model names when timm has no ``model_name`` (an
+    ``hf-hub:`` or other prefixed name is left to timm)."""
+    if ":" in model_name:
+        return
+    arch, _, tag = model_name.partition(".")
+    if timm.is_model(arch):
+        tags = timm.list_pretrained(f"{arch}.*")
+        if not tag or model_name in tags:
+            return
+        raise UnknownModelError(f"timm's {arch} has no weights tagged {tag!r}; its tags: {', '.join(tags) or 'none'}")
+    close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
+    raise UnknownModelError(
+        f"timm has no model {model_name!r}" + (f"; closest: {', '.join(close)}" if close else "")
+        + f". Tested encoders: segzoo.models.KNOWN_TIMM_ENCODERS, e.g. {KNOWN_TIMM_ENCODERS[0]}"
+    )
 
 
 def check_timm_vit(model_name: str, vit: nn.Module) -> None:
@@ -96,6 +117,7 @@ class TimmViTEncoder(nn.Module):
             kwargs["img_size"] = img_size
         self.model_name = model_name
         self._timm_args = dict(num_classes=0, dynamic_img_size=True, in_chans=in_chans, **kwargs)
+        check_timm_name(model_name)
         try:
             # built on the device asked for: a ViT-g on "meta" allocates nothing
             with torch.device(device) if device is not None else contextlib.nullcontext():

@@ -11,6 +11,9 @@ weights load without renaming. What segmentation adds:
 - DeiT's distillation token (``dist_token=True``): a second prefix token after the class token, with its own position
   embedding, which is what timm's single register token is, so it is stored as ``reg_token`` (DeiT-distilled
   Segmenter, arXiv 2012.12877).
+- training noise placed as the publisher placed it: mmsegmentation's ``TransformerEncoderLayer`` drops paths on the
+  feed-forward branch only (``drop_path_branches="mlp"``, the default), timm and the official Segmenter code on both;
+- no patch-projection bias where the weights have none (mmseg >= 1.1 writes its ViTs with ``patch_bias=False``).
 
 Papers: SETR (arXiv 2012.15840), Segmenter (arXiv 2105.05633); ViT (arXiv 2010.11929).
 """
@@ -22,7 +25,7 @@ from functools import partial
 
 import timm
 import torch
-from timm.layers import resample_abs_pos_embed
+from timm.layers import PatchEmbed, resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -39,6 +42,11 @@ class ViTEncoder(VisionTransformer):
         pos_embed_interp: Interpolation used to resample position embeddings to another grid.
         norm_eps: LayerNorm eps (timm and mmsegmentation: 1e-6; the official Segmenter code: 1e-5).
         dist_token: Add DeiT's distillation token (timm's ``reg_token``) after the class token (never returned).
+        drop_rate: Dropout after the position embeddings.
+        drop_path_branches: Where stochastic depth (``drop_path_rate``, rising linearly over the blocks) acts:
+            ``"mlp"``, the feed-forward branch only (mmsegmentation's ViT), or ``"both"`` (timm, the official
+            Segmenter code). No drop-path layer is built where the rate is 0.
+        patch_bias: Whether the patch projection has a bias (mmseg >= 1.1's files have none).
         **kwargs: Passed to timm's ``VisionTransformer`` (``patch_size``, ``embed_dim``, ``depth``, ``num_heads``,
             ``drop_path_rate``, ``device``, ...).
     """
@@ -53,8 +61,14 @@ class ViTEncoder(VisionTransformer):
         norm_eps: float = 1e-6,
         drop_rate: float = 0.0,
         dist_token: bool = False,
+        drop_path_branches: str = "mlp",
+        patch_bias: bool = True,
         **kwargs,
     ):
+        if drop_path_branches not in DROP_PATH_BRANCHES:
+            raise ValueError(f"drop_path_branches must be one of {DROP_PATH_BRANCHES}, got {drop_path_branches!r}")
+        if not patch_bias:
+            kwargs["embed_layer"] = partial(_without_bias, kwargs.get("embed_layer", PatchEmbed))
         super().__init__(
             norm_layer=partial(nn.LayerNorm, eps=norm_eps),
             img_size=img_size,
@@ -73,6 +87,10 @@ class ViTEncoder(VisionTransformer):
         self.out_indices = tuple(out_indices)
         self.out_channels = [self.embed_dim] * len(self.out_indices)
         self.pos_embed_interp = pos_embed_interp
+        self.drop_path_branches = drop_path_branches
+        if drop_path_branches == "mlp":
+            for block in self.blocks:  # timm's Block: drop_path1 after attention, drop_path2 after the MLP
+                block.drop_path1 = nn.Identity()
 
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         """Prepend the class and distillation tokens (if any) and add position embeddings resampled to the grid of
@@ -108,6 +126,14 @@ class ViTEncoder(VisionTransformer):
         return outs
 
 
+DROP_PATH_BRANCHES = ("mlp", "both")
+
+
+def _without_bias(embed_layer, **kwargs) -> nn.Module:
+    """``embed_layer(**kwargs)`` with a bias-free projection (timm passes ``bias`` itself)."""
+    return embed_layer(**{**kwargs, "bias": False})
+
+
 class ResNetPatchEmbed(nn.Module):
     """SETR-Hybrid's patch embedding: timm ResNet-50 at output stride 16, then a 1×1 projection to the ViT width.
 
@@ -115,12 +141,15 @@ class ResNetPatchEmbed(nn.Module):
     ``dynamic_img_size``.
     """
 
-    def __init__(self, img_size: int, embed_dim: int, in_chans: int = 3, device=None, dtype=None, **_):
+    def __init__(self, img_size: int, embed_dim: int, in_chans: int = 3, bias: bool = True, device=None, dtype=None,
+                 **_):
         super().__init__()
         self.backbone = timm.create_model(
             "resnet50", features_only=True, out_indices=(4,), output_stride=16, in_chans=in_chans, pretrained=False
         ).to(device=device, dtype=dtype)
-        self.proj = nn.Conv2d(self.backbone.feature_info.channels()[-1], embed_dim, 1, device=device, dtype=dtype)
+        self.proj = nn.Conv2d(
+            self.backbone.feature_info.channels()[-1], embed_dim, 1, bias=bias, device=device, dtype=dtype
+        )
         self.patch_size = (16, 16)
         self.grid_size = (img_size // 16, img_size // 16)
         self.num_patches = self.grid_size[0] * self.grid_size[1]

@@ -67,8 +67,12 @@ class MaskTransformer(nn.Module):
         depth: Number of transformer blocks (2 in the paper).
         num_heads: Attention heads (embed_dim // 64 in the paper).
         mlp_ratio: Block MLP expansion.
-        dropout: Dropout inside the blocks (the official default 0.1).
-        drop_path_rate: Stochastic depth inside the blocks.
+        dropout: Dropout inside the blocks, on the attention weights, the attention output and both MLP layers (the
+            official code: 0.1; mmsegmentation's Segmenter configs: 0).
+        drop_path_rate: Stochastic depth inside the blocks, rising linearly from 0 over them (the official code: 0;
+            mmsegmentation's ``SegmenterMaskTransformerHead``: 0.1).
+        drop_path_branches: ``"both"`` residual branches (timm's and the official Segmenter's block) or the
+            feed-forward ``"mlp"`` branch only (mmsegmentation's ``TransformerEncoderLayer``).
         norm_eps: LayerNorm eps of the blocks (1e-5 in the official code and in mmseg's
             ``SegmenterMaskTransformerHead``; timm's ``Block`` would default to 1e-6).
         in_index: Which encoder output to read.
@@ -86,12 +90,15 @@ class MaskTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         dropout: float = 0.1,
         drop_path_rate: float = 0.0,
+        drop_path_branches: str = "both",
         norm_eps: float = 1e-5,
         in_index: int = -1,
         device=None,
         dtype=None,
     ):
         super().__init__()
+        if drop_path_branches not in ("mlp", "both"):
+            raise ValueError(f"drop_path_branches must be 'mlp' or 'both', got {drop_path_branches!r}")
         dd = {"device": device, "dtype": dtype}
         embed_dim = embed_dim or in_channels
         num_heads = num_heads or max(embed_dim // 64, 1)
@@ -104,10 +111,13 @@ class MaskTransformer(nn.Module):
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, proj_drop=dropout, drop_path=dpr[i],
-                  norm_layer=norm_layer, **dd)
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, proj_drop=dropout, attn_drop=dropout,
+                  drop_path=dpr[i], norm_layer=norm_layer, **dd)
             for i in range(depth)
         )
+        if drop_path_branches == "mlp":
+            for block in self.blocks:  # timm's Block: drop_path1 after attention, drop_path2 after the MLP
+                block.drop_path1 = nn.Identity()
         self.decoder_norm = nn.LayerNorm(embed_dim, **dd)
         self.proj_patch = nn.Linear(embed_dim, embed_dim, bias=False, **dd)
         self.proj_classes = nn.Linear(embed_dim, embed_dim, bias=False, **dd)

@@ -1,0 +1,219 @@
+"""Labels at the original size from logits at any resolution, in numpy, without full-resolution logits.
+
+The same computation as ``segzoo.inference.predict`` (``LogitsField`` / ``labels_from_fields``): each pass's logits
+reach the output size through a chain of bilinear resizes (``align_corners=False``, as ``F.interpolate``) and crops
+per axis, optionally mirrored, and the labels are the argmax of the logits (one pass) or of the averaged softmax
+(multi-scale + flip). Only the arithmetic differs, to make it fast without PyTorch:
+
+* A chain of bilinear resizes and crops is, per axis, one matrix with a few non-negative weights per row that sum
+  to 1, so every output pixel is a convex combination of the low-resolution logits in a small rectangle. Where one
+  class is the argmax at every pixel of that rectangle (in every pass), it is the argmax of the combination too, and
+  of the averaged softmax: those pixels take it directly, from the low-resolution argmax.
+* The remaining pixels (near class boundaries: a few percent for a trained model, up to half for random weights)
+  are computed exactly, a strip of output rows at a time: the logits are interpolated along the rows (all classes,
+  at low resolution), then along the columns for those pixels only, softmaxed and summed over the passes, and the
+  argmax taken.
+
+Labels therefore equal ``predict``'s except where two classes are within float rounding of each other (about 1e-6:
+the sums run in another order). Memory: a few H×W integer maps, never H×W×K logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Output rows are worked on in strips of logits interpolated along the rows, at most this many bytes each.
+STRIP_BYTES = 16 * 2**20
+
+
+def two_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1-D linear interpolation from n_in to n_out samples, ``align_corners=False`` without antialiasing (PyTorch's
+    ``F.interpolate``, OpenCV's ``INTER_LINEAR``): for each output, the lower and upper input index and the lower
+    one's weight. Source position (i + 0.5)·n_in/n_out − 0.5 clamped to the inputs, with PyTorch's float32 rounding
+    (its kernel computes the position with one rounding): the weights equal PyTorch's to 6e-8."""
+    scale = np.float64(np.float32(n_in) / np.float32(n_out))
+    src = np.maximum((scale * (np.arange(n_out) + 0.5) - 0.5).astype(np.float32), np.float32(0))
+    low = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    high = np.minimum(low + 1, n_in - 1)
+    w_high = np.clip(src - low.astype(np.float32), 0, 1).astype(np.float32)
+    return low, high, (np.float32(1) - w_high).astype(np.float64)
+
+
+def resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """:func:`two_taps` as an n_out × n_in matrix."""
+    low, high, w_low = two_taps(n_in, n_out)
+    matrix = np.zeros((n_out, n_in), dtype=np.float64)
+    np.add.at(matrix, (np.arange(n_out), low), w_low)
+    np.add.at(matrix, (np.arange(n_out), high), 1.0 - w_low)
+    return matrix
+
+
+def chain_matrix(size: int, chain: Sequence[tuple[str, int]], flip: bool = False) -> np.ndarray:
+    """A chain of ``("resize", n)`` and ``("crop", n)`` (keep the first n) along an axis of ``size`` as one
+    (output)×``size`` matrix, its rows reversed for a mirrored pass."""
+    matrix = np.eye(size, dtype=np.float64)
+    for op, n in chain:
+        if op == "resize":
+            if n != matrix.shape[0]:
+                # two taps per row: apply them to the rows of the chain so far, without a dense product
+                low, high, w_low = two_taps(matrix.shape[0], n)
+                matrix = w_low[:, None] * matrix[low] + (1.0 - w_low)[:, None] * matrix[high]
+        elif op == "crop":
+            matrix = matrix[:n]
+        else:
+            raise ValueError(f"unknown resize step {op!r}")
+    return matrix[::-1] if flip else matrix
+
+
+@dataclass
+class Taps:
+    """A chain matrix as, per output index, the indices and weights of its non-zero inputs (a contiguous band)."""
+
+    index: np.ndarray  # n_out × T, int64
+    weight: np.ndarray  # n_out × T, float32 (0 where the band is narrower than T)
+
+    @classmethod
+    def from_matrix(cls, matrix: np.ndarray) -> Taps:
+        nonzero = matrix > 0
+        first = nonzero.argmax(axis=1)
+        last = matrix.shape[1] - 1 - nonzero[:, ::-1].argmax(axis=1)
+        width = int((last - first).max()) + 1
+        index = np.minimum(first[:, None] + np.arange(width)[None], last[:, None])
+        weight = np.take_along_axis(matrix, index, axis=1)
+        weight[np.arange(width)[None] > (last - first)[:, None]] = 0.0  # clamped duplicates carry no weight
+        return cls(index, weight.astype(np.float32))
+
+
+@dataclass
+class Field:
+    """One pass's logits (h×w×K; contiguous is fastest) and how they reach the output size: per axis a chain of
+    resizes and crops, then an optional mirror of the columns."""
+
+    logits: np.ndarray
+    rows: list[tuple[str, int]]
+    cols: list[tuple[str, int]]
+    flip: bool = False
+
+    def taps(self) -> tuple[Taps, Taps]:
+        h, w = self.logits.shape[:2]
+        return Taps.from_matrix(chain_matrix(h, self.rows)), Taps.from_matrix(chain_matrix(w, self.cols, self.flip))
+
+
+def _rectangle_extremes(argmax: np.ndarray, rows: Taps, cols: Taps) -> tuple[np.ndarray, np.ndarray]:
+    """Per output pixel, the largest and smallest low-resolution argmax over the rectangle it reads."""
+    row_max = np.max(argmax[rows.index], axis=1)  # H × w
+    row_min = np.min(argmax[rows.index], axis=1)
+    return np.max(row_max[:, cols.index], axis=2), np.min(row_min[:, cols.index], axis=2)
+
+
+def _rows_interpolated(field: Field, rows: Taps, top: int, bottom: int) -> np.ndarray:
+    """The field's logits interpolated to output rows top..bottom (all low-resolution columns): r × (w·K)."""
+    h, w, k = field.logits.shape
+    by_row = field.logits.reshape(h, w * k)  # whole rows gathered at once: contiguous copies
+    index, weight = rows.index[top:bottom], rows.weight[top:bottom]
+    strip = by_row[index[:, 0]]
+    strip *= weight[:, 0, None]
+    for t in range(1, index.shape[1]):
+        term = by_row[index[:, t]]
+        term *= weight[:, t, None]
+        strip += term
+    return strip
+
+
+def _exact_logits(strip: np.ndarray, cols: Taps, ys: np.ndarray, xs: np.ndarray, num_classes: int) -> np.ndarray:
+    """n × K logits of the output pixels (ys in the strip, xs): the strip's rows interpolated along the columns."""
+    vectors = strip.reshape(-1, num_classes)  # one class vector per (strip row, low-resolution column)
+    first = ys * (strip.shape[1] // num_classes)
+    total = vectors[first + cols.index[xs, 0]]
+    total *= cols.weight[xs, 0, None]
+    for u in range(1, cols.index.shape[1]):
+        term = vectors[first + cols.index[xs, u]]
+        term *= cols.weight[xs, u, None]
+        total += term
+    return total
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def labels_from_fields(fields: Sequence[Field], output: tuple[int, int]) -> np.ndarray:
+    """The argmax over classes of the fields' logits (one field) or of their averaged softmax (several), at
+    ``output`` (height, width), as int64 labels."""
+    height, width = output
+    prepared = []
+    labels = agree = None
+    for field in fields:
+        rows, cols = field.taps()
+        if rows.index.shape[0] != height or cols.index.shape[0] != width:
+            raise ValueError(f"a pass reaches {rows.index.shape[0]}×{cols.index.shape[0]}, not {height}×{width}")
+        argmax = field.logits.argmax(axis=2).astype(np.int16 if field.logits.shape[2] < 2**15 else np.int32)
+        high, low = _rectangle_extremes(argmax, rows, cols)
+        if labels is None:
+            labels, agree = high, high == low
+        else:
+            agree &= (high == low) & (high == labels)
+        prepared.append((field, rows, cols))
+    num_classes = fields[0].logits.shape[2]
+    width_in = max(field.logits.shape[1] for field in fields)
+    rows_per_strip = max(1, STRIP_BYTES // (4 * num_classes * width_in))
+    for top in range(0, height, rows_per_strip):
+        bottom = min(height, top + rows_per_strip)
+        ys, xs = np.nonzero(~agree[top:bottom])
+        if len(ys) == 0:
+            continue
+        strips = [(_rows_interpolated(field, rows, top, bottom), cols) for field, rows, cols in prepared]
+        chunk = max(1, STRIP_BYTES // (8 * num_classes))  # the sum and one term fit in a strip's bytes
+        for start in range(0, len(ys), chunk):
+            y, x = ys[start : start + chunk], xs[start : start + chunk]
+            if len(strips) == 1:
+                scores = _exact_logits(*strips[0], y, x, num_classes)
+            else:
+                scores = sum(_softmax(_exact_logits(strip, cols, y, x, num_classes)) for strip, cols in strips)
+            labels[top + y, x] = scores.argmax(axis=1)
+        del strips, scores  # before the next strip is made: one strip at a time
+    return labels.astype(np.int64, copy=False)
+
+
+def boundary_fraction(fields: Sequence[Field], output: tuple[int, int]) -> float:
+    """The share of output pixels that :func:`labels_from_fields` computes exactly (for benchmarks)."""
+    agree = None
+    first = None
+    for field in fields:
+        rows, cols = field.taps()
+        high, low = _rectangle_extremes(field.logits.argmax(axis=2), rows, cols)
+        first = high if first is None else first
+        same = (high == low) & (high == first)
+        agree = same if agree is None else agree & same
+    return float(1.0 - agree.mean())
+
+
+def upsample(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (``align_corners=False``) of h×w×K logits to ``size``, as a new contiguous array: separable,
+    two taps per axis."""
+    h, w = logits.shape[:2]
+    if (h, w) == tuple(size):
+        return np.ascontiguousarray(logits, dtype=np.float32)
+    out = _resize_axis(np.asarray(logits, dtype=np.float32), size[0], axis=0)
+    return _resize_axis(out, size[1], axis=1)
+
+
+def _resize_axis(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    n_in = x.shape[axis]
+    if n_in == n_out:
+        return x
+    low, high, w_low = two_taps(n_in, n_out)
+    w_low = w_low.astype(np.float32)
+    shape = [1] * x.ndim
+    shape[axis] = n_out
+    w_low = w_low.reshape(shape)
+    a, b = np.take(x, low, axis=axis), np.take(x, high, axis=axis)
+    # a·w + b·(1 − w) = b + (a − b)·w, in place
+    np.subtract(a, b, out=a)
+    a *= w_low
+    a += b
+    return a
