@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 import segzoo
 from segzoo._preprocessing import EvalProtocol
-from segzoo.data._transforms import build_eval_transform
 
 
 def image(height: int, width: int) -> np.ndarray:
@@ -55,10 +54,17 @@ def test_setr_multiscale_keeps_the_short_side_at_least_the_window(ratio, expecte
     assert protocol.resized_size(640, 427, ratio) == expected[::-1]  # a tall image, the same rule
 
 
-def test_the_evaluation_pipeline_resizes_the_mask_to_the_model_input():
+def test_the_runtimes_numpy_pipeline_makes_the_same_input():
+    """The torch-free runtime's input (OpenCV's bilinear resize of the normalised image) equals PyTorch's
+    ``F.interpolate(align_corners=False)`` of the official code, single scale and a multi-scale pass."""
     protocol = segzoo.get_pretrained_cfg("segmenter-l16-mask-ade-official").eval_protocol
-    out = build_eval_transform(protocol)(image=image(60, 90), mask=np.zeros((60, 90), np.uint8))
-    assert tuple(out["image"].shape[-2:]) == tuple(out["mask"].shape) == (640, 960)
+    photo = image(60, 90)
+    for ratio in (None, 0.5):
+        torch_input = protocol(photo, ratio).numpy()
+        numpy_input = protocol.prepare_array(photo, ratio)
+        assert numpy_input.shape == torch_input.shape == (1, 3, *protocol.input_size(60, 90, ratio))
+        # float32 interpolation weights computed two ways: a few ulps of the normalised values (|x| < 2.2)
+        assert np.abs(numpy_input - torch_input).max() < 5e-5
 
 
 def test_the_protocol_travels_in_the_export_metadata():
