@@ -72,6 +72,12 @@ def test_load_segformer_from_the_hub_by_name(fake_hub, tmp_path, monkeypatch):
     again = segzoo.load("segformer-b0-ade")
     assert len(fake_hub.requests) == requests
     assert torch.equal(again.decode_head.linear_pred.weight, model.decode_head.linear_pred.weight)
+    # a converter that changes its output raises the cache version: files converted before are converted again
+    import segzoo.checkpoints._load as loader
+
+    monkeypatch.setattr(loader, "CONVERTED_CACHE_VERSION", loader.CONVERTED_CACHE_VERSION + 1)
+    segzoo.load("segformer-b0-ade")
+    assert len(list(converted[0].parent.glob("segformer-b0-*.safetensors"))) == 2
 
 
 def test_load_transformers_folder_and_hub_repo(fake_hub, tmp_path):

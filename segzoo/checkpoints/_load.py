@@ -301,6 +301,11 @@ def _content_key(path: Path) -> str:
     return hub.file_sha256(resolved)
 
 
+# Part of the converted cache's key: raise it whenever a converter's output changes, so that files converted by an
+# older segzoo are converted again (2: mmseg >= 1.1 ViT files keep their missing patch bias missing).
+CONVERTED_CACHE_VERSION = 2
+
+
 def _converted_cached(path: Path, fmt: str, arch: str, cache_dir) -> tuple[dict[str, torch.Tensor], str]:
     """Convert a downloaded foreign checkpoint once and keep the result as safetensors beside the HF cache; returns
     the converted state dict and the source format.
@@ -310,7 +315,7 @@ def _converted_cached(path: Path, fmt: str, arch: str, cache_dir) -> tuple[dict[
     (read-only) is warned about once; the checkpoint is then converted in memory on each load."""
     if fmt == "segzoo":
         return unwrap_checkpoint(hub.read_state_dict(path)), fmt
-    key = hashlib.sha256(f"{_content_key(path)}:{fmt}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{_content_key(path)}:{fmt}:{CONVERTED_CACHE_VERSION}".encode()).hexdigest()[:16]
     cached = Path(cache_dir or constants.HF_HUB_CACHE) / "segzoo-converted" / f"{arch}-{key}.safetensors"
     if cached.exists():
         try:
