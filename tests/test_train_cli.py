@@ -36,14 +36,24 @@ def read_metrics(log_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def recipe_of(checkpoint: str) -> str | None:
+    """The recipe that trains a table row: its own; for mmseg's re-trained 0.x files the recipe of the row they
+    re-train (the same config); none for the authors' official files, whose own training code segzoo does not
+    reproduce (the README says so)."""
+    if checkpoint.endswith("-official"):
+        return None
+    return checkpoint.removesuffix("-retrained")
+
+
 def test_every_published_checkpoint_has_exactly_one_recipe():
     recipes = [Path(p).stem for p in CONFIGS if p.split("/")[1] in ("segformer", "segmenter", "setr")]
     table = yaml.safe_load((REPO / "checkpoints.yaml").read_text())["checkpoints"]
     segmentation_checkpoints = [entry["name"] for entry in table if "arch" in entry]
     assert len(set(segmentation_checkpoints)) == len(segmentation_checkpoints)  # names are unique in the table
-    for name in segmentation_checkpoints:
+    trained_here = {recipe_of(name) for name in segmentation_checkpoints} - {None}
+    for name in trained_here:
         assert recipes.count(name) == 1, f"{name}: {recipes.count(name)} recipes"
-    assert sorted(recipes) == sorted(segmentation_checkpoints)  # and no recipe without its checkpoint
+    assert sorted(recipes) == sorted(trained_here)  # and no recipe without its checkpoint
     # the table has the papers' checkpoints and their mmsegmentation-implementation counterparts
     papers = (
         {f"segformer-b{i}-ade" for i in range(5)}
@@ -56,7 +66,7 @@ def test_every_published_checkpoint_has_exactly_one_recipe():
     )
     mmseg = {f"segformer-b{i}-ade-mmseg" for i in range(6)} | {"segformer-b5-ade-640-mmseg"}
     mmseg |= {f"segformer-b{i}-cityscapes-mmseg" for i in range(6)}
-    assert set(segmentation_checkpoints) == papers | mmseg
+    assert trained_here == papers | mmseg
 
 
 @pytest.mark.parametrize("config", CONFIGS)

@@ -378,6 +378,10 @@ def test_a_file_without_patch_bias_builds_a_model_without_one_and_keeps_it(tmp_p
     assert segzoo.load(str(tmp_path / "run.ckpt")).backbone.patch_embed.proj.bias is None
     reloaded = SegmentationModule.load_from_checkpoint(tmp_path / "run.ckpt")
     assert reloaded.model.backbone.patch_embed.proj.bias is None
+    # and a new run started from that .ckpt (another number of classes) builds it too, its weights carried over
+    again = SegmentationModule("segmenter-test-linear", num_classes=5, init_from=str(tmp_path / "run.ckpt"))
+    assert again.model.backbone.patch_embed.proj.bias is None and again.model.training
+    assert torch.equal(again.model.backbone.pos_embed, module.model.backbone.pos_embed)
 
 
 def test_vit_noise_is_placed_as_the_publisher_placed_it(tmp_path):

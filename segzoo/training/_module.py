@@ -87,11 +87,14 @@ def _build_model(
                 "init_from with a model given as an nn.Module only accepts a Lightning .ckpt file; to start from a "
                 "published checkpoint, give the architecture name as `model` (or leave it out) instead"
             )
-        net = model
-    elif init_from is not None and not str(init_from).endswith(".ckpt"):
-        if isinstance(model, str) and Path(init_from).is_file():  # weights file for the named architecture
+        if init_from is not None:  # a Lightning checkpoint of this module
+            _load_lightning_checkpoint(model, init_from)
+        return model
+    elif init_from is not None:
+        ckpt = str(init_from).endswith(".ckpt")
+        if isinstance(model, str) and not ckpt and Path(init_from).is_file():  # weights for the named architecture
             net = segzoo.load(model, checkpoint=init_from, num_classes=num_classes, **model_args)
-        else:  # checkpoint name, hf-hub: id or saved folder
+        else:  # checkpoint name, hf-hub: id, saved folder, or a .ckpt of train.py (the network it holds, as built)
             net = segzoo.load(init_from, num_classes=num_classes, **model_args)
         loaded_arch = getattr(net, "arch_name", None)
         if model is not None and loaded_arch is not None and model != loaded_arch:
@@ -111,10 +114,7 @@ def _build_model(
         kwargs = dict(model_args)
         if pretrained_encoder:
             kwargs["pretrained_encoder"] = True
-        net = segzoo.create_model(model, num_classes=num_classes, **kwargs)
-    if init_from is not None:  # a Lightning checkpoint of this module
-        _load_lightning_checkpoint(net, init_from)
-    return net
+        return segzoo.create_model(model, num_classes=num_classes, **kwargs)
 
 
 def _load_lightning_checkpoint(net: nn.Module, path: str | Path) -> None:
