@@ -509,7 +509,7 @@ def run_predict_onnx(args: argparse.Namespace) -> int:
 
 def _check_slide_options(args: argparse.Namespace, cfg: dict) -> None:
     """Slide mode has a window size and a stride that covers every pixel (stride at most the window)."""
-    from segzoo.inference._predict import size_pair
+    from segzoo._preprocessing import size_pair
 
     crop, stride = args.crop_size or cfg.get("crop_size"), args.stride or cfg.get("stride")
     if crop is None or stride is None:

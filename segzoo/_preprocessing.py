@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "TTA_SCALES", "TTA_STYLES", "EvalProtocol", "keep_ratio_size", "window_spans",
+    "EVAL_MODES", "IMAGENET_MEAN", "IMAGENET_STD", "TTA_SCALES", "TTA_STYLES", "EvalProtocol", "keep_ratio_size",
+    "size_pair", "window_spans",
 ]
 
 # RGB, 0–255 scale, as in mmsegmentation's data preprocessor.
@@ -76,6 +77,19 @@ def window_spans(size: int, crop: int, stride: int) -> list[tuple[int, int]]:
     return spans
 
 
+def size_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    """An int (a square) or a (height, width) pair of ints as a tuple: segzoo's one reader of user-given sizes
+    (crops, windows, strides, test scales). The error names the argument ``name``."""
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if whole(value):
+        return value, value
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(map(whole, value)):
+        return int(value[0]), int(value[1])
+    raise ValueError(f"{name} must be an int or a pair (height, width) of ints, each at least 1, got {value!r}")
+
+
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """OpenCV bilinear resize of an H×W×C image to ``size`` (height, width): ``uint8`` in, ``uint8`` out, exactly as
     ``mmcv.imresize`` computes it; float images stay float."""
@@ -84,12 +98,8 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(image), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def _pair(value: Any) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return value, value
-    return int(value[0]), int(value[1])
+def _optional_pair(value: Any, name: str) -> tuple[int, int] | None:
+    return None if value is None else size_pair(value, name)
 
 
 @dataclass(frozen=True)
@@ -146,11 +156,11 @@ class EvalProtocol:
         return cls(
             mean=tuple(float(v) for v in cfg.get("mean") or IMAGENET_MEAN),
             std=tuple(float(v) for v in cfg.get("std") or IMAGENET_STD),
-            test_scale=_pair(cfg.get("test_scale")),
+            test_scale=_optional_pair(cfg.get("test_scale"), "test_scale"),
             size_divisor=cfg.get("size_divisor"),
             mode=mode,
-            crop=_pair(cfg.get("crop_size")) if mode == "slide" else None,
-            stride=_pair(cfg.get("stride")) if mode == "slide" else None,
+            crop=_optional_pair(cfg.get("crop_size"), "crop") if mode == "slide" else None,
+            stride=_optional_pair(cfg.get("stride"), "stride") if mode == "slide" else None,
             tta_style=cfg.get("tta") or "mmseg-0.x",
             min_short_side=cfg.get("min_short_side"),
         )

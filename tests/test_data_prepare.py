@@ -27,7 +27,7 @@ from fake_datasets import (
 from PIL import Image
 
 import segzoo
-from segzoo.checkpoints._datasets import PASCAL_CONTEXT_59_CLASSES, PASCAL_CONTEXT_60_CLASSES
+from segzoo._datasets import PASCAL_CONTEXT_59_CLASSES, PASCAL_CONTEXT_60_CLASSES
 from segzoo.data import (
     ADE20KDataModule,
     CityscapesDataModule,

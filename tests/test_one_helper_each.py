@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import segzoo._preprocessing as preprocessing
-from segzoo.checkpoints import _datasets as datasets
+import segzoo._datasets as datasets
 from segzoo.inference import _predict, _visualize
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segzoo"
@@ -67,7 +67,7 @@ def test_datamodules_without_a_published_palette_use_default_palette(tmp_path):
     dm = FolderDataModule(tmp_path, classes=["a", "b", "c"])
     assert dm.palette == _visualize.default_palette(3)
     assert not any("generate_palette" in path.read_text() for path in PACKAGE.rglob("*.py"))
-    assert _functions_named("default_palette") == ["segzoo/inference/_visualize.py"]
+    assert _functions_named("default_palette") == ["segzoo/_datasets.py"]
 
 
 # --- one label-PNG writer -------------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_one_int_or_pair_parser_for_user_given_sizes():
     from segzoo.data import build_train_transform
 
     assert _functions_named("to_hw") == []
-    assert _functions_named("size_pair") == ["segzoo/inference/_predict.py"]
+    assert _functions_named("size_pair") == ["segzoo/_preprocessing.py"]
     with pytest.raises(ValueError, match="crop_size must be an int or a pair"):
         build_train_transform((32, 32, 3), (64, 32))
     with pytest.raises(ValueError, match="crop_size must be an int or a pair"):

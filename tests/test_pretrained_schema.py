@@ -1,5 +1,5 @@
 """The checkpoint table (checkpoints.yaml -> segzoo.PretrainedCfg) and the class metadata
-(segzoo.checkpoints._datasets)."""
+(segzoo._datasets)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import segzoo
-from segzoo.checkpoints._datasets import DATASETS
+from segzoo._datasets import DATASETS
 from segzoo.checkpoints._table import (
     FORMATS,
     NAME_PATTERN,

@@ -14,7 +14,7 @@ import yaml
 
 import segzoo
 from segzoo._preprocessing import keep_ratio_size
-from segzoo.checkpoints._datasets import DATASETS
+from segzoo._datasets import DATASETS
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOTS = DATA / "resolved_configs"

@@ -33,12 +33,11 @@ from typing import Any
 
 import yaml
 
+from segzoo._datasets import DATASETS
 from segzoo._errors import CheckpointTableError, UnknownCheckpointError
-from segzoo._preprocessing import TTA_STYLES, EvalProtocol
-from segzoo.checkpoints._datasets import DATASETS
+from segzoo._preprocessing import EVAL_MODES, TTA_STYLES, EvalProtocol, size_pair
 
 FORMATS = ("transformers", "mmseg", "segmenter-official", "segformer-official", "setr-official", "timm", "segzoo")
-EVAL_MODES = ("whole", "slide")
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{8,64}$")
 
@@ -131,7 +130,7 @@ class PretrainedCfg:
         name: Checkpoint name for ``segzoo.load``.
         source: Where the file lives.
         format: File format (one of :data:`FORMATS`).
-        dataset: Dataset key (``segzoo.checkpoints._datasets.DATASETS``) or ``imagenet-1k`` for encoders.
+        dataset: Dataset key (``segzoo._datasets.DATASETS``) or ``imagenet-1k`` for encoders.
         num_classes: Classes of the published head (``None``: an encoder file without a classifier).
         crop_size: Training crop ``(height, width)`` (encoders: pretraining input size).
         mean: RGB normalisation mean on the 0-255 scale.
@@ -196,7 +195,7 @@ class PretrainedCfg:
 
         Besides the table fields it holds the flat keys inference code reads: ``eval_mode``, ``crop_size`` (the
         sliding window in slide mode, else the training crop), ``stride``, ``test_scale``, ``size_divisor``, and
-        ``class_names`` / ``palette`` resolved from ``segzoo.checkpoints._datasets``.
+        ``class_names`` / ``palette`` resolved from ``segzoo._datasets``.
         """
         ev = self.eval
         slide = ev is not None and ev.mode == "slide"
@@ -249,14 +248,13 @@ def _check_keys(name: str, where: str, given: dict, allowed: tuple[str, ...], ma
 
 
 def _pair(name: str, key: str, value: Any) -> tuple[int, int] | None:
-    """``[h, w]`` (or a single int meaning a square) as a tuple of two positive ints."""
+    """``[h, w]`` (or a single int meaning a square) as a tuple of two positive ints (:func:`size_pair`)."""
     if value is None:
         return None
-    if isinstance(value, int):
-        value = [value, value]
-    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)):
-        raise _fail(name, f"{key} must be two positive integers [height, width], got {value!r}")
-    return int(value[0]), int(value[1])
+    try:
+        return size_pair(value, key)
+    except ValueError as err:
+        raise _fail(name, str(err)) from None
 
 
 def _triple(name: str, key: str, value: Any) -> tuple[float, float, float]:

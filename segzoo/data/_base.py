@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from segzoo._datasets import default_palette, get_dataset_classes
 from segzoo._preprocessing import EvalProtocol
 from segzoo.data._dataset import SegmentationDataset, collate_eval
 from segzoo.data._transforms import (
@@ -24,7 +24,6 @@ from segzoo.data._transforms import (
     build_train_transform,
     seed_transform,
 )
-from segzoo.inference._visualize import default_palette
 
 SPLITS = ("train", "val", "test")
 
@@ -47,9 +46,8 @@ def _mix_seed(seed: int, rank: int) -> int:
 
 
 def load_class_names(dataset: str) -> tuple[list[str], list[tuple[int, int, int]]]:
-    """Class names and palette of a dataset key of ``segzoo.checkpoints._datasets.DATASETS`` (e.g. ``"ade20k"``)."""
-    classes = importlib.import_module("segzoo.checkpoints._datasets")  # imported lazily: a large table
-    names, palette = classes.get_dataset_classes(dataset)
+    """Class names and palette of a dataset key of ``segzoo._datasets.DATASETS`` (e.g. ``"ade20k"``)."""
+    names, palette = get_dataset_classes(dataset)
     return list(names), [tuple(colour) for colour in palette]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from segzoo._datasets import default_palette
 from segzoo._images import IMAGE_EXTENSIONS
 from segzoo.data._base import FileSegmentationDataModule, missing_layout_error
 from segzoo.data._dataset import SegmentationDataset
@@ -20,7 +21,6 @@ from segzoo.data._files import (  # noqa: F401  (index_images and read_class_nam
     read_class_names,
     same_name_message,
 )
-from segzoo.inference._visualize import default_palette
 
 
 class FolderDataModule(FileSegmentationDataModule):

@@ -572,7 +572,7 @@ def read_detail_annotations(path: Path) -> tuple[list[dict], list[dict], list[st
     _check_detail_entries(path, images, segments)
     unique = {segment["id"]: segment for segment in segments}
     notes = []
-    from segzoo.checkpoints._datasets import PASCAL_CONTEXT_59_CLASSES
+    from segzoo._datasets import PASCAL_CONTEXT_59_CLASSES
 
     names = {cat.get("category_id"): str(cat.get("name", "")) for cat in data.get("categories", [])}
     differ = [

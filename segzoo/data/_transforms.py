@@ -33,9 +33,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, keep_ratio_size
+from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, keep_ratio_size, size_pair
 from segzoo.data._files import IGNORE_INDEX
-from segzoo.inference._predict import size_pair
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "keep_ratio_size"]  # re-exported: the data layer's users import them here
 

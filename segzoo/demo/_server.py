@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from segzoo._datasets import default_palette
 from segzoo._errors import SegzooError
-from segzoo.inference._visualize import default_palette, overlay, save_label_png
+from segzoo.inference._visualize import overlay, save_label_png
 
 MAX_UPLOAD_BYTES = 50 * 2**20
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from segzoo._errors import InputSizeError
 from segzoo._images import IMAGE_EXTENSIONS, image_to_rgb, list_images, load_image
-from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol, keep_ratio_size
+from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol, keep_ratio_size, size_pair
 from segzoo._preprocessing import window_spans as _window_spans
 from segzoo.models._resize import interpolation_matrix
 
@@ -48,15 +48,6 @@ __all__ = [
 ]
 
 ImageInput = str | Path | Image.Image | np.ndarray | Tensor
-
-
-def size_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    """An int (a square) or a (height, width) pair of ints as a tuple; the error names the argument ``name``."""
-    if isinstance(value, int):
-        return value, value
-    if isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return int(value[0]), int(value[1])
-    raise ValueError(f"{name} must be an int or a pair (height, width) of ints, got {value!r}")
 
 
 def _resize(tensor: Tensor, size: tuple[int, int]) -> Tensor:

@@ -7,7 +7,6 @@ runtime's command line and the demo page draw with it): tensors are recognised o
 
 from __future__ import annotations
 
-import colorsys
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from segzoo._datasets import default_palette
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
@@ -32,23 +32,6 @@ __all__ = [
 ]
 
 Palette = Sequence[Sequence[int]] | np.ndarray
-
-
-def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """Deterministic, well-separated RGB colours, none of them black (black marks ignored pixels): the colours of
-    every dataset and model without a published palette (``FolderDataModule``, ``segzoo predict --arch``).
-
-    Hues step by the golden ratio so neighbouring class indices get very different colours; saturation and
-    brightness cycle through a few levels so that large palettes stay distinguishable.
-    """
-    colours = []
-    for i in range(num_classes):
-        hue = (i * 0.618033988749895) % 1.0
-        saturation = (0.85, 0.55, 1.0)[i % 3]
-        value = (0.95, 0.75, 0.55)[(i // 3) % 3]
-        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
-        colours.append((round(r * 255), round(g * 255), round(b * 255)))
-    return colours
 
 
 def _palette_array(palette: Palette) -> np.ndarray:

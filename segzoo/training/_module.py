@@ -35,10 +35,11 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 import segzoo
+from segzoo._datasets import default_palette
 from segzoo._errors import CheckpointReadError, NonFiniteLossError
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
 from segzoo.inference._predict import TTA_SCALES, eval_settings, inference, predict_arrays
-from segzoo.inference._visualize import default_palette, denormalize, side_by_side
+from segzoo.inference._visualize import denormalize, side_by_side
 from segzoo.models import get_arch
 from segzoo.training._losses import CrossEntropyLoss
 from segzoo.training._optim import PolyLR, _IterationSchedule, apply_multipliers, param_groups

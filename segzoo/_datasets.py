@@ -1,4 +1,6 @@
-"""Class names and RGB colour palettes of the datasets segzoo's checkpoints were trained on.
+"""Class names and RGB colour palettes: those of the datasets segzoo's checkpoints were trained on, and the generated
+palette of every other dataset and model (:func:`default_palette`). Plain data, no imports beyond the standard
+library: the table, the DataModules, the drawing functions and the torch-free runtime all read it.
 
 Names, order and colours follow mmsegmentation 1.x (``mmseg/datasets/*.py``, ``METAINFO``) so that label ids,
 legends and overlays match the published checkpoints. One deliberate difference: mmseg spells ADE20K class 7 as
@@ -14,6 +16,8 @@ legends and overlays match the published checkpoints. One deliberate difference:
 """
 
 from __future__ import annotations
+
+import colorsys
 
 Palette = tuple[tuple[int, int, int], ...]
 
@@ -169,3 +173,20 @@ def get_dataset_classes(dataset: str) -> tuple[tuple[str, ...], Palette]:
     if dataset not in DATASETS:
         raise KeyError(f"Unknown dataset {dataset!r}: class names are known for {sorted(DATASETS)}.")
     return DATASETS[dataset]
+
+
+def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
+    """Deterministic, well-separated RGB colours, none of them black (black marks ignored pixels): the colours of
+    every dataset and model without a published palette (``FolderDataModule``, ``segzoo predict --arch``).
+
+    Hues step by the golden ratio so neighbouring class indices get very different colours; saturation and
+    brightness cycle through a few levels so that large palettes stay distinguishable.
+    """
+    colours = []
+    for i in range(num_classes):
+        hue = (i * 0.618033988749895) % 1.0
+        saturation = (0.85, 0.55, 1.0)[i % 3]
+        value = (0.95, 0.75, 0.55)[(i // 3) % 3]
+        r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
+        colours.append((round(r * 255), round(g * 255), round(b * 255)))
+    return colours
