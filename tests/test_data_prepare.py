@@ -423,14 +423,14 @@ def test_ctrl_c_during_prepare_is_one_line_and_the_next_run_finishes(tmp_path: P
     from segzoo._cli import main
 
     src, dst = make_cityscapes(tmp_path / "src"), tmp_path / "dst"
-    write = prepare_module._written_as
+    write = prepare_module.atomic_write
 
     def interrupted(target):  # Ctrl-C while the third label is being written
         if target.name.endswith("_labelTrainIds.png") and len(list(dst.rglob("*_labelTrainIds.png"))) >= 2:
             raise KeyboardInterrupt
         return write(target)
 
-    monkeypatch.setattr(prepare_module, "_written_as", interrupted)
+    monkeypatch.setattr(prepare_module, "atomic_write", interrupted)
     assert main(["data", "prepare", "cityscapes", str(src), str(dst)]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("segzoo data prepare: interrupted;") and "run the same command again" in err[-1]

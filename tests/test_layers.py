@@ -18,6 +18,7 @@ LAYERS = {  # module-name prefix -> layer; the longest matching prefix decides
     "segzoo._preprocessing": 0,
     "segzoo._images": 0,
     "segzoo._datasets": 0,
+    "segzoo._atomic": 0,
     "segzoo.models": 1,
     "segzoo.checkpoints": 2,
     "segzoo.inference": 3,

@@ -2,7 +2,7 @@
 
 - :func:`download_file` fetches the file of a ``checkpoints.yaml`` row. Hub files go through
   ``huggingface_hub.hf_hub_download`` (its cache, progress bars, resume, ``HF_HUB_OFFLINE=1``); plain URLs are
-  streamed to a temporary file and renamed into ``<HF_HUB_CACHE>/segzoo-url/<sha256 of the URL>/<file name>``, so a
+  written atomically (:mod:`segzoo._atomic`) into ``<HF_HUB_CACHE>/segzoo-url/<sha256 of the URL>/<file name>``, so a
   broken download never looks complete. A ``sha256`` from the table is verified on every use.
 - :func:`snapshot` fetches a whole Hub repository (``hf-hub:org/repo``).
 - :func:`read_state_dict` opens a checkpoint file safely: safetensors, or ``torch.load(weights_only=True)``.
@@ -14,10 +14,8 @@ file instead), :class:`CorruptedFileError` (which file, delete it and retry) or 
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -36,6 +34,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import tqdm
 
+from segzoo._atomic import atomic_write
 from segzoo._errors import CorruptedFileError, DownloadError, UnknownFormatError, UnsafeCheckpointError
 from segzoo._version import __version__
 from segzoo.checkpoints._table import PretrainedCfg, Source
@@ -186,19 +185,11 @@ def _download_url(url: str, cache_dir: Path, sha256: str | None, force_download:
             f"Could not download {url}: offline mode is on (HF_HUB_OFFLINE=1) and the file is not in "
             f"the cache ({target}). {_local_file_hint()}"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Stream to a temporary file in the same folder, check it, then rename: an interrupted or bad download never
-    # sits at the final path.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".incomplete", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_write(target) as tmp:  # checked before it is moved in: a bad download never sits at the final path
+        with open(tmp, "wb") as out:
             _stream(url, out, target.name)
         if sha256:
             verify_sha256(tmp, sha256, origin=url, downloaded=True)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -32,6 +30,7 @@ import torch
 from huggingface_hub import constants
 
 import segzoo.checkpoints._download as hub
+from segzoo._atomic import atomic_write
 from segzoo._errors import CorruptedFileError, UnknownCheckpointError
 from segzoo.checkpoints._convert import CONVERTERS, ConversionError, adapt_to_model, detect_format, unwrap_checkpoint
 from segzoo.checkpoints._table import (
@@ -334,14 +333,9 @@ def _write_atomically(state: dict[str, torch.Tensor], target: Path) -> bool:
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    tmp = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        save_file({k: v.contiguous() for k, v in state.items()}, tmp_name)
-        os.replace(tmp, target)  # atomic: a concurrent or interrupted load never sees half a file
+        with atomic_write(target) as tmp:  # a concurrent or interrupted load never sees half a file
+            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
         return True
     except (OSError, SafetensorError) as err:
         if target.parent not in _UNWRITABLE_CACHES:
@@ -352,9 +346,6 @@ def _write_atomically(state: dict[str, torch.Tensor], target: Path) -> bool:
                 target.parent, getattr(err, "strerror", None) or err,
             )
         return False
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
 
 
 def _load_folder(

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from segzoo._atomic import atomic_write
 from segzoo._preprocessing import EvalProtocol
 from segzoo._version import __version__
 from segzoo.checkpoints._table import PretrainedCfg
@@ -144,11 +145,13 @@ def save_pretrained(
     from safetensors.torch import save_model
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     config = model_config(model, pretrained_cfg)
-    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    _model_card(config, repo_id).save(folder / "README.md")
+    with atomic_write(folder / "model.safetensors") as path:  # each file whole or not at all (segzoo._atomic)
+        save_model(model, str(path), metadata={"format": "pt"})
+    with atomic_write(folder / "config.json") as path:
+        path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    with atomic_write(folder / "README.md") as path:
+        _model_card(config, repo_id).save(path)
     return folder
 
 

@@ -1,9 +1,10 @@
 """``segzoo data prepare``: from the files the dataset sites distribute to the layouts segzoo's DataModules read.
 
-No mmsegmentation is needed. Every output is written under a temporary name (``.<name>.partial``) and renamed when
-complete (an error or Ctrl-C removes the temporary file), and outputs already present are kept as they are: a second
-run does nothing, and a run interrupted at any point is finished by running it again. An archive is unpacked into a
-temporary folder that is renamed when complete (an interrupted unpacking starts that archive again). Two runs into one
+No mmsegmentation is needed. Every output is written atomically (:mod:`segzoo._atomic`: in a temporary folder of its
+own, then renamed into place; an error or Ctrl-C removes it), and outputs already present are kept as they are: a
+second run does nothing, and a run interrupted at any point is finished by running it again. An archive is unpacked
+into a temporary folder whose entries are renamed into place when complete (an interrupted unpacking starts that
+archive again). Two runs into one
 DST do not race: the second waits for the first (a lock on ``DST/.segzoo-prepare.lock``). Images are hard-linked from
 SRC into DST, or copied where a hard link is impossible (another file system); they are not touched when SRC is DST.
 Label maps are read (converted, or for ADE20K checked) as they are placed, so a truncated or corrupt one is named
@@ -31,6 +32,7 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
+from segzoo._atomic import atomic_write, staging_folder
 from segzoo._errors import CorruptedFileError, DatasetSourceError, DatasetTargetError, SegzooError
 from segzoo.data._ade20k import ADE20KDataModule
 from segzoo.data._cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, CityscapesDataModule
@@ -256,32 +258,28 @@ class _Run:
         )
 
     def extract(self, archive: Path, into: Path) -> None:
-        """Unpack into a temporary folder, then move its top-level entries into ``into``; the temporary folder is
-        removed whatever happens (an interrupted unpacking starts that archive again)."""
-        tmp = into / f".{archive.name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a killed run: unpack this archive again
-        tmp.mkdir(parents=True)
+        """Unpack into a temporary folder of its own, then move its top-level entries into ``into``; the temporary
+        folder is removed whatever happens (an interrupted unpacking starts that archive again)."""
         description = f"Extracting {archive.name}"
         member = None
         try:
-            if zipfile.is_zipfile(archive):
-                with zipfile.ZipFile(archive) as zf:
-                    for member in self.progress.track(zf.infolist(), description=description):
-                        zf.extract(member, tmp)  # zipfile keeps every member inside tmp
-            else:
-                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                with tarfile.open(archive) as tf:
-                    for member in self.progress.track(tf.getmembers(), description=description):
-                        tf.extract(member, tmp, **safe)
-            for entry in tmp.iterdir():
-                if not (into / entry.name).exists():
-                    os.replace(entry, into / entry.name)
+            with staging_folder(into, archive.name) as tmp:
+                if zipfile.is_zipfile(archive):
+                    with zipfile.ZipFile(archive) as zf:
+                        for member in self.progress.track(zf.infolist(), description=description):
+                            zf.extract(member, tmp)  # zipfile keeps every member inside tmp
+                else:
+                    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                    with tarfile.open(archive) as tf:
+                        for member in self.progress.track(tf.getmembers(), description=description):
+                            tf.extract(member, tmp, **safe)
+                for entry in tmp.iterdir():
+                    if not (into / entry.name).exists():
+                        os.replace(entry, into / entry.name)
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
             name = getattr(member, "filename", None) or getattr(member, "name", None)
             where = f"at '{name}'" if name else "at its start"
             raise CorruptedFileError(f"Cannot unpack '{archive}' {where} ({exc}); download it again.") from exc
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         self.report.extracted.append(archive.name)
 
     def run_jobs(self, description: str, jobs: Sequence[Callable[[], str]]) -> None:
@@ -324,29 +322,11 @@ def _same(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
-
-
-@contextlib.contextmanager
-def _written_as(target: Path):
-    """The temporary path to write ``target``'s content to: renamed to ``target`` when the block ends, removed if it
-    fails (an error or Ctrl-C leaves no partial file behind)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _partial(target)
-    tmp.unlink(missing_ok=True)  # left by a killed run
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _place(source: Path, target: Path) -> str:
     """Hard-link ``source`` to ``target`` (copy it where a link is impossible), unless ``target`` exists."""
     if target.exists():
         return "kept"
-    with _written_as(target) as tmp:
+    with atomic_write(target) as tmp:
         try:
             os.link(source, tmp)
             outcome = "images_linked"
@@ -373,7 +353,7 @@ def _check_png(path: Path) -> None:
 
 
 def _save_label(labels: np.ndarray, target: Path) -> None:
-    with _written_as(target) as tmp:
+    with atomic_write(target) as tmp:
         Image.fromarray(labels.astype(np.uint8)).save(tmp, format="PNG")
 
 
@@ -392,7 +372,7 @@ def _convert(source: Path, target: Path, table: np.ndarray) -> str:
 def _write_text(target: Path, text: str) -> str:
     if target.is_file() and target.read_text() == text:
         return "kept"
-    with _written_as(target) as tmp:
+    with atomic_write(target) as tmp:
         tmp.write_text(text)
     return "lists_written"
 

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from segzoo._atomic import atomic_write
 from segzoo._errors import ExportError
 
 __all__ = ["ExportError", "HeadLogits", "export_onnx", "verify_onnx"]
@@ -207,20 +205,12 @@ def export_onnx(
             gives other output shapes than PyTorch or differs by more than ``atol``; no file is left at ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
     graph_model = HeadLogits(model) if head_logits else model
-    # Written into a temporary folder beside the target (same file system: the final move is a rename), under the
-    # final name so that an external-data file keeps the name the graph refers to.
-    workdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        draft = workdir / path.name
+    # Under the final name in a temporary folder, so that an external-data file keeps the name the graph refers to.
+    with atomic_write(path) as draft:
         max_diff = _export_and_check(graph_model, draft, height, width, opset, dynamic, verify, atol)
         _record_preprocessing(model, draft, graph_model.output_info() if head_logits else {"logits": "input"})
-        for file in sorted(workdir.iterdir()):
-            os.replace(file, path.parent / file.name)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return max_diff
 
 

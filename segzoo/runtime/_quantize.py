@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from segzoo._atomic import atomic_write
 from segzoo.runtime._images import ImageLike, list_images, read_image
 from segzoo.runtime._model import Agreement, RuntimeModel, check_agreement
 
@@ -88,10 +86,7 @@ def quantize_int8(
     checks = images if check_images is None else (
         list_images(check_images) if isinstance(check_images, (str, Path)) else list(check_images))
     reference = RuntimeModel(path, "onnxruntime", "fp32", threads)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        draft = workdir / out.name
+    with atomic_write(out) as draft:
         quantize_static(
             str(path),
             str(draft),
@@ -111,10 +106,6 @@ def quantize_int8(
                   "calibration_images": len(images), "summary": str(result)}
         _copy_metadata(path, draft, record)
         onnx.checker.check_model(str(draft))
-        for file in sorted(workdir.iterdir()):
-            os.replace(file, out.parent / file.name)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 
