@@ -135,7 +135,7 @@ def trained_batches(model, data_hparams: dict | None, images: Path | None, count
         files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
         if not files:
             raise SystemExit(f"no .jpg/.png images in {images}")
-        return [preprocess(str(f), model.pretrained_cfg)[0] for f in files]
+        return [preprocess(str(f), model.eval_protocol)[0] for f in files]
     if not data_hparams or "SyntheticDataModule" not in str(data_hparams.get("_class_path")):
         raise SystemExit("give --images DIR: only the synthetic quickstart data can be regenerated here")
     from segzoo._preprocessing import EvalProtocol

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -94,8 +95,8 @@ def build(arch: str, cache: Path, photos: list[Path], wanted=PATHS, seed: int = 
     torch.manual_seed(seed)
     if Path(arch).exists():  # trained weights: segzoo's paths only
         model, reference = segzoo.load(arch), None
-        if not model.pretrained_cfg.get("test_scale"):
-            model.pretrained_cfg["test_scale"] = [2048, 512]  # photos at ADE20K's test scale
+        if not model.eval_protocol.test_scale:  # photos at ADE20K's test scale
+            model.eval_protocol = dataclasses.replace(model.eval_protocol, test_scale=(2048, 512))
     else:
         model = segzoo.create_model(arch, num_classes=150).eval()
         reference = transformers_segformer(model) if arch.startswith("segformer") else None

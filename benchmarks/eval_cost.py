@@ -53,8 +53,7 @@ def cpu_seconds(fn, repeats: int) -> float:
 
 def resized(model: torch.nn.Module, image: np.ndarray, tta: bool) -> torch.Tensor:
     protocol = model.eval_protocol
-    settings = protocol.inference_settings() | {"scales": protocol.tta_scales}
-    return inference(model, protocol(image), settings, tta=tta).argmax(dim=1)
+    return inference(model, protocol(image), protocol, tta=tta).argmax(dim=1)
 
 
 def original(model: torch.nn.Module, image: np.ndarray, tta: bool) -> torch.Tensor:

@@ -86,7 +86,7 @@ def speed_at_512(model_name: str) -> list[dict]:
     model = build(model_name)
     image = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
     x = model.eval_protocol(image)
-    settings = {"mode": "whole", "batch_size": 1}
+    protocol = segzoo.EvalProtocol()  # whole image
 
     def plain():
         with torch.inference_mode():
@@ -94,7 +94,8 @@ def speed_at_512(model_name: str) -> list[dict]:
 
     def tiles():
         with torch.inference_mode():
-            return labels_from_fields(fields_for_input(model, x, settings, (512, 512)), (512, 512)).numpy()
+            fields = fields_for_input(model, x, protocol, (512, 512), batch_size=1)
+            return labels_from_fields(fields, (512, 512)).numpy()
 
     cases = (("model(x).argmax(1)", plain), ("labels in tiles (predict's path)", tiles),
              ("predict(image), preprocessing included", lambda: model.predict(image)))

@@ -35,6 +35,8 @@ from segzoo._errors import SegzooError
 if TYPE_CHECKING:
     from torch import nn
 
+    from segzoo._preprocessing import EvalProtocol
+
 __all__ = ["main"]
 
 
@@ -390,8 +392,8 @@ def run_predict(args: argparse.Namespace) -> int:
     num_classes = getattr(model, "num_classes", None) or len(cfg.get("class_names") or []) or 256
     palette = cfg.get("palette") or default_palette(num_classes)
     class_names = cfg.get("class_names")
-    if (args.mode or cfg.get("eval_mode")) == "slide":
-        _check_slide_options(args, cfg)
+    if (args.mode or model.eval_protocol.mode) == "slide":
+        _check_slide_options(args, model.eval_protocol)
 
     console = Console(stderr=True)
     skipped = []
@@ -429,11 +431,10 @@ def run_eval(args: argparse.Namespace) -> None:
     from segzoo.training._evaluate import build_datamodule, evaluate
 
     model = load_model(args)
-    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    if args.mode == "slide" or (args.mode is None and cfg.get("eval_mode") == "slide"):
-        _check_slide_options(args, cfg)
-    overrides = {"eval_mode": args.mode, "crop_size": args.crop_size, "stride": args.stride}
-    model.pretrained_cfg = cfg | {k: v for k, v in overrides.items() if v is not None}
+    protocol = model.eval_protocol
+    if (args.mode or protocol.mode) == "slide":
+        _check_slide_options(args, protocol)
+    model.eval_protocol = protocol.with_window(args.mode, args.crop_size, args.stride)
     ckpt = next((p for p in (args.model, args.checkpoint) if p and str(p).endswith(".ckpt")), None)
     try:
         datamodule = build_datamodule(
@@ -507,11 +508,11 @@ def run_predict_onnx(args: argparse.Namespace) -> int:
     return 0 if not skipped else 1 if written else 2
 
 
-def _check_slide_options(args: argparse.Namespace, cfg: dict) -> None:
+def _check_slide_options(args: argparse.Namespace, protocol: EvalProtocol) -> None:
     """Slide mode has a window size and a stride that covers every pixel (stride at most the window)."""
     from segzoo._preprocessing import size_pair
 
-    crop, stride = args.crop_size or cfg.get("crop_size"), args.stride or cfg.get("stride")
+    crop, stride = args.crop_size or protocol.crop, args.stride or protocol.stride
     if crop is None or stride is None:
         raise UsageError("--mode slide needs --crop-size and --stride for this model (it has no published window), "
                          "e.g. --crop-size 512 --stride 341")

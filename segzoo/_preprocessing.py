@@ -87,7 +87,7 @@ def size_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
         return value, value
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(map(whole, value)):
         return int(value[0]), int(value[1])
-    raise ValueError(f"{name} must be an int or a pair (height, width) of ints, each at least 1, got {value!r}")
+    raise ValueError(f"{name} must be an int or a pair (height, width) of ints, all positive, got {value!r}")
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -107,6 +107,11 @@ class EvalProtocol:
     """How a checkpoint is evaluated: the test pipeline's resize and normalisation, the inference mode, and the
     multi-scale + flip variant its published numbers used.
 
+    segzoo's one description of a test pipeline: a table row's ``eval`` (``PretrainedCfg.eval``), a model's
+    ``eval_protocol`` (kept as ``pretrained_cfg["eval"]`` and written so to ``config.json``), an ONNX file's
+    ``segzoo.eval_protocol`` metadata, a training checkpoint's ``eval_protocol`` and a DataModule's ``eval_protocol``
+    are all this object, as :meth:`to_dict` writes it and :meth:`from_dict` reads it back.
+
     Attributes:
         mean: RGB normalisation mean on the 0–255 scale.
         std: RGB normalisation std on the 0–255 scale.
@@ -114,10 +119,10 @@ class EvalProtocol:
             ``None`` to keep the image size.
         size_divisor: Round the resized image up to a multiple of this (NVlabs ``AlignedResize``).
         mode: ``"whole"`` or ``"slide"``.
-        crop: Sliding window ``(height, width)``.
-        stride: Sliding-window stride ``(height, width)``.
+        crop: Sliding window ``(height, width)`` (an int: a square).
+        stride: Sliding-window stride ``(height, width)`` (an int: a square).
         tta_scales: Ratios of multi-scale testing.
-        tta_style: ``"mmseg-0.x"`` or ``"mmseg-1.x"`` (see the module docstring).
+        tta_style: ``"mmseg-0.x"``, ``"mmseg-1.x"`` or ``"setr-official"`` (see the module docstring).
         flip: Add horizontally flipped passes to multi-scale testing.
         min_short_side: After normalising, resize (float, bilinear) an image whose short side is below this so that
             it is this: the official Segmenter code's resize to its window (see the module docstring).
@@ -138,41 +143,70 @@ class EvalProtocol:
     def __post_init__(self):
         if self.mode not in EVAL_MODES:
             raise ValueError(f"unknown inference mode {self.mode!r}; expected one of {EVAL_MODES}")
-        if self.mode == "slide" and (self.crop is None or self.stride is None):
-            raise ValueError("slide mode needs a window (crop) and a stride, e.g. crop=(512, 512), stride=(341, 341)")
         if self.tta_style not in TTA_STYLES:
             raise ValueError(f"unknown multi-scale style {self.tta_style!r}; expected one of {TTA_STYLES}")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"mean and std need one value per RGB channel, got {self.mean!r} and {self.std!r}")
-        if self.min_short_side is not None and not (isinstance(self.min_short_side, int) and self.min_short_side > 0):
-            raise ValueError(f"min_short_side must be a positive int (a window) or None, got {self.min_short_side!r}")
-
-    @classmethod
-    def from_pretrained_cfg(cls, cfg: Mapping[str, Any] | None) -> EvalProtocol:
-        """The protocol a model's ``pretrained_cfg`` describes (ImageNet statistics, whole image, no resize where it
-        says nothing)."""
-        cfg = cfg or {}
-        mode = cfg.get("eval_mode") or "whole"
-        return cls(
-            mean=tuple(float(v) for v in cfg.get("mean") or IMAGENET_MEAN),
-            std=tuple(float(v) for v in cfg.get("std") or IMAGENET_STD),
-            test_scale=_optional_pair(cfg.get("test_scale"), "test_scale"),
-            size_divisor=cfg.get("size_divisor"),
-            mode=mode,
-            crop=_optional_pair(cfg.get("crop_size"), "crop") if mode == "slide" else None,
-            stride=_optional_pair(cfg.get("stride"), "stride") if mode == "slide" else None,
-            tta_style=cfg.get("tta") or "mmseg-0.x",
-            min_short_side=cfg.get("min_short_side"),
-        )
+        for name in ("size_divisor", "min_short_side"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        # one spelling of every value (JSON lists and ints become tuples): equal protocols compare equal
+        normalised = {
+            "mean": tuple(float(v) for v in self.mean),
+            "std": tuple(float(v) for v in self.std),
+            "test_scale": _optional_pair(self.test_scale, "test_scale"),
+            "crop": _optional_pair(self.crop, "crop"),
+            "stride": _optional_pair(self.stride, "stride"),
+            "tta_scales": tuple(float(v) for v in self.tta_scales),
+        }
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
+        if self.mode == "slide" and (self.crop is None or self.stride is None):
+            raise ValueError("slide mode needs a window (crop) and a stride, e.g. crop=(512, 512), stride=(341, 341)")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values (what ``export_onnx`` writes into the file's metadata)."""
-        return dataclasses.asdict(self)
+        """Plain JSON values (lists for pairs), as ``config.json``, the ONNX metadata and training checkpoints hold
+        them."""
+        values = dataclasses.asdict(self)
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+
+    @classmethod
+    def of(cls, model: Any) -> EvalProtocol:
+        """A model's test pipeline: its ``eval_protocol`` (segzoo models), else the ``pretrained_cfg["eval"]`` any
+        module may carry, else the defaults (ImageNet statistics, whole image, no resize)."""
+        protocol = getattr(model, "eval_protocol", None)
+        if isinstance(protocol, EvalProtocol):
+            return protocol
+        values = (getattr(model, "pretrained_cfg", None) or {}).get("eval")
+        return cls.from_dict(values) if values else cls()
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> EvalProtocol:
-        """The inverse of :meth:`to_dict` (JSON lists back to tuples)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        """The inverse of :meth:`to_dict`: segzoo's one reader of a stored protocol."""
+        known = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown test-pipeline key(s) {unknown}; an EvalProtocol has {', '.join(known)}")
+        return cls(**values)
+
+    def with_window(self, mode: str | None = None, crop: Any = None, stride: Any = None) -> EvalProtocol:
+        """This protocol with the inference mode and sliding window a caller asks for (``predict``'s
+        ``mode``/``crop_size``/``stride``, the training module's ``eval_mode``/``eval_crop``/``eval_stride``); what
+        is not given stays this protocol's."""
+        mode = mode or self.mode
+        if mode == "whole":
+            return dataclasses.replace(self, mode="whole", crop=None, stride=None)
+        if mode != "slide":
+            raise ValueError(f"unknown inference mode {mode!r}; expected one of {EVAL_MODES}")
+        crop = self.crop if crop is None else size_pair(crop, "crop_size")
+        stride = self.stride if stride is None else size_pair(stride, "stride")
+        if crop is None or stride is None:
+            raise ValueError(
+                "slide mode needs a window size and a stride, and this checkpoint has none: pass crop_size=... and "
+                "stride=... (e.g. 512 and 341; with train.py set model.eval_crop and model.eval_stride)"
+            )
+        return dataclasses.replace(self, mode="slide", crop=crop, stride=stride)
 
     # --- the test pipeline --------------------------------------------------------------------------------------
 
@@ -258,12 +292,3 @@ class EvalProtocol:
     def tta_inputs(self, image: np.ndarray, scales: Sequence[float] | None = None) -> list[Tensor]:
         """The model inputs of multi-scale testing, one per ratio, each resized once from the original image."""
         return [self(image, ratio) for ratio in (self.tta_scales if scales is None else scales)]
-
-    # --- inference ----------------------------------------------------------------------------------------------
-
-    def inference_settings(self) -> dict[str, Any]:
-        """``{"mode", "crop", "stride"}`` for :func:`segzoo.inference.inference`."""
-        settings: dict[str, Any] = {"mode": self.mode}
-        if self.mode == "slide":
-            settings.update(crop=self.crop, stride=self.stride)
-        return settings

@@ -37,7 +37,7 @@ class InputRecorder(PixelModel):
         return super().forward(x)
 
 
-ADE = {"test_scale": [2048, 512], "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
+ADE = {"test_scale": [2048, 512], "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}  # arguments
 
 
 def test_resize_rounds_uint8_pixels_as_opencv_does():
@@ -88,20 +88,20 @@ def test_every_multiscale_input_is_resized_once_from_the_original():
 
 def test_predict_feeds_the_model_exactly_the_protocol_input():
     model = InputRecorder()
-    model.pretrained_cfg = dict(ADE, size_divisor=32)
+    model.eval_protocol = EvalProtocol(**ADE, size_divisor=32)
     image = photo(427, 640)
     labels = segzoo.predict(model, image)
     assert labels.shape == (427, 640) and labels.dtype == np.int64
     (seen,) = model.inputs
-    torch.testing.assert_close(seen, EvalProtocol.from_pretrained_cfg(model.pretrained_cfg)(image), rtol=0, atol=0)
+    torch.testing.assert_close(seen, model.eval_protocol(image), rtol=0, atol=0)
 
 
 def test_predict_tta_runs_every_scale_from_the_original_and_flipped():
     model = InputRecorder()
-    model.pretrained_cfg = dict(ADE, tta="mmseg-1.x")
+    model.eval_protocol = EvalProtocol(**ADE, tta_style="mmseg-1.x")
     image = photo(120, 90)
     segzoo.predict(model, image, tta=True)
-    protocol = EvalProtocol.from_pretrained_cfg(model.pretrained_cfg)
+    protocol = model.eval_protocol
     expected = protocol.tta_inputs(image)
     assert len(model.inputs) == 2 * len(expected)  # each scale, then its mirror image
     for i, tensor in enumerate(expected):
@@ -129,7 +129,7 @@ def test_validation_scores_the_original_through_the_datamodules_pipeline(tmp_pat
         assert seen.shape[-2:] == (96, 160) and image.shape[:2] == (40, 60)
         torch.testing.assert_close(seen, dm.eval_protocol(image), rtol=0, atol=0)
     # the confusion matrix is that of predict's labels (at 40×60) against the masks as stored
-    model.pretrained_cfg = {"mean": dm.mean, "std": dm.std, "test_scale": dm.eval_scale, "size_divisor": 32}
+    model.eval_protocol = EvalProtocol(dm.mean, dm.std, test_scale=dm.eval_scale, size_divisor=32)
     expected = torch.zeros(150, 150, dtype=torch.long)
     for image, mask, _ in images:
         labels = torch.from_numpy(segzoo.predict(model, image))

@@ -81,7 +81,7 @@ class _WithProtocol(nn.Module):
 
         self.conv = nn.Conv2d(3, 4, 1)
         self.pretrained_cfg = segzoo.get_pretrained_cfg(checkpoint).to_dict()
-        self.eval_protocol = segzoo.EvalProtocol.from_pretrained_cfg(self.pretrained_cfg)
+        self.eval_protocol = segzoo.EvalProtocol.from_dict(self.pretrained_cfg["eval"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)

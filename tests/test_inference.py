@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from inference_toys import PixelModel, RampModel, WindowMeanModel
 from PIL import Image
 
+from segzoo import EvalProtocol
 from segzoo.inference._predict import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -127,19 +128,19 @@ def test_tta_in_slide_mode_matches_whole_for_pixelwise_model():
     torch.testing.assert_close(slide, whole, atol=1e-5, rtol=1e-5)
 
 
-def test_inference_dispatches_on_eval_cfg():
+def test_inference_dispatches_on_the_protocol():
     model = WindowMeanModel()
     images = _images(1, 50, 70)
-    slide = inference(model, images, {"mode": "slide", "crop": 32, "stride": 16})
+    slide = inference(model, images, EvalProtocol(mode="slide", crop=32, stride=16))
     torch.testing.assert_close(slide, slide_inference(model, images, 32, 16))
-    pretrained_cfg = {"eval_mode": "slide", "crop_size": [32, 32], "stride": [16, 16], "mean": [0, 0, 0]}
-    torch.testing.assert_close(inference(model, images, pretrained_cfg), slide)
     torch.testing.assert_close(inference(model, images), whole_inference(model, images))
     assert not torch.allclose(slide, whole_inference(model, images))
-    with pytest.raises(ValueError, match="crop_size and stride"):
-        inference(model, images, {"mode": "slide"})
-    with pytest.raises(ValueError, match="'whole' or 'slide'"):
-        inference(model, images, {"mode": "tiles"})
+    tta = inference(model, images, EvalProtocol(tta_scales=(1.0,), flip=False), tta=True)
+    torch.testing.assert_close(tta, whole_inference(model, images).log_softmax(dim=1), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="slide mode needs a window"):
+        EvalProtocol(mode="slide")
+    with pytest.raises(ValueError, match="unknown inference mode 'tiles'"):
+        EvalProtocol(mode="tiles")
 
 
 # --- preprocessing -----------------------------------------------------------------------------------------------
@@ -153,17 +154,17 @@ def rgb() -> np.ndarray:
 def test_preprocess_accepts_path_pil_numpy_and_tensors(rgb, tmp_path):
     path = tmp_path / "image.png"
     Image.fromarray(rgb).save(path)
-    reference, size = preprocess(rgb, {})
+    reference, size = preprocess(rgb)
     assert reference.shape == (1, 3, 37, 53) and size == (37, 53)
     chw = torch.from_numpy(rgb).permute(2, 0, 1)
     for image in (path, str(path), Image.fromarray(rgb), chw, chw.float() / 255, torch.from_numpy(rgb)):
-        tensor, size = preprocess(image, {})
+        tensor, size = preprocess(image)
         assert size == (37, 53)
         torch.testing.assert_close(tensor, reference, atol=1e-4, rtol=0)
 
 
 def test_preprocess_normalises_with_the_checkpoint_statistics(rgb):
-    tensor, _ = preprocess(rgb, {"mean": [0, 0, 0], "std": [255, 255, 255]})
+    tensor, _ = preprocess(rgb, EvalProtocol(mean=(0, 0, 0), std=(255, 255, 255)))
     torch.testing.assert_close(tensor[0], torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
     tensor, _ = preprocess(rgb, None)  # ImageNet statistics by default
     expected = (rgb[..., 1].astype(np.float32) - IMAGENET_MEAN[1]) / IMAGENET_STD[1]
@@ -174,7 +175,7 @@ def test_preprocess_converts_grayscale_with_a_warning(rgb):
     gray = rgb[..., 0]
     for image in (Image.fromarray(gray), gray):
         with pytest.warns(UserWarning, match="grayscale"):
-            tensor, _ = preprocess(image, {"mean": [0, 0, 0], "std": [1, 1, 1]})
+            tensor, _ = preprocess(image, EvalProtocol(mean=(0, 0, 0), std=(1, 1, 1)))
         assert tensor.shape == (1, 3, 37, 53)
         for channel in range(3):
             np.testing.assert_array_equal(tensor[0, channel].numpy(), gray.astype(np.float32))
@@ -182,27 +183,27 @@ def test_preprocess_converts_grayscale_with_a_warning(rgb):
 
 def test_preprocess_drops_alpha_with_a_warning(rgb):
     rgba = np.concatenate([rgb, np.full((37, 53, 1), 128, np.uint8)], axis=2)
-    reference, _ = preprocess(rgb, {})
+    reference, _ = preprocess(rgb)
     for image in (Image.fromarray(rgba), rgba):
         with pytest.warns(UserWarning, match="alpha"):
-            tensor, _ = preprocess(image, {})
+            tensor, _ = preprocess(image)
         torch.testing.assert_close(tensor, reference)
 
 
 def test_preprocess_rejects_two_channels(rgb):
     with pytest.raises(ValueError, match="2 channels"):
-        preprocess(rgb[..., :2], {})
+        preprocess(rgb[..., :2])
     with pytest.raises(ValueError, match="2 channels"):
-        preprocess(torch.zeros(2, 20, 20), {})
+        preprocess(torch.zeros(2, 20, 20))
     with pytest.raises(TypeError, match="unsupported image type"):
-        preprocess([[1, 2]], {})
+        preprocess([[1, 2]])
 
 
 def test_preprocess_applies_the_keep_ratio_test_resize(rgb):
     image = np.zeros((40, 100, 3), np.uint8)
-    tensor, size = preprocess(image, {"test_scale": [2048, 32]})  # factor min(2048 / 100, 32 / 40) = 0.8
+    tensor, size = preprocess(image, EvalProtocol(test_scale=(2048, 32)))  # factor min(2048 / 100, 32 / 40) = 0.8
     assert tensor.shape == (1, 3, 32, 80) and size == (40, 100)
-    tensor, size = preprocess(image, {"test_scale": [2048, 32], "size_divisor": 32})  # NVlabs rounds up
+    tensor, size = preprocess(image, EvalProtocol(test_scale=(2048, 32), size_divisor=32))  # NVlabs rounds up
     assert tensor.shape == (1, 3, 32, 96) and size == (40, 100)
     assert keep_ratio_size(512, 4096, (2048, 512)) == (256, 2048)  # long side capped at 2048
     assert keep_ratio_size(375, 500, (2048, 512)) == (512, 683)  # short side to 512
@@ -215,7 +216,7 @@ def test_predict_returns_labels_at_the_input_size(rgb):
     model = PixelModel()
     labels = predict(model, rgb)
     assert labels.shape == (37, 53) and np.issubdtype(labels.dtype, np.integer)
-    tensor, _ = preprocess(rgb, {})
+    tensor, _ = preprocess(rgb)
     with torch.no_grad():
         np.testing.assert_array_equal(labels, model(tensor)[0].argmax(0).numpy())
     assert len(np.unique(labels)) > 1  # a real prediction, not a constant
@@ -223,7 +224,7 @@ def test_predict_returns_labels_at_the_input_size(rgb):
 
 def test_predict_resizes_back_after_the_test_scale(rgb):
     model = PixelModel()
-    model.pretrained_cfg = {"test_scale": [2048, 24], "size_divisor": 8}  # runs at 24×40, predicts at 37×53
+    model.eval_protocol = EvalProtocol(test_scale=(2048, 24), size_divisor=8)  # runs at 24×40, predicts at 37×53
     assert predict(model, rgb).shape == (37, 53)
     tta = predict(model, rgb, tta=True)
     assert tta.shape == (37, 53)
@@ -245,7 +246,7 @@ def test_predict_batches_lists_and_tensors(rgb):
 
 def test_predict_uses_the_checkpoint_eval_mode(rgb):
     model = WindowMeanModel(num_classes=3)
-    model.pretrained_cfg = {"eval_mode": "slide", "crop_size": [16, 16], "stride": [8, 8]}
+    model.eval_protocol = EvalProtocol(mode="slide", crop=16, stride=8)
     predict(model, rgb)
     assert {shape[2:] for shape in model.calls} == {(16, 16)}
     model.calls.clear()

@@ -162,21 +162,21 @@ def test_validation_logs_metrics_table_and_overlays(tmp_path, capsys):
 
 def test_slide_and_tta_evaluation_settings():
     net = TinySegNet()
-    net.pretrained_cfg = {"eval_mode": "slide", "crop_size": 8, "stride": 6}
+    net.pretrained_cfg = {"eval": {"mode": "slide", "crop": 8, "stride": 6}}
     module = SegmentationModule(net, num_classes=3, test_tta=True, tta_scales=(0.5, 1.0))
-    # crop and stride as (height, width) pairs (segzoo.preprocessing.EvalProtocol normalises them)
-    assert module.eval_settings() == {
-        "mode": "slide", "batch_size": 4, "scales": (0.5, 1.0), "crop": (8, 8), "stride": (6, 6),
-    }  # fmt: skip
+    # crop and stride as (height, width) pairs (EvalProtocol normalises them)
+    protocol, _ = module.eval_protocol()
+    assert (protocol.mode, protocol.tta_scales, protocol.crop, protocol.stride) == ("slide", (0.5, 1.0), (8, 8), (6, 6))
     module.eval()
     images = torch.rand(2, 3, 16, 12)
     with torch.no_grad():
         labels = module.predict_step({"image": images}, 0)
     assert labels.shape == (2, 16, 12) and labels.dtype == torch.long
     # whole mode given explicitly overrides the checkpoint's slide mode
-    assert SegmentationModule(net, num_classes=3, eval_mode="whole").eval_settings()["mode"] == "whole"
+    whole = SegmentationModule(net, num_classes=3, eval_mode="whole", eval_protocol_source="data")
+    assert whole.eval_protocol()[0].mode == "whole"
     with pytest.raises(ValueError, match="eval_crop"):
-        SegmentationModule(TinySegNet(), num_classes=3, eval_mode="slide").eval_settings()
+        SegmentationModule(TinySegNet(), num_classes=3, eval_mode="slide").eval_protocol()
 
 
 def test_test_and_predict_through_trainer():

@@ -55,7 +55,7 @@ def test_load_segformer_from_the_hub_by_name(fake_hub, tmp_path, monkeypatch):
     model = segzoo.load("segformer-b0-ade")
     assert not model.training and model.arch_name == "segformer-b0"
     cfg = model.pretrained_cfg
-    assert cfg["eval_mode"] == "whole" and len(cfg["class_names"]) == len(cfg["palette"]) == 150
+    assert cfg["eval"]["mode"] == "whole" and len(cfg["class_names"]) == len(cfg["palette"]) == 150
     assert cfg["mean"] == [123.675, 116.28, 103.53]
 
     def upsampled(x):
@@ -108,7 +108,7 @@ def test_load_mmseg_segmenter_from_url(fake_hub, monkeypatch):
     use_local_url(monkeypatch, fake_hub, "segmenter-t16-mask-ade",
                   torch_bytes({"meta": {"CLASSES": ["wall"]}, "state_dict": to_mmseg(source.state_dict())}))
     model = segzoo.load("segmenter-t16-mask-ade")
-    assert model.pretrained_cfg["eval_mode"] == "slide" and model.pretrained_cfg["mean"] == [127.5] * 3
+    assert model.eval_protocol.mode == "slide" and model.pretrained_cfg["mean"] == [127.5] * 3
     assert logits_diff(model, source, size=(96, 80)) < 1e-5
 
 

@@ -93,7 +93,7 @@ def test_checkpoint_weights_with_other_classes_load_alike_from_a_file_and_a_fold
         cfg = model.pretrained_cfg
         assert model.num_classes == cfg["num_classes"] == 19
         assert cfg["class_names"] is None and cfg["palette"] is None  # not ADE20K's "wall", "building", ...
-        assert cfg["mean"] == list(table.mean) and cfg["eval_mode"] == table.eval.mode
+        assert cfg["mean"] == list(table.mean) and cfg["eval"] == table.eval.to_dict()
         assert torch.equal(model.decode_head.linear_pred.weight, nineteen.decode_head.linear_pred.weight)
     assert from_folder.pretrained_cfg == from_file.pretrained_cfg
     assert caplog.text.count("has 19 classes, checkpoint segformer-b0-ade 150") == 2

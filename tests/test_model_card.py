@@ -93,10 +93,7 @@ def test_card_of_a_slide_checkpoint_with_a_hub_license(tmp_path):
     cfg = {
         "name": "my-ckpt",
         "dataset": "cityscapes",
-        "eval_mode": "slide",
-        "crop_size": 768,
-        "stride": [512, 512],
-        "tta": "mmseg-1.x",
+        "eval": {"mode": "slide", "crop": 768, "stride": [512, 512], "tta_style": "mmseg-1.x"},
         "license": "mit",
         "metrics": {"paper": {"miou_ss": 80.1}},
         "source": {"url": "https://example.com/weights.pth"},

@@ -57,7 +57,7 @@ def test_setr_multiscale_keeps_the_short_side_at_least_the_window(ratio, expecte
 def test_the_runtimes_numpy_pipeline_makes_the_same_input():
     """The torch-free runtime's input (OpenCV's bilinear resize of the normalised image) equals PyTorch's
     ``F.interpolate(align_corners=False)`` of the official code, single scale and a multi-scale pass."""
-    protocol = segzoo.get_pretrained_cfg("segmenter-l16-mask-ade-official").eval_protocol
+    protocol = segzoo.get_pretrained_cfg("segmenter-l16-mask-ade-official").eval
     photo = image(60, 90)
     for ratio in (None, 0.5):
         torch_input = protocol(photo, ratio).numpy()
@@ -68,7 +68,7 @@ def test_the_runtimes_numpy_pipeline_makes_the_same_input():
 
 
 def test_the_protocol_travels_in_the_export_metadata():
-    protocol = segzoo.get_pretrained_cfg("segmenter-l16-mask-ade-official").eval_protocol
+    protocol = segzoo.get_pretrained_cfg("segmenter-l16-mask-ade-official").eval
     assert protocol.min_short_side == 640
     assert EvalProtocol.from_dict(protocol.to_dict()) == protocol
 

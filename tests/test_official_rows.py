@@ -90,7 +90,7 @@ def test_every_new_row_loads_by_name_with_its_protocol(name, fake_hub, monkeypat
         monkeypatch.setitem(rows, name, dataclasses.replace(cfg, source=Source(url=fake_hub.url + path), sha256=None))
         model = segzoo.load(name, **args)
         assert ("GET", path) in fake_hub.requests
-    assert model.pretrained_cfg["name"] == name and model.eval_protocol == cfg.eval_protocol
+    assert model.pretrained_cfg["name"] == name and model.eval_protocol == cfg.eval
     assert model.pretrained_cfg["metrics"] == cfg.to_dict()["metrics"]
     x = torch.randn(1, 3, 48, 80)
     with torch.no_grad():

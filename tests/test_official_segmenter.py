@@ -94,7 +94,7 @@ def test_a_bare_official_file_gets_its_architecture_and_protocol(tmp_path):
     model = load_official("seg_tiny_mask", tmp_path)
     assert model.arch_name == "segmenter-t16-mask" and model.num_classes == 150
     assert model.backbone.norm.eps == 1e-5 and model.backbone.pos_embed_interp == "bilinear" and model.unpad == "crop"
-    assert model.eval_protocol == segzoo.get_pretrained_cfg("segmenter-t16-mask-ade-official").eval_protocol
+    assert model.eval_protocol == segzoo.get_pretrained_cfg("segmenter-t16-mask-ade-official").eval
 
 
 LAYOUTS = json.loads(gzip.open(DATA / "layouts.json.gz", "rt").read())

@@ -39,7 +39,7 @@ def test_every_released_file_layout_gives_its_architecture_and_protocol(name):
     assert (match.arch, match.num_classes, match.img_size) == (row.arch, row.num_classes, row.crop_size[0])
     protocol = _published_protocol(fmt, match.arch, match.num_classes, match.img_size)
     expected = row.to_dict()
-    for key in ("eval_mode", "crop_size", "stride", "test_scale", "tta", "mean", "std", "dataset", "class_names"):
+    for key in ("eval", "crop_size", "mean", "std", "dataset", "class_names"):
         assert protocol[key] == expected[key], key
 
 

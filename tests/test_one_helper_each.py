@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-import segzoo._preprocessing as preprocessing
 import segzoo._datasets as datasets
+import segzoo._preprocessing as preprocessing
 from segzoo.inference import _predict, _visualize
 
 PACKAGE = Path(__file__).resolve().parents[1] / "segzoo"

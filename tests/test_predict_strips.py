@@ -15,7 +15,7 @@ from segzoo.inference._predict import _resize, _run, merge_multiscale_flip
 
 def full_resolution_logits(model, image, tta):
     """What predict computed before: logits resized to the original size (per pass, for TTA), then the argmax."""
-    protocol = EvalProtocol.from_pretrained_cfg(model.pretrained_cfg)
+    protocol = model.eval_protocol
     size = image.shape[:2]
     with torch.no_grad():
         if tta:
@@ -31,7 +31,7 @@ def assert_same_labels_bar_ties(labels, logits):
     assert (top2[0] - top2[1]).numpy()[differ].max(initial=0.0) < 1e-4, f"{differ.sum()} labels differ"
 
 
-SLIDE = {"eval_mode": "slide", "crop_size": [32, 32], "stride": [24, 24]}
+SLIDE = {"mode": "slide", "crop": [32, 32], "stride": [24, 24]}  # EvalProtocol arguments
 
 
 @pytest.mark.parametrize(
@@ -44,13 +44,13 @@ SLIDE = {"eval_mode": "slide", "crop_size": [32, 32], "stride": [24, 24]}
         ("segmenter-test-linear", {"test_scale": [2048, 60]}, "crop", True),
         ("setr-test-pup", {"test_scale": [2048, 70]}, "resize", True),
         ("segmenter-test-mask", dict(SLIDE, test_scale=[2048, 60]), "resize", False),
-        ("setr-test-naive", dict(SLIDE, test_scale=[2048, 60], tta="mmseg-1.x"), "resize", True),
+        ("setr-test-naive", dict(SLIDE, test_scale=[2048, 60], tta_style="mmseg-1.x"), "resize", True),
     ],
 )
 def test_strip_labels_equal_full_resolution_argmax(name, cfg, unpad, tta, monkeypatch):
     monkeypatch.setattr(inference, "TILE_BYTES", 5 * 4 * 97 * 7)  # strips of 7 rows: many of them
     model = segzoo.create_model(name, num_classes=5, **({"unpad": unpad} if unpad else {})).eval()
-    model.pretrained_cfg = cfg
+    model.eval_protocol = EvalProtocol(**cfg)
     image = (np.random.default_rng(1).random((53, 97, 3)) * 255).astype(np.uint8)
     labels = model.predict(image, tta=tta)
     assert labels.shape == (53, 97)
@@ -61,7 +61,7 @@ def test_no_full_resolution_logits_are_allocated(monkeypatch):
     """A 150-class model on a large image: every strip of logits the labels path makes stays within TILE_BYTES, far
     below the full-resolution logits (150 × 1200 × 1600 × 4 bytes = 1.15 GB)."""
     model = segzoo.create_model("segformer-test", num_classes=150).eval()
-    model.pretrained_cfg = {"test_scale": [2048, 64]}
+    model.eval_protocol = EvalProtocol(test_scale=(2048, 64))
     image = np.zeros((1200, 1600, 3), np.uint8)
     sizes = []
     original = inference.LogitsField.columns

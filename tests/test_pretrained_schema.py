@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 from pathlib import Path
@@ -93,10 +94,12 @@ def test_entry_schema(name):
     assert cfg.metrics["publisher"]["miou_ss"] > 0
     names, palette = cfg.class_names, cfg.palette
     assert len(names) == cfg.num_classes == len(palette)
+    # model.pretrained_cfg is the row field for field, each key with the field's meaning (crop_size the training
+    # crop on every row, the sliding window in eval), plus the dataset's class names and palette
     info = cfg.to_dict()
-    assert info["eval_mode"] == cfg.eval.mode and info["test_scale"] == list(cfg.eval.scale)
-    if cfg.eval.mode == "slide":
-        assert info["crop_size"] == list(cfg.eval.crop) and info["stride"] == list(cfg.eval.stride)
+    assert set(info) == {field.name for field in dataclasses.fields(cfg)} | {"class_names", "palette"}
+    assert info["crop_size"] == list(cfg.crop_size) and info["mean"] == list(cfg.mean)
+    assert segzoo.EvalProtocol.from_dict(info["eval"]) == cfg.eval and cfg.eval.mean == cfg.mean
 
 
 def test_eval_settings_of_known_checkpoints():

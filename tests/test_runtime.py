@@ -31,20 +31,20 @@ NUM_CLASSES = 7
 PHOTOS = {"chelsea": skimage.data.chelsea(), "coffee": skimage.data.coffee()}
 ADE = segzoo.get_pretrained_cfg("segformer-b0-ade").to_dict()
 NAMES = {"class_names": ADE["class_names"][:NUM_CLASSES], "palette": ADE["palette"][:NUM_CLASSES]}
-SMALL = {"test_scale": [2048, 128]}
-SLIDE = {"eval_mode": "slide", "crop_size": [64, 64], "stride": [48, 48]}
+SMALL = {"test_scale": [2048, 128]}  # EvalProtocol arguments
+SLIDE = {"mode": "slide", "crop": [64, 64], "stride": [48, 48]}
 
 # Two exported graphs; the other cases are the same graphs with other metadata (protocol, how the head's logits
 # reach the input size), which is all the runtime reads: exporting costs 15-40 s per model.
 GRAPHS = {"segformer": ("segformer-test", "input"), "segmenter": ("segmenter-test-mask", "head")}
-# case: (graph, unpad, pretrained_cfg)
+# case: (graph, unpad, test pipeline)
 CASES_CFG = {
-    "segformer-ade": ("segformer", "resize", {**ADE, **NAMES}),
-    "segformer-nvlabs": ("segformer", "resize", {**SMALL, "size_divisor": 32, **NAMES}),
-    "segformer-slide": ("segformer", "resize", {**SMALL, **SLIDE, **NAMES}),
-    "segmenter-crop": ("segmenter", "crop", {**SMALL, **NAMES}),
-    "segmenter-slide": ("segmenter", "resize", {**SMALL, **SLIDE, "tta": "mmseg-1.x", **NAMES}),
-    "segmenter-slide-crop": ("segmenter", "crop", {**SMALL, **SLIDE, **NAMES}),
+    "segformer-ade": ("segformer", "resize", ADE["eval"]),
+    "segformer-nvlabs": ("segformer", "resize", {**SMALL, "size_divisor": 32}),
+    "segformer-slide": ("segformer", "resize", {**SMALL, **SLIDE}),
+    "segmenter-crop": ("segmenter", "crop", SMALL),
+    "segmenter-slide": ("segmenter", "resize", {**SMALL, **SLIDE, "tta_style": "mmseg-1.x"}),
+    "segmenter-slide-crop": ("segmenter", "crop", {**SMALL, **SLIDE}),
 }
 
 
@@ -77,12 +77,13 @@ def exported(tmp_path_factory):
         export_onnx(model, folder / f"{graph}.onnx", height=64, width=64, head_logits=output == "head")
         graphs[graph] = model
     cases = {}
-    for case, (graph, unpad, cfg) in CASES_CFG.items():
+    for case, (graph, unpad, pipeline) in CASES_CFG.items():
         model = graphs[graph]
         output = json.loads(rt.read_metadata(folder / f"{graph}.onnx")["segzoo.output"])
         if output["logits"] == "head":
             output["unpad"] = unpad
-        protocol = EvalProtocol.from_pretrained_cfg(cfg).to_dict()
+        protocol = EvalProtocol(**pipeline).to_dict()
+        cfg = {**NAMES, "eval": protocol}
         set_metadata(folder / f"{graph}.onnx", folder / f"{case}.onnx", **{"segzoo.eval_protocol": protocol,
                                                                            "segzoo.output": output})
         cases[case] = (model, folder / f"{case}.onnx", unpad, cfg)
@@ -103,7 +104,7 @@ def case(exported):
 
 def torch_logits(model, image: np.ndarray, tta: bool) -> torch.Tensor:
     """PyTorch's logits (or MS+flip log-probabilities) at the original size, to tell near-ties apart."""
-    protocol = EvalProtocol.from_pretrained_cfg(model.pretrained_cfg)
+    protocol = model.eval_protocol
     size = image.shape[:2]
     with torch.no_grad():
         if tta:

@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 # the DataModule's test pipeline, and another one a checkpoint carries
 DATA_PIPELINE = {"eval_scale": (128, 64), "mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)}
-CHECKPOINT_CFG = {"mean": [127.5] * 3, "std": [127.5] * 3, "test_scale": [2048, 80], "size_divisor": 8,
-                  "num_classes": 3, "tta": "mmseg-1.x"}
+CHECKPOINT_PIPELINE = EvalProtocol(mean=(127.5,) * 3, std=(127.5,) * 3, test_scale=(2048, 80), size_divisor=8,
+                                   tta_style="mmseg-1.x")
+CHECKPOINT_CFG = {"num_classes": 3, "eval": CHECKPOINT_PIPELINE.to_dict()}
 
 
 def folder_data(root: Path, **kwargs) -> FolderDataModule:
@@ -65,8 +66,8 @@ def predict_confusion(model: torch.nn.Module, dm: FolderDataModule, cfg: dict, t
         model.pretrained_cfg = saved
 
 
-def data_cfg(dm: FolderDataModule) -> dict:
-    return {"mean": dm.mean, "std": dm.std, "test_scale": dm.eval_scale}
+def data_cfg(dm: FolderDataModule, tta_style: str = "mmseg-0.x") -> dict:
+    return {"eval": EvalProtocol(mean=dm.mean, std=dm.std, test_scale=dm.eval_scale, tta_style=tta_style).to_dict()}
 
 
 @pytest.mark.parametrize("val_batch_size", [1, 2, 5])
@@ -87,8 +88,8 @@ def test_test_multiscale_flip_resizes_every_scale_from_the_original(tmp_path):
     model = tiny_model()
     module = SegmentationModule(model, num_classes=3, test_tta=True, tta_style="mmseg-1.x")
     quiet_trainer().test(module, dm, verbose=False)
-    expected = predict_confusion(model, dm, data_cfg(dm) | {"tta": "mmseg-1.x"}, tta=True)
-    other = predict_confusion(model, dm, data_cfg(dm) | {"tta": "mmseg-0.x"}, tta=True)
+    expected = predict_confusion(model, dm, data_cfg(dm, "mmseg-1.x"), tta=True)
+    other = predict_confusion(model, dm, data_cfg(dm, "mmseg-0.x"), tta=True)
     assert torch.equal(module.confusion_matrices["test"], expected)
     assert not torch.equal(expected, other)  # the two rules differ on these sizes: the test can fail
 
@@ -100,7 +101,7 @@ def test_a_checkpoints_own_pipeline_scores_it_until_it_is_trained(tmp_path, capl
     with caplog.at_level(logging.INFO):
         quiet_trainer().validate(module, dm, verbose=False)
     protocol, origin = module.eval_protocol()
-    assert origin == "checkpoint" and protocol == EvalProtocol.from_pretrained_cfg(CHECKPOINT_CFG)
+    assert origin == "checkpoint" and protocol == CHECKPOINT_PIPELINE
     by_checkpoint, by_data = predict_confusion(model, dm, CHECKPOINT_CFG), predict_confusion(model, dm, data_cfg(dm))
     assert not torch.equal(by_checkpoint, by_data)  # the two pipelines score differently here: the test can fail
     assert torch.equal(module.confusion_matrices["val"], by_checkpoint)
@@ -154,7 +155,8 @@ def test_segzoo_eval_takes_the_dataset_from_the_file_or_the_flag(tmp_path, capsy
 
     data = make_ade20k(tmp_path / "ade")
     model = segzoo.create_model("segformer-test", num_classes=150)
-    cfg = {"dataset": "ade20k", "mean": [127.5] * 3, "std": [127.5] * 3, "test_scale": [2048, 32]}
+    protocol = EvalProtocol(mean=(127.5,) * 3, std=(127.5,) * 3, test_scale=(2048, 32))
+    cfg = {"dataset": "ade20k", "eval": protocol.to_dict()}
     folder = model.save_pretrained(tmp_path / "saved", pretrained_cfg=cfg)
     out = tmp_path / "eval.json"
     assert main(["eval", "--model", str(folder), "--data", str(data), "--num-workers", "0", "--json", str(out)]) == 0

@@ -482,18 +482,18 @@ def test_load_an_mmseg_file(name, tmp_path):
     with torch.no_grad():
         assert model(torch.randn(1, 3, 67, 93)).shape == (1, 150, 67, 93)
     if name.endswith("-ade-mmseg"):
-        assert model.pretrained_cfg["eval_mode"] == "whole" and model.pretrained_cfg["test_scale"] == [2048, 512]
+        assert model.eval_protocol.mode == "whole" and model.eval_protocol.test_scale == (2048, 512)
 
 
 def test_table_rows_carry_mmsegs_own_settings():
     ade = get_pretrained_cfg("segformer-b2-ade-mmseg")
     assert ade.arch == "segformer-b2-mmseg" and ade.format == "mmseg" and ade.sha256 == "cbd414ac"
     assert ade.metrics["publisher"] == {"miou_ss": 45.58, "miou_ms": 47.03}
-    assert (ade.eval.mode, ade.eval.scale, ade.eval.size_divisor) == ("whole", (2048, 512), None)
+    assert (ade.eval.mode, ade.eval.test_scale, ade.eval.size_divisor) == ("whole", (2048, 512), None)
     big = get_pretrained_cfg("segformer-b5-ade-640-mmseg")
-    assert big.crop_size == (640, 640) and big.eval.scale == (2048, 640)
+    assert big.crop_size == (640, 640) and big.eval.test_scale == (2048, 640)
     city = get_pretrained_cfg("segformer-b4-cityscapes-mmseg")
-    assert (city.eval.mode, city.eval.crop, city.eval.stride, city.eval.scale) == (
+    assert (city.eval.mode, city.eval.crop, city.eval.stride, city.eval.test_scale) == (
         "slide", (1024, 1024), (768, 768), (2048, 1024))
     assert city.num_classes == 19 and not city.reduce_zero_label
     names = segzoo.list_pretrained("segformer-*-mmseg")

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 import segzoo
-from segzoo._preprocessing import keep_ratio_size
 from segzoo._datasets import DATASETS
+from segzoo._preprocessing import keep_ratio_size
 
 DATA = Path(__file__).parent / "data"
 SNAPSHOTS = DATA / "resolved_configs"
@@ -51,16 +51,16 @@ def test_row_and_recipe_state_the_same_model_data_and_test_pipeline(name):
         assert (model["eval_crop"], model["eval_stride"]) == (cfg.eval.crop[0], cfg.eval.stride[0])
     if dataset == "cityscapes":  # one image size: the two test resizes must give the same input
         recipe_size = keep_ratio_size(*CITYSCAPES_IMAGE, data["eval_scale"]) if data["eval_scale"] else CITYSCAPES_IMAGE
-        assert recipe_size == keep_ratio_size(*CITYSCAPES_IMAGE, cfg.eval.scale)
+        assert recipe_size == keep_ratio_size(*CITYSCAPES_IMAGE, cfg.eval.test_scale)
     else:
-        assert tuple(data["eval_scale"]) == cfg.eval.scale
+        assert tuple(data["eval_scale"]) == cfg.eval.test_scale
 
 
 def test_the_corrected_facts():
     """The audit's corrections: what scored each published number, and what each file holds."""
     large = segzoo.get_pretrained_cfg("segmenter-l16-mask-ade")
-    assert large.eval.scale == (2048, 640)  # mmseg 0.x's config scored 52.16 / 53.65 (1.x's is 2560x640)
-    assert segzoo.get_pretrained_cfg("segmenter-l16-mask-ade-retrained").eval.scale == (2560, 640)
+    assert large.eval.test_scale == (2048, 640)  # mmseg 0.x's config scored 52.16 / 53.65 (1.x's is 2560x640)
+    assert segzoo.get_pretrained_cfg("segmenter-l16-mask-ade-retrained").eval.test_scale == (2560, 640)
     for size in range(6):  # mmseg's mit2mmseg.py keeps no classifier
         mit = segzoo.get_pretrained_cfg(f"mit-b{size}-mmseg")
         assert mit.num_classes is None and "no head" in mit.notes
@@ -99,7 +99,7 @@ def test_official_segmenter_rows_state_what_the_official_code_does(key):
     cfg = segzoo.get_pretrained_cfg(recorded["row"])
     assert cfg.num_classes == recipe["n_cls"] and list(cfg.crop_size) == recipe["variant"]["image_size"]
     assert (list(cfg.mean), list(cfg.std)) == (recorded["mean"], recorded["std"])
-    assert cfg.eval.scale == (recorded["max_ratio"] * recorded["im_size"], recorded["im_size"])
+    assert cfg.eval.test_scale == (recorded["max_ratio"] * recorded["im_size"], recorded["im_size"])
     assert cfg.eval.crop[0] == cfg.eval.min_short_side == recorded["window_size"]
     assert cfg.eval.stride[0] == recorded["window_stride"]
     assert cfg.reduce_zero_label == (recorded["dataset"] == "ade20k")
@@ -112,5 +112,5 @@ def test_the_rows_of_each_official_segmenter_kind_share_the_recorded_settings():
     for cfg in rows:
         deit = "deit" in cfg.arch
         assert cfg.mean == ((123.68, 116.28, 103.53) if deit else (127.5,) * 3)
-        assert cfg.eval.scale == (2048, 512) and cfg.eval.stride[0] == cfg.eval.crop[0] - 32
+        assert cfg.eval.test_scale == (2048, 512) and cfg.eval.stride[0] == cfg.eval.crop[0] - 32
         assert cfg.eval.min_short_side == cfg.eval.crop[0] == cfg.crop_size[0]

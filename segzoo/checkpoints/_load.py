@@ -32,6 +32,7 @@ from huggingface_hub import constants
 import segzoo.checkpoints._download as hub
 from segzoo._atomic import atomic_write
 from segzoo._errors import CorruptedFileError, UnknownCheckpointError
+from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
 from segzoo.checkpoints._convert import CONVERTERS, ConversionError, adapt_to_model, detect_format, unwrap_checkpoint
 from segzoo.checkpoints._table import (
     PretrainedCfg,
@@ -371,7 +372,7 @@ def _load_folder(
             if not isinstance(num_classes, int):
                 raise TypeError(f"num_classes is {num_classes!r}, not a whole number")
             args = dict(config.get("model_args") or {}) | model_args
-            pretrained_cfg = dict(config.get("pretrained_cfg") or {})
+            pretrained_cfg = current_pretrained_cfg(dict(config.get("pretrained_cfg") or {}))
         else:
             key = (tuple(config["hidden_sizes"]), tuple(config["depths"]))
             labels = dict(config.get("id2label") or {})
@@ -400,6 +401,29 @@ def _load_folder(
     if names and not model.pretrained_cfg.get("class_names"):
         model.pretrained_cfg["class_names"] = names
     return model
+
+
+# pretrained_cfg keys of folders saved before the test pipeline was kept as one entry ("eval")
+_FLAT_PROTOCOL_KEYS = ("eval_mode", "test_scale", "size_divisor", "stride", "tta", "min_short_side", "train_crop_size")
+
+
+def current_pretrained_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A ``config.json``'s ``pretrained_cfg`` in today's shape. Folders saved by segzoo before it kept the test
+    pipeline as one entry (``eval``, an :class:`EvalProtocol`) held it as flat keys: ``eval_mode``, ``test_scale``,
+    ``size_divisor``, ``stride``, ``min_short_side``, ``tta``, and ``crop_size`` meaning the window in slide mode
+    (the training crop then in ``train_crop_size``)."""
+    if "eval" in cfg or not ("eval_mode" in cfg or "mean" in cfg):
+        return cfg
+    mode = cfg.get("eval_mode") or "whole"
+    protocol = EvalProtocol(
+        mean=cfg.get("mean") or IMAGENET_MEAN, std=cfg.get("std") or IMAGENET_STD, test_scale=cfg.get("test_scale"),
+        size_divisor=cfg.get("size_divisor"), mode=mode, crop=cfg.get("crop_size") if mode == "slide" else None,
+        stride=cfg.get("stride") if mode == "slide" else None, tta_style=cfg.get("tta") or "mmseg-0.x",
+        min_short_side=cfg.get("min_short_side"),
+    )  # fmt: skip
+    current = {key: value for key, value in cfg.items() if key not in _FLAT_PROTOCOL_KEYS}
+    current["crop_size"] = cfg.get("train_crop_size") or (cfg.get("crop_size") if mode == "whole" else None)
+    return current | {"mean": list(protocol.mean), "std": list(protocol.std), "eval": protocol.to_dict()}
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -494,26 +518,41 @@ def _load_training_checkpoint(path: Path, model_args: dict, model_cls: type[Enco
     build_args = _with_structure_of_weights(build_args | model_args, state)
     model = build_model(arch, num_classes=num_classes, model_cls=model_cls, **build_args)
     _load_weights(model, state, "segzoo", source=str(path))
-    model.pretrained_cfg = _trained_cfg(hparams, checkpoint.get("datamodule_hyper_parameters") or {}, num_classes)
+    model.pretrained_cfg = _trained_cfg(checkpoint, num_classes)
     return model
 
 
-def _trained_cfg(hparams: dict[str, Any], data: dict[str, Any], num_classes: int) -> dict[str, Any]:
-    """The pretrained_cfg of a model trained here: what its validation used (the DataModule's normalisation and test
-    scale, the module's evaluation mode) and the class names it was trained with."""
+def training_checkpoint_protocol(checkpoint: dict[str, Any]) -> EvalProtocol | None:
+    """The test pipeline a ``train.py`` run validated with, as its checkpoint records it (``eval_protocol``, the
+    :class:`EvalProtocol` as ``to_dict`` writes it). A checkpoint written before segzoo recorded it holds the same
+    facts in its hyperparameters (the DataModule's normalisation and test resize, the module's evaluation mode);
+    ``None`` when neither says anything (a module trained on plain dataloaders)."""
+    if checkpoint.get("eval_protocol"):
+        return EvalProtocol.from_dict(checkpoint["eval_protocol"])
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if not data.get("mean"):
+        return None
     slide = hparams.get("eval_mode") == "slide" and hparams.get("eval_crop") and hparams.get("eval_stride")
-    names = hparams.get("class_names") or data.get("classes")
-    return {
+    return EvalProtocol(
+        mean=data["mean"], std=data["std"], test_scale=data.get("eval_scale"), size_divisor=data.get("size_divisor"),
+        mode="slide" if slide else "whole", crop=hparams.get("eval_crop") if slide else None,
+        stride=hparams.get("eval_stride") if slide else None,
+    )  # fmt: skip
+
+
+def _trained_cfg(checkpoint: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """The ``pretrained_cfg`` of a model trained here: its classes and the test pipeline its validation used."""
+    hparams = checkpoint.get("hyper_parameters") or {}
+    names = hparams.get("class_names") or (checkpoint.get("datamodule_hyper_parameters") or {}).get("classes")
+    cfg: dict[str, Any] = {
         "num_classes": num_classes,
-        "mean": data.get("mean"),
-        "std": data.get("std"),
-        "test_scale": data.get("eval_scale"),
-        "size_divisor": data.get("size_divisor"),
-        "eval_mode": "slide" if slide else "whole",
-        "crop_size": hparams.get("eval_crop") if slide else None,
-        "stride": hparams.get("eval_stride") if slide else None,
         "class_names": list(names) if isinstance(names, (list, tuple)) and len(names) == num_classes else None,
     }
+    protocol = training_checkpoint_protocol(checkpoint)
+    if protocol is not None:
+        cfg |= {"mean": list(protocol.mean), "std": list(protocol.std), "eval": protocol.to_dict()}
+    return cfg
 
 
 def _read_without_weights(path: Path) -> dict[str, Any]:

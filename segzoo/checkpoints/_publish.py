@@ -21,9 +21,6 @@ _HUB_LICENSES = {"apache-2.0", "mit", "bsd-3-clause", "cc-by-4.0", "cc-by-nc-4.0
 _LICENSE_LINKS = {"nvidia-source-code-license-nc": "https://github.com/NVlabs/SegFormer/blob/master/LICENSE"}
 # The card's body: a Jinja2 template shipped with the package (package-data ``checkpoints/*.md``).
 _TEMPLATE = Path(__file__).with_name("model_card_template.md")
-# pretrained_cfg keys of the evaluation protocol (see EvalProtocol.from_pretrained_cfg).
-_PROTOCOL_KEYS = {"mean", "std", "test_scale", "size_divisor", "min_short_side", "eval_mode", "crop_size", "stride",
-                  "tta"}
 
 
 def _cfg_dict(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | None) -> dict[str, Any]:
@@ -113,9 +110,8 @@ def _model_card(config: dict[str, Any], repo_id: str | None) -> ModelCard:
             {"source": source_name, "miou_ss": values.get("miou_ss", "-"), "miou_ms": values.get("miou_ms", "-")}
             for source_name, values in metrics.items()
         ],
-        # Only a checkpoint that states its protocol gets the section; predict's defaults fill what it leaves out.
-        protocol=EvalProtocol.from_pretrained_cfg(cfg) if any(cfg.get(key) for key in _PROTOCOL_KEYS) else None,
-        tta_style=cfg.get("tta"),
+        # Only a checkpoint that states its protocol gets the section.
+        protocol=EvalProtocol.from_dict(cfg["eval"]) if cfg.get("eval") else None,
         paper=cfg.get("paper"),
         weights_url=weights_url,
         weights_format=cfg.get("format"),

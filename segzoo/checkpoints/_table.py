@@ -16,12 +16,13 @@ Example:
     >>> from segzoo import get_pretrained_cfg, list_pretrained
     >>> list_pretrained("segformer-b0-*")[:2]
     ['segformer-b0-ade', 'segformer-b0-cityscapes']
-    >>> get_pretrained_cfg("segformer-b0-ade").to_dict()["eval_mode"]
+    >>> get_pretrained_cfg("segformer-b0-ade").eval.mode
     'whole'
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import functools
@@ -96,33 +97,6 @@ class Source:
 
 
 @dataclass(frozen=True)
-class EvalCfg:
-    """How the publisher evaluated a segmentation checkpoint.
-
-    Attributes:
-        mode: ``"whole"`` (one forward pass on the resized image) or ``"slide"`` (sliding window).
-        crop: Window ``(height, width)`` in slide mode.
-        stride: Window stride ``(height, width)`` in slide mode.
-        scale: mmseg keep-ratio test resize ``(long, short)``: the image is scaled by
-            ``min(long / max(h, w), short / min(h, w))`` before inference.
-        size_divisor: Round the resized image to a multiple of this (NVlabs ``AlignedResize``).
-        min_short_side: Then resize the normalised image (float, bilinear) so that its short side is at least this
-            (the official Segmenter code's resize to its window; see :mod:`segzoo._preprocessing`).
-        tta: The multi-scale + flip protocol of the published multi-scale score: ``"mmseg-0.x"`` (each ratio
-            resizes the original image to ratio × ``scale``) or ``"mmseg-1.x"`` (to ratio × the image size); see
-            :mod:`segzoo._preprocessing`.
-    """
-
-    mode: str
-    crop: tuple[int, int] | None = None
-    stride: tuple[int, int] | None = None
-    scale: tuple[int, int] | None = None
-    size_divisor: int | None = None
-    min_short_side: int | None = None
-    tta: str = "mmseg-0.x"
-
-
-@dataclass(frozen=True)
 class PretrainedCfg:
     """One row of ``checkpoints.yaml``: the weights, their preprocessing and evaluation contract, and provenance.
 
@@ -139,7 +113,8 @@ class PretrainedCfg:
         paper: Paper URL.
         arch: Architecture name for ``segzoo.create_model`` (segmentation checkpoints).
         encoder_of: Architecture patterns whose encoder these weights initialise (encoder-only checkpoints).
-        eval: Evaluation protocol (segmentation checkpoints).
+        eval: The publisher's test pipeline (segmentation checkpoints): :class:`~segzoo.EvalProtocol` with this row's
+            ``mean`` and ``std``.
         reduce_zero_label: Label 0 is ignored and the others shift down by one (ADE20K).
         ignore_index: Label value ignored by the loss and the metric.
         sha256: Full sha256 of the file or its published leading hex digits; ``None`` when unknown.
@@ -160,7 +135,7 @@ class PretrainedCfg:
     paper: str
     arch: str | None = None
     encoder_of: tuple[str, ...] = ()
-    eval: EvalCfg | None = None
+    eval: EvalProtocol | None = None
     reduce_zero_label: bool = False
     ignore_index: int = 255
     sha256: str | None = None
@@ -185,49 +160,24 @@ class PretrainedCfg:
         entry = DATASETS.get(self.dataset)
         return entry[1] if entry else None
 
-    @property
-    def eval_protocol(self) -> EvalProtocol:
-        """The checkpoint's test pipeline and inference settings as one object."""
-        return EvalProtocol.from_pretrained_cfg(self.to_dict())
-
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict for ``model.pretrained_cfg`` and ``config.json``.
+        """This row as ``model.pretrained_cfg`` and ``config.json`` hold it: every field under its own name with the
+        same meaning, as JSON values (pairs as lists; ``source`` and ``eval`` as their ``to_dict()``), and the
+        dataset's ``class_names`` and ``palette``."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {key: _json(value) for key, value in values.items()} | {
+            "class_names": _json(self.class_names), "palette": _json(self.palette),
+        }  # fmt: skip
 
-        Besides the table fields it holds the flat keys inference code reads: ``eval_mode``, ``crop_size`` (the
-        sliding window in slide mode, else the training crop), ``stride``, ``test_scale``, ``size_divisor``, and
-        ``class_names`` / ``palette`` resolved from ``segzoo._datasets``.
-        """
-        ev = self.eval
-        slide = ev is not None and ev.mode == "slide"
-        names, palette = self.class_names, self.palette
-        return {
-            "name": self.name,
-            "arch": self.arch,
-            "encoder_of": list(self.encoder_of) or None,
-            "dataset": self.dataset,
-            "num_classes": self.num_classes,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "eval_mode": ev.mode if ev else None,
-            "crop_size": list(ev.crop if slide and ev.crop else self.crop_size),
-            "train_crop_size": list(self.crop_size),
-            "stride": list(ev.stride) if slide and ev.stride else None,
-            "test_scale": list(ev.scale) if ev and ev.scale else None,
-            "size_divisor": ev.size_divisor if ev else None,
-            "min_short_side": ev.min_short_side if ev else None,
-            "tta": ev.tta if ev else None,
-            "reduce_zero_label": self.reduce_zero_label,
-            "ignore_index": self.ignore_index,
-            "class_names": list(names) if names else None,
-            "palette": [list(color) for color in palette] if palette else None,
-            "metrics": {key: dict(value) for key, value in self.metrics.items()},
-            "license": self.license,
-            "paper": self.paper,
-            "source": self.source.to_dict(),
-            "format": self.format,
-            "sha256": self.sha256,
-            "notes": self.notes,
-        }
+
+def _json(value: Any) -> Any:
+    if isinstance(value, (Source, EvalProtocol)):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    return value
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -288,35 +238,28 @@ def _parse_source(name: str, raw: Any) -> Source:
     raise _fail(name, "source needs exactly one of hf_hub_id (with filename) or url")
 
 
-def _parse_eval(name: str, raw: Any) -> EvalCfg:
+def _parse_eval(name: str, raw: Any, mean: tuple[float, ...], std: tuple[float, ...]) -> EvalProtocol:
     if not isinstance(raw, dict):
         raise _fail(
             name, f"eval must be a mapping like {{mode: slide, crop: [512, 512], stride: [341, 341]}}, got {raw!r}"
         )
     _check_keys(name, "eval", raw, _EVAL_KEYS, mandatory=("mode", "tta"))
-    mode = raw["mode"]
-    if mode not in EVAL_MODES:
-        raise _fail(name, f"eval mode must be one of {list(EVAL_MODES)}, got {mode!r}")
-    ev = EvalCfg(
-        mode=mode,
-        crop=_pair(name, "eval.crop", raw.get("crop")),
-        stride=_pair(name, "eval.stride", raw.get("stride")),
-        scale=_pair(name, "eval.scale", raw.get("scale")),
-        size_divisor=raw.get("size_divisor"),
-        min_short_side=raw.get("min_short_side"),
-        tta=raw["tta"],
-    )
-    if ev.tta not in TTA_STYLES:
-        raise _fail(name, f"eval.tta must be one of {list(TTA_STYLES)}, got {ev.tta!r}")
-    if mode == "slide" and (ev.crop is None or ev.stride is None):
+    if raw["mode"] not in EVAL_MODES:
+        raise _fail(name, f"eval mode must be one of {list(EVAL_MODES)}, got {raw['mode']!r}")
+    if raw["tta"] not in TTA_STYLES:
+        raise _fail(name, f"eval.tta must be one of {list(TTA_STYLES)}, got {raw['tta']!r}")
+    if raw["mode"] == "slide" and (raw.get("crop") is None or raw.get("stride") is None):
         raise _fail(name, "eval mode slide needs crop and stride")
-    if mode == "whole" and ev.scale is None:
+    if raw["mode"] == "whole" and raw.get("scale") is None:
         raise _fail(name, "eval mode whole needs the keep-ratio test scale [long, short]")
-    for key in ("size_divisor", "min_short_side"):
-        value = getattr(ev, key)
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-            raise _fail(name, f"eval.{key} must be a positive integer, got {value!r}")
-    return ev
+    try:
+        return EvalProtocol(
+            mean=mean, std=std, test_scale=raw.get("scale"), size_divisor=raw.get("size_divisor"), mode=raw["mode"],
+            crop=raw.get("crop"), stride=raw.get("stride"), tta_style=raw["tta"],
+            min_short_side=raw.get("min_short_side"),
+        )  # fmt: skip
+    except ValueError as err:
+        raise _fail(name, f"eval: {err}") from None
 
 
 def _parse_metrics(name: str, raw: Any) -> dict[str, dict[str, float]]:
@@ -383,6 +326,7 @@ def parse_entry(raw: dict[str, Any]) -> PretrainedCfg:
     model_args = raw.get("model_args") or {}
     if not isinstance(model_args, dict):
         raise _fail(name, f"model_args must be a mapping, got {model_args!r}")
+    mean, std = _triple(name, "mean", raw["mean"]), _triple(name, "std", raw["std"])
     return PretrainedCfg(
         name=name,
         source=_parse_source(name, raw["source"]),
@@ -390,13 +334,13 @@ def parse_entry(raw: dict[str, Any]) -> PretrainedCfg:
         dataset=str(raw["dataset"]),
         num_classes=num_classes,
         crop_size=_pair(name, "crop_size", raw["crop_size"]),
-        mean=_triple(name, "mean", raw["mean"]),
-        std=_triple(name, "std", raw["std"]),
+        mean=mean,
+        std=std,
         license=str(raw["license"]),
         paper=str(raw["paper"]),
         arch=arch,
         encoder_of=tuple(encoder_of or ()),
-        eval=_parse_eval(name, raw["eval"]) if raw.get("eval") is not None else None,
+        eval=_parse_eval(name, raw["eval"], mean, std) if raw.get("eval") is not None else None,
         reduce_zero_label=bool(raw.get("reduce_zero_label", False)),
         ignore_index=int(raw.get("ignore_index", 255)),
         sha256=sha256,

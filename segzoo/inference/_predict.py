@@ -10,7 +10,6 @@ checkpoint's own preprocessing (``model.pretrained_cfg``) and returns label maps
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -101,8 +100,8 @@ def slide_inference(
     """
     crop_h, crop_w = size_pair(crop_size, "crop_size")
     stride_h, stride_w = size_pair(stride, "stride")
-    if min(crop_h, crop_w, stride_h, stride_w, batch_size) < 1:
-        raise ValueError(f"crop_size, stride and batch_size must be positive, got {crop_size}, {stride}, {batch_size}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     if stride_h > crop_h or stride_w > crop_w:
         raise ValueError(
             f"a stride of {stride} with windows of {crop_size} leaves pixels no window covers: use a stride no "
@@ -223,29 +222,26 @@ def multiscale_flip_inference(
     )
 
 
-def inference(model: nn.Module, images: Tensor, eval_cfg: dict[str, Any] | None = None, tta: bool = False) -> Tensor:
-    """Runs whole, sliding-window or TTA inference as an evaluation config says.
+def inference(
+    model: nn.Module, images: Tensor, protocol: EvalProtocol | None = None, *, tta: bool = False, batch_size: int = 4
+) -> Tensor:
+    """Runs whole, sliding-window or TTA inference on already normalised images as a test pipeline says.
 
     Args:
         model: Segmentation model returning logits at the input size.
         images: Normalised B×3×H×W float tensor.
-        eval_cfg: ``{"mode": "whole"}`` (the default) or ``{"mode": "slide", "crop": 512, "stride": 341}``
-            (``crop_size`` is accepted for ``crop`` and ``eval_mode`` for ``mode``, so a model's ``pretrained_cfg``
-            works as is). Optional keys: ``batch_size`` (windows per pass) and, for TTA, ``scales`` and ``flip``.
-        tta: Multi-scale + flip test-time augmentation (see :func:`multiscale_flip_inference`).
+        protocol: The mode and window (``protocol.mode``, ``crop``, ``stride``) and, for TTA, ``tta_scales`` and
+            ``flip``; default whole image.
+        tta: Multi-scale + flip test-time augmentation of the batch itself (see :func:`multiscale_flip_inference`).
+        batch_size: Windows per forward pass in slide mode.
 
     Returns:
         B×K×H×W logits (with ``tta``, log-probabilities of the ensemble).
     """
-    cfg = dict(eval_cfg or {})
-    mode = cfg.get("mode") or cfg.get("eval_mode") or "whole"
-    crop = cfg.get("crop", cfg.get("crop_size"))
-    stride = cfg.get("stride")
-    batch_size = int(cfg.get("batch_size", 4))
+    p = protocol or EvalProtocol()
     if tta:
-        scales = tuple(cfg.get("scales", TTA_SCALES))
-        return multiscale_flip_inference(model, images, scales, cfg.get("flip", True), mode, crop, stride, batch_size)
-    return _run(model, images, mode, crop, stride, batch_size)
+        return multiscale_flip_inference(model, images, p.tta_scales, p.flip, p.mode, p.crop, p.stride, batch_size)
+    return _run(model, images, p.mode, p.crop, p.stride, batch_size)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -341,26 +337,26 @@ def _to_rgb_array(image: ImageInput) -> np.ndarray:
     return _channels_to_rgb(array, f"{source} of shape {tuple(image.shape)}")
 
 
-def preprocess(image: ImageInput, pretrained_cfg: dict[str, Any] | None = None) -> tuple[Tensor, tuple[int, int]]:
+def preprocess(image: ImageInput, protocol: EvalProtocol | None = None) -> tuple[Tensor, tuple[int, int]]:
     """Turns one image into the normalised tensor a checkpoint expects, with its test pipeline
     (:class:`~segzoo.preprocessing.EvalProtocol`).
 
     Grayscale and RGBA inputs are converted to RGB (with a warning). The image is resized with the checkpoint's
-    keep-ratio test rule when ``pretrained_cfg["test_scale"]`` is set (e.g. ``[2048, 512]`` for ADE20K), then to the
-    next multiple of ``pretrained_cfg["size_divisor"]`` when that is set (NVlabs SegFormer's ``AlignedResize``), both
-    with OpenCV on the ``uint8`` image as mmseg does, and normalised with ``pretrained_cfg["mean"]`` / ``["std"]``
-    (RGB, 0–255 scale; ImageNet statistics by default).
+    keep-ratio test rule when ``protocol.test_scale`` is set (e.g. ``(2048, 512)`` for ADE20K), then to the next
+    multiple of ``protocol.size_divisor`` when that is set (NVlabs SegFormer's ``AlignedResize``), both with OpenCV
+    on the ``uint8`` image as mmseg does, and normalised with ``protocol.mean`` / ``std`` (RGB, 0–255 scale;
+    ImageNet statistics by default).
 
     Args:
         image: A file path, PIL image, numpy array (H×W×C or H×W; uint8 0–255 or float 0–1) or tensor (C×H×W or
             H×W×C; uint8 0–255 or float 0–1).
-        pretrained_cfg: The model's ``pretrained_cfg``.
+        protocol: The test pipeline (``model.eval_protocol``); default ImageNet statistics, no resize.
 
     Returns:
         The 1×3×h×w float tensor and the original (height, width), to resize the prediction back to.
     """
     array = _image_array(image)
-    return EvalProtocol.from_pretrained_cfg(pretrained_cfg)(array), array.shape[:2]
+    return (protocol or EvalProtocol())(array), array.shape[:2]
 
 
 def _image_array(image: ImageInput) -> np.ndarray:
@@ -373,30 +369,6 @@ def _image_array(image: ImageInput) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------------
 # predict
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def eval_settings(
-    model: nn.Module, mode: str | None = None, crop_size: Any = None, stride: Any = None, batch_size: int = 4
-) -> dict[str, Any]:
-    """The :func:`inference` settings for ``model``: the arguments, else its checkpoint's protocol, else whole
-    image."""
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    mode = mode or cfg.get("eval_mode") or "whole"
-    if mode == "slide":
-        crop = crop_size if crop_size is not None else cfg.get("crop_size")
-        stride = stride if stride is not None else cfg.get("stride")
-        if crop is None or stride is None:
-            raise ValueError(
-                "slide mode needs a window size and stride, and the model's pretrained_cfg has none: pass "
-                "crop_size=... and stride=... (e.g. 512 and 341; with train.py set model.eval_crop and "
-                "model.eval_stride)"
-            )
-        cfg = dict(cfg, eval_mode=mode, crop_size=crop, stride=stride)
-    elif mode != "whole":
-        raise ValueError(f"unknown inference mode {mode!r}; expected 'whole' or 'slide'")
-    else:
-        cfg = dict(cfg, eval_mode=mode)
-    return EvalProtocol.from_pretrained_cfg(cfg).inference_settings() | {"batch_size": batch_size}
 
 
 def _model_placement(model: nn.Module) -> dict[str, Any]:
@@ -463,23 +435,23 @@ def _gather_rows(logits: Tensor, index: Tensor, weight: Tensor) -> Tensor:
     return out
 
 
-def fields_for_input(model: nn.Module, images: Tensor, settings: dict[str, Any], output: tuple[int, int],
-                     flip: bool = False) -> list[LogitsField]:
-    """Run ``model`` on a batch (already resized and normalised) and describe each image's logits as a field at
-    ``output`` size. A segzoo model in whole mode gives its decode head's low-resolution logits, so nothing of
-    the output's size is ever allocated; other models and slide mode give logits at the input size."""
-    mode, crop, stride, batch_size = settings["mode"], settings.get("crop"), settings.get("stride"), settings[
-        "batch_size"]
+def fields_for_input(model: nn.Module, images: Tensor, protocol: EvalProtocol, output: tuple[int, int],
+                     flip: bool = False, batch_size: int = 4) -> list[LogitsField]:
+    """Run ``model`` on a batch (already resized and normalised) in the protocol's mode and describe each image's
+    logits as a field at ``output`` size. A segzoo model in whole mode gives its decode head's low-resolution logits,
+    so nothing of the output's size is ever allocated; other models and slide mode give logits at the input size."""
     inputs = images.flip(-1) if flip else images
     height, width = images.shape[-2:]
-    if mode == "whole" and hasattr(model, "forward_head") and getattr(model, "unpad", None) in ("resize", "crop"):
+    head_logits = hasattr(model, "forward_head") and getattr(model, "unpad", None) in ("resize", "crop")
+    if protocol.mode == "whole" and head_logits:
         logits, (padded_h, padded_w) = model.forward_head(inputs)
         if model.unpad == "resize":  # see EncoderDecoder._to_input_size
             rows, cols = [("resize", height)], [("resize", width)]
         else:
             rows, cols = [("resize", padded_h), ("crop", height)], [("resize", padded_w), ("crop", width)]
     else:
-        logits, rows, cols = _run(model, inputs, mode, crop, stride, batch_size), [], []
+        logits = _run(model, inputs, protocol.mode, protocol.crop, protocol.stride, batch_size)
+        rows, cols = [], []
     rows, cols = [*rows, ("resize", output[0])], [*cols, ("resize", output[1])]
     return [LogitsField(image_logits, rows, cols, flip) for image_logits in logits]
 
@@ -510,19 +482,19 @@ def labels_from_fields(fields: Sequence[LogitsField], output: tuple[int, int]) -
     return labels
 
 
-def _predict_labels(model: nn.Module, inputs: list[Tensor], settings: dict[str, Any], original: tuple[int, int]
-                    ) -> list[Tensor]:
+def _predict_labels(model: nn.Module, inputs: list[Tensor], protocol: EvalProtocol, original: tuple[int, int],
+                    tta: bool, batch_size: int) -> list[Tensor]:
     """Labels at the original size for a batch of images (one input), or for one image from its multi-scale inputs
-    (several inputs; each also mirrored). As mmseg, logits are brought to the original size before the argmax, and
-    each multi-scale pass before its probabilities are averaged."""
-    if len(inputs) == 1 and not settings.get("tta"):
-        return [labels_from_fields([field], original) for field in fields_for_input(model, inputs[0], settings,
-                                                                                    original)]
+    (``tta``; each also mirrored when ``protocol.flip``). As mmseg, logits are brought to the original size before
+    the argmax, and each multi-scale pass before its probabilities are averaged."""
+    if not tta:
+        fields = fields_for_input(model, inputs[0], protocol, original, batch_size=batch_size)
+        return [labels_from_fields([field], original) for field in fields]
     fields = [
         field
         for scaled in inputs
-        for flip in ((False, True) if settings.get("flip", True) else (False,))
-        for field in fields_for_input(model, scaled, settings, original, flip=flip)
+        for flip in ((False, True) if protocol.flip else (False,))
+        for field in fields_for_input(model, scaled, protocol, original, flip, batch_size)
     ]
     return [labels_from_fields(fields, original)]
 
@@ -540,16 +512,15 @@ def predict(
     """Predicts label maps at the input size, with the checkpoint's own preprocessing and evaluation mode.
 
     Args:
-        model: A segzoo model (or any module returning logits at the input size, optionally with a
-            ``pretrained_cfg`` dict holding ``mean``, ``std``, ``test_scale``, ``size_divisor``, ``eval_mode``,
-            ``crop_size``, ``stride``).
+        model: A segzoo model, whose test pipeline is ``model.eval_protocol`` (or any module returning logits at the
+            input size; one carrying a ``pretrained_cfg`` with an ``"eval"`` entry is read as segzoo models are).
         image_or_images: One image (path, PIL image, numpy array, C×H×W tensor), a list of them, or a B×C×H×W
             tensor / B×H×W×C array.
-        mode: ``"whole"`` or ``"slide"``; defaults to ``pretrained_cfg["eval_mode"]``, else whole.
+        mode: ``"whole"`` or ``"slide"``; defaults to the protocol's.
         tta: Multi-scale + flip test-time augmentation as the checkpoint's published multi-scale score was computed
-            (``pretrained_cfg["tta"]``: mmseg 0.x or 1.x, see :mod:`segzoo._preprocessing`).
-        crop_size: Window size for slide mode; defaults to ``pretrained_cfg["crop_size"]``.
-        stride: Window stride for slide mode; defaults to ``pretrained_cfg["stride"]``.
+            (``eval_protocol.tta_style``: mmseg 0.x or 1.x, see :mod:`segzoo._preprocessing`).
+        crop_size: Window size for slide mode; defaults to the protocol's window.
+        stride: Window stride for slide mode; defaults to the protocol's.
         batch_size: Images (whole mode) or windows (slide mode) per forward pass.
 
     Returns:
@@ -562,11 +533,7 @@ def predict(
     images = [image_or_images] if single else list(image_or_images)
     if not images:
         raise ValueError("no images given to predict")
-    settings = eval_settings(model, mode, crop_size, stride, batch_size)
-    protocol = dataclasses.replace(
-        EvalProtocol.from_pretrained_cfg(getattr(model, "pretrained_cfg", None)),
-        mode=settings["mode"], crop=settings.get("crop"), stride=settings.get("stride"),
-    )  # fmt: skip
+    protocol = EvalProtocol.of(model).with_window(mode, crop_size, stride)
     per_batch = 1 if protocol.mode == "slide" or tta else max(1, batch_size)
     labels: list[np.ndarray] = []
     was_training = model.training
@@ -628,7 +595,6 @@ def predict_arrays(
     Returns:
         One int64 H×W tensor per image, on the model's device.
     """
-    settings = protocol.inference_settings() | {"batch_size": batch_size, "tta": tta, "flip": protocol.flip}
     placement = _model_placement(model)
     if tta or protocol.mode == "slide":
         groups = [[index] for index in range(len(images))]
@@ -644,6 +610,6 @@ def predict_arrays(
             inputs = [x.to(**placement) for x in protocol.tta_inputs(images[indices[0]])]
         else:
             inputs = [torch.cat([protocol(images[i]) for i in indices]).to(**placement)]
-        for index, image_labels in zip(indices, _predict_labels(model, inputs, settings, original)):
+        for index, image_labels in zip(indices, _predict_labels(model, inputs, protocol, original, tta, batch_size)):
             labels[index] = image_labels
     return labels

@@ -73,11 +73,19 @@ class EncoderDecoder(nn.Module):
         return self.decode_head.num_classes
 
     @property
-    def eval_protocol(self):
-        """The checkpoint's test pipeline and inference settings (:class:`segzoo.preprocessing.EvalProtocol`), from
-        ``pretrained_cfg``: the one object ``predict``, the DataModules' evaluation and ``accuracy.py`` build inputs
-        with."""
-        return EvalProtocol.from_pretrained_cfg(self.pretrained_cfg)
+    def eval_protocol(self) -> EvalProtocol:
+        """The checkpoint's test pipeline and inference mode (:class:`segzoo.EvalProtocol`), kept in
+        ``pretrained_cfg["eval"]``: the one object ``predict``, training's validation and ``segzoo eval`` build
+        inputs with. A model without one (fresh weights) gets ImageNet statistics, the whole image, no resize.
+        Setting it writes ``pretrained_cfg["eval"]`` (and the ``mean``/``std`` beside it)."""
+        values = self.pretrained_cfg.get("eval")
+        return EvalProtocol.from_dict(values) if values else EvalProtocol()
+
+    @eval_protocol.setter
+    def eval_protocol(self, protocol: EvalProtocol) -> None:
+        self.pretrained_cfg = {
+            **self.pretrained_cfg, "eval": protocol.to_dict(), "mean": list(protocol.mean), "std": list(protocol.std),
+        }  # fmt: skip
 
     def check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.ndim != 4:

@@ -182,7 +182,7 @@ def evaluate(
         progress: Show Lightning's progress bar.
     """
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    protocol = EvalProtocol.from_pretrained_cfg(cfg)
+    protocol = EvalProtocol.of(model)
     module = SegmentationModule(
         model,
         num_classes=getattr(model, "num_classes", None) or getattr(datamodule, "num_classes", None),

@@ -38,7 +38,8 @@ import segzoo
 from segzoo._datasets import default_palette
 from segzoo._errors import CheckpointReadError, NonFiniteLossError
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
-from segzoo.inference._predict import TTA_SCALES, eval_settings, inference, predict_arrays
+from segzoo.checkpoints._load import training_checkpoint_protocol
+from segzoo.inference._predict import TTA_SCALES, inference, predict_arrays
 from segzoo.inference._visualize import denormalize, side_by_side
 from segzoo.models import get_arch
 from segzoo.training._losses import CrossEntropyLoss
@@ -204,15 +205,15 @@ class SegmentationModule(L.LightningModule):
             decay_mult: y}}``: a parameter whose name contains keys takes the longest one's multipliers (ties:
             alphabetical), instead of the three rules above (see :func:`segzoo.training.param_groups`).
         eval_mode: ``"whole"`` or ``"slide"`` for validation, test and predict; defaults to the model's
-            ``pretrained_cfg["eval_mode"]``, else whole.
-        eval_crop: Sliding-window size; defaults to ``pretrained_cfg["crop_size"]``.
-        eval_stride: Sliding-window stride; defaults to ``pretrained_cfg["stride"]``.
+            ``eval_protocol.mode``, else whole.
+        eval_crop: Sliding-window size; defaults to the model's ``eval_protocol.crop``.
+        eval_stride: Sliding-window stride; defaults to the model's ``eval_protocol.stride``.
         eval_batch_size: Windows per forward pass in slide mode (images of one size per pass in whole mode).
         test_tta: Multi-scale (``tta_scales``) + flip test-time augmentation in ``test`` and ``predict``.
         tta_scales: Resize ratios for ``test_tta``.
         tta_style: How each multi-scale input is sized: ``"mmseg-0.x"`` (ratio × the test scale, what scored the
             published multi-scale numbers) or ``"mmseg-1.x"`` (ratio × the image size, ``tools/test.py --tta``);
-            default: the test pipeline's (``pretrained_cfg["tta"]``, else mmseg-0.x).
+            default: the test pipeline's (``eval_protocol.tta_style``, else mmseg-0.x).
         eval_protocol_source: Which test pipeline validation, test and predict use (logged when they start):
 
             - ``"data"``: the DataModule's (``eval_protocol``: its mean/std, ``eval_scale``, ``size_divisor``) with
@@ -308,7 +309,7 @@ class SegmentationModule(L.LightningModule):
         self.confusion_matrices: dict[str, Tensor] = {}  # the last one of each stage, summed over processes
         self._overlay_samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
         # The test pipeline the weights came with, while they are that checkpoint's (see eval_protocol_source).
-        self._checkpoint_cfg = _checkpoint_protocol_cfg(self.model, init_from, self.num_classes)
+        self._checkpoint_protocol = _checkpoint_protocol(self.model, init_from, self.num_classes)
         self._scoring: tuple[EvalProtocol, str] | None = None
         self._logged: dict[str, tuple[EvalProtocol, str]] = {}
         self._fit_started = False
@@ -407,6 +408,9 @@ class SegmentationModule(L.LightningModule):
         # segzoo.load) must not fetch the starting weights again, but must build the same network, including what
         # the starting weights decided (the architecture of an init_from checkpoint, a patch embedding without bias,
         # dropped auxiliary heads).
+        protocol = self._recorded_protocol()
+        if protocol is not None:  # the test pipeline segzoo.load and --ckpt_path score these weights with
+            checkpoint["eval_protocol"] = protocol.to_dict()
         hparams = checkpoint.get("hyper_parameters")
         if hparams is None:
             return
@@ -415,6 +419,14 @@ class SegmentationModule(L.LightningModule):
         if isinstance(arch, str) and "model" in hparams:  # not a module given as an object (not a hyperparameter)
             hparams["model"] = arch
             hparams["model_args"] = {**(hparams.get("model_args") or {}), **self._network_args()}
+
+    def _recorded_protocol(self) -> EvalProtocol | None:
+        """The test pipeline a checkpoint of this module records: the one validation scored with (else the one it
+        would score with now); None when neither a DataModule nor the starting checkpoint says (plain dataloaders)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None and self._checkpoint_protocol is None:
+            return None
+        return (self._scoring or self.eval_protocol())[0]
 
     def _network_args(self) -> dict[str, Any]:
         """The ``create_model`` arguments that rebuild this network (its build arguments, and ``aux_heads=False``
@@ -429,33 +441,32 @@ class SegmentationModule(L.LightningModule):
     # Evaluation
     # ------------------------------------------------------------------------------------------------------------------
 
-    def eval_settings(self) -> dict[str, Any]:
-        """Evaluation mode, window and stride: the arguments, else the model's ``pretrained_cfg``, else whole."""
-        settings = eval_settings(self.model, self.eval_mode, self.eval_crop, self.eval_stride, self.eval_batch_size)
-        return settings | {"scales": self.tta_scales}
-
     def eval_protocol(self) -> tuple[EvalProtocol, str]:
         """The test pipeline validation, test and predict score with, and where it comes from ("checkpoint" or
         "data"; see ``eval_protocol_source``)."""
         source = self.eval_protocol_source
-        if source == "checkpoint" and self._checkpoint_cfg is None:
+        if source == "checkpoint" and self._checkpoint_protocol is None:
             raise ValueError(
                 "eval_protocol_source='checkpoint', but these weights carry no test pipeline (a model built from the "
                 "registry or a bare weights file); use eval_protocol_source='data' (the DataModule's) or load a "
                 "published checkpoint by name"
             )
-        if source == "checkpoint" or (source == "auto" and self._checkpoint_cfg is not None and not self._fit_started):
-            protocol, origin = EvalProtocol.from_pretrained_cfg(self._checkpoint_cfg), "checkpoint"
-        else:
-            settings = self.eval_settings()
-            model_tta = (getattr(self.model, "pretrained_cfg", None) or {}).get("tta")
+        fit_done = self._fit_started
+        if source == "checkpoint" or (source == "auto" and self._checkpoint_protocol is not None and not fit_done):
+            protocol, origin = self._checkpoint_protocol, "checkpoint"
+        else:  # the data's pipeline, in the module's mode and window (else the model's, else whole)
+            window = self._model_window()
             protocol = dataclasses.replace(
-                self._data_protocol(), mode=settings["mode"], crop=settings.get("crop"), stride=settings.get("stride"),
-                tta_style=model_tta or EvalProtocol.tta_style,
+                self._data_protocol(), mode=window.mode, crop=window.crop, stride=window.stride,
+                tta_style=window.tta_style,
             )  # fmt: skip
             origin = "data"
         tta_style = self.tta_style or protocol.tta_style
         return dataclasses.replace(protocol, tta_scales=self.tta_scales, tta_style=tta_style), origin
+
+    def _model_window(self) -> EvalProtocol:
+        """The model's test pipeline in this module's ``eval_mode`` / ``eval_crop`` / ``eval_stride`` where given."""
+        return EvalProtocol.of(self.model).with_window(self.eval_mode, self.eval_crop, self.eval_stride)
 
     def _data_protocol(self) -> EvalProtocol:
         """The DataModule's test pipeline (``eval_protocol``); for DataModules without one, its mean/std (else
@@ -472,11 +483,7 @@ class SegmentationModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # --ckpt_path: the weights are the checkpoint's; score them with the pipeline that run validated with.
-        from segzoo.checkpoints._load import _trained_cfg
-
-        hparams = checkpoint.get("hyper_parameters") or {}
-        data = checkpoint.get("datamodule_hyper_parameters") or {}
-        self._checkpoint_cfg = _trained_cfg(hparams, data, self.num_classes) if data.get("mean") else None
+        self._checkpoint_protocol = training_checkpoint_protocol(checkpoint)
 
     def _start_scoring(self, stage: str) -> None:
         """Resolves the test pipeline of this validation / test / predict run and logs it when it changes."""
@@ -498,7 +505,8 @@ class SegmentationModule(L.LightningModule):
         """Logits at the input size of already normalised B×3×H×W images, in the evaluation mode (with
         multi-scale + flip of the batch itself when ``tta``): the path of DataModules that preprocess their
         evaluation images; segzoo's score the original images (:meth:`predict_labels`)."""
-        return inference(self.model, images, self.eval_settings(), tta=tta)
+        protocol = dataclasses.replace(self._model_window(), tta_scales=self.tta_scales)
+        return inference(self.model, images, protocol, tta=tta, batch_size=self.eval_batch_size)
 
     def predict_labels(self, images: Any, tta: bool = False) -> list[Tensor] | Tensor:
         """Label maps of a batch's ``image``: at each image's own size through the test pipeline for original images
@@ -664,22 +672,18 @@ def _pct(value: Tensor) -> str:
     return "-" if value.isnan() else f"{np.round(100 * float(value), 2):.2f}"
 
 
-def _checkpoint_protocol_cfg(model: nn.Module, init_from: str | None, num_classes: int) -> dict[str, Any] | None:
-    """The ``pretrained_cfg`` holding the test pipeline the weights were published or saved with, or None: a model
-    built from the registry has none, nor one whose classifier was replaced (other classes)."""
+def _checkpoint_protocol(model: nn.Module, init_from: str | None, num_classes: int) -> EvalProtocol | None:
+    """The test pipeline the weights were published or saved with, or None: a model built from the registry has
+    none, nor one whose classifier was replaced (other classes)."""
     if init_from is not None and str(init_from).endswith(".ckpt"):  # a Lightning checkpoint of this module
-        from segzoo.checkpoints._load import _trained_cfg
-
         checkpoint = torch.load(init_from, map_location="cpu", weights_only=True, mmap=True)
-        data = checkpoint.get("datamodule_hyper_parameters") or {}
-        hparams = checkpoint.get("hyper_parameters") or {}
-        if not data.get("mean") or hparams.get("num_classes") not in (None, num_classes):
+        if (checkpoint.get("hyper_parameters") or {}).get("num_classes") not in (None, num_classes):
             return None
-        return _trained_cfg(hparams, data, num_classes)
+        return training_checkpoint_protocol(checkpoint)
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    if cfg.get("mean") is None or cfg.get("num_classes") not in (None, num_classes):
+    if not cfg.get("eval") or cfg.get("num_classes") not in (None, num_classes):
         return None
-    return dict(cfg)
+    return EvalProtocol.of(model)
 
 
 def _are_original_images(images: Any) -> bool:
