@@ -24,7 +24,8 @@ import torch
 
 from segzoo._errors import AmbiguousArchitectureError, ArchitectureNotFoundError
 from segzoo.checkpoints._convert import ConversionError
-from segzoo.models._registry import ARCHS, ENCODERS, MIT_SIZES, VIT_SIZES, Arch, build_model
+from segzoo.models._encoder_decoder import EncoderDecoder
+from segzoo.models._registry import ARCHS, ENCODERS, MIT_SIZES, VIT_SIZES, Arch
 
 log = logging.getLogger("segzoo")
 
@@ -232,7 +233,7 @@ def _signature(row: Arch) -> _Signature:
     """The key names and shapes of ``row``'s model (built on the meta device once per process and row)."""
     cached = _SIGNATURES.get(row.name)
     if cached is None or cached[0] is not row:
-        model = build_model(row.name, num_classes=_PROBE_CLASSES, aux_heads=False, device="meta")
+        model = EncoderDecoder.from_arch(row.name, num_classes=_PROBE_CLASSES, aux_heads=False, device="meta")
         patch = model.backbone.patch_embed.patch_size[0] if hasattr(model.backbone, "pos_embed") else None
         cached = (row, _Signature({k: tuple(v.shape) for k, v in model.state_dict().items()}, patch))
         _SIGNATURES[row.name] = cached

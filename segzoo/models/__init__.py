@@ -1,5 +1,5 @@
-"""Layer 1, the networks (torch + timm only): encoders, necks and heads, one file per family, and the registry
-that turns an architecture name into an :class:`EncoderDecoder`."""
+"""Layer 1, the networks (torch + timm only): encoders, necks and heads, one file per family, the registry of
+architectures (rows of plain data), and :class:`EncoderDecoder`, whose ``from_arch`` turns a row into a model."""
 
 import sys
 
@@ -20,7 +20,9 @@ def _import_timm_without_wandb() -> None:
 _import_timm_without_wandb()
 
 from segzoo.models._encoder_decoder import EncoderDecoder  # noqa: E402  (after timm is imported without wandb)
-from segzoo.models._registry import ARCHS, Arch, build_model, get_arch, list_models  # noqa: E402
+from segzoo.models._registry import ARCHS, Arch, get_arch, list_models  # noqa: E402
 from segzoo.models.encoders import KNOWN_TIMM_ENCODERS  # noqa: E402
+
+build_model = EncoderDecoder.from_arch  # the layer's function form: build_model(name, ...) is the classmethod
 
 __all__ = ["ARCHS", "KNOWN_TIMM_ENCODERS", "Arch", "EncoderDecoder", "build_model", "get_arch", "list_models"]

@@ -1,4 +1,5 @@
-"""The one model class every segzoo architecture is: an encoder, an optional neck, a decode head and auxiliary heads.
+"""The network every segzoo architecture is: an encoder, an optional neck, a decode head and auxiliary heads, built
+from a registry row by :meth:`EncoderDecoder.from_arch`.
 
 Top-level attribute names follow mmsegmentation and the official SegFormer code (``backbone``, ``neck``,
 ``decode_head``, ``auxiliary_head``) so their checkpoints need few renames.
@@ -6,14 +7,18 @@ Top-level attribute names follow mmsegmentation and the official SegFormer code 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from segzoo._preprocessing import EvalProtocol
+from segzoo.models._registry import ARCHS, DECODERS, ENCODERS, NECKS, check_num_classes, get_arch
 from segzoo.models._resize import resize
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class EncoderDecoder(nn.Module):
@@ -38,6 +43,95 @@ class EncoderDecoder(nn.Module):
     """
 
     UNPAD_MODES = ("resize", "crop")
+
+    @classmethod
+    def from_arch(
+        cls,
+        name: str,
+        *,
+        num_classes: int = 150,
+        encoder: str | None = None,
+        img_size: int | None = None,
+        drop_path_rate: float | None = None,
+        aux_heads: bool = True,
+        in_chans: int = 3,
+        encoder_args: dict[str, Any] | None = None,
+        decoder_args: dict[str, Any] | None = None,
+        neck_args: dict[str, Any] | None = None,
+        unpad: str | None = None,
+        freeze_encoder: bool = False,
+        grad_checkpointing: bool = False,
+        device=None,
+        dtype=None,
+    ) -> Self:
+        """Architecture ``name`` (a registry row) with fresh weights, as an instance of this class.
+
+        Args:
+            name: An architecture name from ``segzoo.list_models()``.
+            num_classes: Number of output classes.
+            encoder: For the architectures on any timm ViT (``segmenter-linear``, ``segmenter-mask``, ``setr-naive``,
+                ``setr-pup``, ``setr-mla``, ``linear-probe``, ``linear-probe-4``): the timm model name, e.g.
+                ``"vit_base_patch14_reg4_dinov2.lvd142m"`` (default DINOv2-S/14 with registers; known to work:
+                ``segzoo.models.KNOWN_TIMM_ENCODERS``).
+            img_size: Crop size the ViT position embeddings are stored for (other sizes are resampled on the fly).
+            drop_path_rate: Encoder stochastic depth.
+            aux_heads: Build the auxiliary heads (SETR). They only run through :meth:`forward_with_aux`.
+            in_chans: Input channels.
+            encoder_args, decoder_args, neck_args: Overrides merged into the registry row (e.g. a narrower
+                ``embed_dim`` for tests).
+            unpad: ``"resize"`` or ``"crop"``: how logits of an input padded to whole patches return to the input
+                size (default: the registry row's, mmsegmentation's ``"resize"``; the official Segmenter code crops).
+            freeze_encoder, grad_checkpointing: Training switches (:meth:`configure_training`).
+            device: Build on this device (``"meta"`` builds without allocating memory).
+            dtype: Parameter dtype.
+
+        Returns:
+            The model in training mode; ``model.arch_name`` and ``model.build_args`` (the overrides given) say how to
+            build it again.
+        """
+        arch = get_arch(name)
+        check_num_classes(num_classes)
+        dd = {"device": device, "dtype": dtype}
+        enc_args = dict(arch.encoder_args, **(encoder_args or {}), in_chans=in_chans)
+        if encoder is not None:
+            if arch.encoder != "timm_vit":
+                timm_rows = ", ".join(a.name for a in ARCHS.values() if a.encoder == "timm_vit")
+                raise ValueError(f"{name} has its own encoder; encoder= names a timm ViT for {timm_rows}")
+            enc_args["model_name"] = encoder
+        if img_size is not None:
+            if "img_size" not in enc_args:
+                raise ValueError(f"{name} has no position embeddings to size; img_size does not apply")
+            enc_args["img_size"] = img_size
+        if drop_path_rate is not None:
+            enc_args["drop_path_rate"] = drop_path_rate
+        backbone = ENCODERS[arch.encoder](**enc_args, **dd)
+        channels = list(backbone.out_channels)
+        neck = None
+        if arch.neck:
+            neck = NECKS[arch.neck](channels, **dict(arch.neck_args, **(neck_args or {})), **dd)
+            channels = list(neck.out_channels)
+
+        def build_head(kind: str, args: dict[str, Any]) -> nn.Module:
+            head_cls, takes_all = DECODERS[kind]
+            index = args.get("in_index", -1)
+            in_channels = channels if takes_all else (
+                sum(channels[i] for i in index) if isinstance(index, (list, tuple)) else channels[index]
+            )
+            return head_cls(in_channels, num_classes, **args, **dd)
+
+        decode_head = build_head(arch.decoder, dict(arch.decoder_args, **(decoder_args or {})))
+        aux = [build_head(kind, args) for kind, args in arch.aux_heads] if aux_heads else []
+        model = cls(
+            backbone, decode_head, neck=neck, auxiliary_heads=aux, aux_weights=[arch.aux_weight] * len(aux),
+            pad_to_multiple=arch.pad_to_multiple or backbone.patch_size, unpad=unpad or arch.unpad, in_chans=in_chans,
+        )
+        model.arch_name = name
+        overrides = dict(encoder=encoder, img_size=img_size, drop_path_rate=drop_path_rate, encoder_args=encoder_args,
+                         decoder_args=decoder_args, neck_args=neck_args, unpad=unpad)
+        model.build_args = {k: v for k, v in overrides.items() if v is not None}
+        if in_chans != 3:
+            model.build_args["in_chans"] = in_chans
+        return model.configure_training(freeze_encoder=freeze_encoder, grad_checkpointing=grad_checkpointing)
 
     def __init__(
         self,
@@ -64,7 +158,7 @@ class EncoderDecoder(nn.Module):
         self.unpad = unpad
         self.in_chans = in_chans
         self.encoder_frozen = False  # see freeze_encoder
-        self.arch_name: str | None = None  # set by create_model, with the overrides it used in build_args
+        self.arch_name: str | None = None  # set by from_arch, with the overrides it used in build_args
         self.build_args: dict[str, Any] = {}
         self.pretrained_cfg: dict[str, Any] = {}
 
@@ -117,6 +211,20 @@ class EncoderDecoder(nn.Module):
         (ViT) or stages (MiT)."""
         self.check_input(x)
         return self.extract_features(self._pad(x))
+
+    def configure_training(self, *, freeze_encoder: bool = False, grad_checkpointing: bool = False) -> Self:
+        """Sets the switches that say how the model trains; they change no weight and no output. Returns the model.
+
+        Args:
+            freeze_encoder: Freeze the encoder (:meth:`freeze_encoder`).
+            grad_checkpointing: Recompute the encoder's blocks in the backward pass instead of storing activations
+                (:meth:`set_grad_checkpointing`; ViT-L/g at 512–1024 crops).
+        """
+        if freeze_encoder:
+            self.freeze_encoder()
+        if grad_checkpointing:
+            self.set_grad_checkpointing()
+        return self
 
     def freeze_encoder(self, frozen: bool = True) -> None:
         """Freeze the encoder (linear probing, frozen-feature training): its parameters take no gradients, so

@@ -1,8 +1,9 @@
-"""The architecture registry: every variant is a row of plain data, and one builder turns a row into a model.
+"""The architecture registry: every variant is a row of plain data (:class:`Arch`), which
+:meth:`EncoderDecoder.from_arch <segzoo.models.EncoderDecoder.from_arch>` turns into a model with fresh weights.
 
-Architecture names (``segformer-b2``, ``segmenter-s16-mask``, ``setr-pup-l16``) are what :func:`build_model` builds
-with fresh weights; checkpoint names (``segformer-b2-ade``) live in ``checkpoints.yaml`` and each names its
-architecture. The two name spaces are never parsed into each other.
+Architecture names (``segformer-b2``, ``segmenter-s16-mask``, ``setr-pup-l16``) name the rows; checkpoint names
+(``segformer-b2-ade``) live in ``checkpoints.yaml`` and each names its architecture. The two name spaces are never
+parsed into each other.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
-
 from segzoo._errors import UnknownModelError
-from segzoo.models._encoder_decoder import EncoderDecoder
 from segzoo.models.encoders.mit import MixTransformer
 from segzoo.models.encoders.timm_vit import TimmViTEncoder
 from segzoo.models.encoders.vit import ViTEncoder, hybrid_vit_encoder
@@ -83,7 +81,7 @@ SEGMENTER_PATCHES = (8, 16, 32)
 # mmsegmentation's Segmenter Mask head (SegmenterMaskTransformerHead in its configs): no dropout, stochastic depth
 # 0.1 (its default) rising over the 2 blocks, on the feed-forward branch only, as in mmseg's ViT (the encoder rows
 # leave ViTEncoder's drop_path_branches="mlp"). Official Segmenter files get the official code's noise instead
-# (checkpoints/_load.py FORMAT_MODEL_ARGS).
+# (checkpoints/_checkpoint.py FORMAT_MODEL_ARGS).
 SEGMENTER_MMSEG_MASK_NOISE = dict(dropout=0.0, drop_path_rate=0.1, drop_path_branches="mlp")
 
 # SETR heads as in the mmsegmentation ADE20K configs (channels 256; aux heads read layers 10, 15, 20 for Naive/PUP,
@@ -332,87 +330,3 @@ def check_num_classes(num_classes: object) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer (e.g. 19), got {num_classes!r}")
     return num_classes
-
-
-def build_model(
-    name: str,
-    *,
-    num_classes: int = 150,
-    encoder: str | None = None,
-    img_size: int | None = None,
-    drop_path_rate: float | None = None,
-    aux_heads: bool = True,
-    in_chans: int = 3,
-    encoder_args: dict[str, Any] | None = None,
-    decoder_args: dict[str, Any] | None = None,
-    neck_args: dict[str, Any] | None = None,
-    unpad: str | None = None,
-    device=None,
-    dtype=None,
-    model_cls: type[EncoderDecoder] = EncoderDecoder,
-) -> EncoderDecoder:
-    """Build architecture ``name`` with fresh weights (``segzoo.create_model`` adds pretrained encoder weights).
-
-    Args:
-        name: An architecture name from :func:`list_models`.
-        num_classes: Number of output classes.
-        encoder: A timm model name, for the architectures on any timm ViT (``segmenter-linear``,
-            ``segmenter-mask``, ``setr-naive``, ``setr-pup``, ``setr-mla``, ``linear-probe``, ``linear-probe-4``).
-        img_size: Crop size the ViT position embeddings are stored for (other sizes are resampled on the fly).
-        drop_path_rate: Encoder stochastic depth.
-        aux_heads: Build the auxiliary heads (SETR). They only run through ``forward_with_aux``.
-        in_chans: Input channels.
-        encoder_args, decoder_args, neck_args: Overrides merged into the registry row (e.g. a narrower
-            ``embed_dim`` for tests).
-        unpad: ``"resize"`` or ``"crop"``: how logits of an input padded to whole patches return to the input size
-            (default: the registry row's, mmsegmentation's ``"resize"``; the official Segmenter code crops).
-        device: Build on this device (``"meta"`` builds without allocating memory).
-        dtype: Parameter dtype.
-        model_cls: The class to build: :class:`EncoderDecoder` or a subclass (``segzoo.SegmentationModel``).
-
-    Returns:
-        An :class:`~segzoo.models.encoder_decoder.EncoderDecoder`; ``model(x)`` gives B×K×H×W logits.
-    """
-    arch = get_arch(name)
-    check_num_classes(num_classes)
-    dd = {"device": device, "dtype": dtype}
-    enc_args = dict(arch.encoder_args, **(encoder_args or {}), in_chans=in_chans)
-    if encoder is not None:
-        if arch.encoder != "timm_vit":
-            timm_rows = ", ".join(a.name for a in ARCHS.values() if a.encoder == "timm_vit")
-            raise ValueError(f"{name} has its own encoder; encoder= names a timm ViT for {timm_rows}")
-        enc_args["model_name"] = encoder
-    if img_size is not None:
-        if "img_size" not in enc_args:
-            raise ValueError(f"{name} has no position embeddings to size; img_size does not apply")
-        enc_args["img_size"] = img_size
-    if drop_path_rate is not None:
-        enc_args["drop_path_rate"] = drop_path_rate
-    backbone = ENCODERS[arch.encoder](**enc_args, **dd)
-    channels = list(backbone.out_channels)
-    neck = None
-    if arch.neck:
-        neck = NECKS[arch.neck](channels, **dict(arch.neck_args, **(neck_args or {})), **dd)
-        channels = list(neck.out_channels)
-
-    def build_head(kind: str, args: dict[str, Any]) -> nn.Module:
-        cls, takes_all = DECODERS[kind]
-        index = args.get("in_index", -1)
-        in_channels = channels if takes_all else (
-            sum(channels[i] for i in index) if isinstance(index, (list, tuple)) else channels[index]
-        )
-        return cls(in_channels, num_classes, **args, **dd)
-
-    decode_head = build_head(arch.decoder, dict(arch.decoder_args, **(decoder_args or {})))
-    aux = [build_head(kind, args) for kind, args in arch.aux_heads] if aux_heads else []
-    model = model_cls(
-        backbone, decode_head, neck=neck, auxiliary_heads=aux, aux_weights=[arch.aux_weight] * len(aux),
-        pad_to_multiple=arch.pad_to_multiple or backbone.patch_size, unpad=unpad or arch.unpad, in_chans=in_chans,
-    )
-    model.arch_name = name
-    overrides = dict(encoder=encoder, img_size=img_size, drop_path_rate=drop_path_rate, encoder_args=encoder_args,
-                     decoder_args=decoder_args, neck_args=neck_args, unpad=unpad)
-    model.build_args = {k: v for k, v in overrides.items() if v is not None}
-    if in_chans != 3:
-        model.build_args["in_chans"] = in_chans
-    return model
