@@ -526,7 +526,7 @@ def _check_slide_options(args: argparse.Namespace, protocol: EvalProtocol) -> No
 
 def _local_sources(args: argparse.Namespace) -> list[Path]:
     """Local files the model is read from (--checkpoint, or --model as a path: segzoo.load's rule)."""
-    from segzoo.checkpoints._load import local_path
+    from segzoo.checkpoints import local_path
 
     sources = [Path(args.checkpoint).expanduser()] if args.checkpoint else []
     try:

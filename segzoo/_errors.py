@@ -31,6 +31,11 @@ class CorruptedFileError(SegzooError, OSError):
     what its format promises."""
 
 
+class CheckpointReadError(CorruptedFileError, ValueError):
+    """A checkpoint file (``.pth``, ``.ckpt``, ``.safetensors``...) that cannot be read: truncated, corrupt, or not a
+    checkpoint at all; the message names the file (and the option it was given to: ``--ckpt_path``, ``init_from``)."""
+
+
 class UnknownFormatError(SegzooError, ValueError):
     """A file that segzoo does not know how to read."""
 
@@ -57,10 +62,6 @@ class AmbiguousArchitectureError(ConversionError):
 
 class ExportError(SegzooError, RuntimeError):
     """The exported graph failed a check (opset, onnxruntime, agreement with PyTorch); nothing was written."""
-
-
-class CheckpointReadError(SegzooError, ValueError):
-    """A training checkpoint that cannot be read (truncated, corrupt, not a checkpoint); the message names the file."""
 
 
 class CheckpointMismatchError(SegzooError, ValueError):

@@ -35,7 +35,13 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import tqdm
 
 from segzoo._atomic import atomic_write
-from segzoo._errors import CorruptedFileError, DownloadError, UnknownFormatError, UnsafeCheckpointError
+from segzoo._errors import (
+    CheckpointReadError,
+    CorruptedFileError,
+    DownloadError,
+    UnknownFormatError,
+    UnsafeCheckpointError,
+)
 from segzoo._version import __version__
 from segzoo.checkpoints._table import PretrainedCfg, Source
 
@@ -293,72 +299,98 @@ def snapshot(
 # Reading checkpoint files
 
 
-def read_state_dict(path: str | Path) -> dict[str, Any]:
-    """Reads a checkpoint file without running arbitrary code.
+def read_state_dict(path: str | Path, role: str | None = None, *, shapes_only: bool = False) -> dict[str, Any]:
+    """Reads a checkpoint file without running arbitrary code: segzoo's one reader of weights files, the ``.ckpt``
+    files of training included (``segzoo.training.read_checkpoint`` is this function).
 
     ``.safetensors`` is read with safetensors; ``.pth``, ``.pt``, ``.bin``, ``.ckpt`` and ``.tar`` with
     ``torch.load(weights_only=True, map_location="cpu")``. The top-level object is returned as stored: a state dict,
-    or a wrapper such as mmseg's ``{"state_dict": ..., "meta": ...}`` or Segmenter's ``{"model": ...}``.
+    or a wrapper such as mmseg's ``{"state_dict": ..., "meta": ...}``, Segmenter's ``{"model": ...}`` or Lightning's
+    ``{"state_dict": ..., "hyper_parameters": ...}``.
 
     Args:
         path: The file.
+        role: What the file was given as (``"--ckpt_path"``, ``"init_from"``), for messages.
+        shapes_only: Every tensor as an empty ``meta`` tensor of its shape and dtype: enough to tell the architecture
+            without reading the weights (a safetensors header; a memory-mapped torch zip file).
 
     Returns:
         The stored dict.
 
     Raises:
-        CorruptedFileError: The file cannot be parsed (truncated or corrupted); the message names it.
+        CheckpointReadError: The file cannot be parsed (truncated or corrupted, or not a checkpoint); the message names
+            it. A :class:`CorruptedFileError`.
         UnsafeCheckpointError: The file needs arbitrary Python objects to unpickle.
         UnknownFormatError: Unknown file extension, a folder, or a file that does not hold a dict.
     """
     path = Path(path)
+    named = f"{role} {path}" if role else str(path)
     if path.is_dir():
-        raise UnknownFormatError(f"{path} is a folder; read_state_dict needs a file such as {path}/model.safetensors")
+        raise UnknownFormatError(f"{named} is a folder; a checkpoint is a file, such as {path}/model.safetensors")
     if not path.exists():
-        raise FileNotFoundError(f"No such checkpoint file: {path}")
+        raise FileNotFoundError(f"{named} does not exist" if role else f"No such checkpoint file: {path}")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         try:
+            if shapes_only:
+                with safe_open(path, "pt") as f:
+                    return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
             state = load_file(path, device="cpu")
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-            raise _corrupted(path, "safetensors", err) from err
+            raise _unreadable(path, role, "safetensors", err) from err
     elif suffix in STATE_DICT_SUFFIXES:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = _torch_load(path, shapes_only)
         except (PermissionError, IsADirectoryError):
             raise  # the message names the file and the problem
         except pickle.UnpicklingError as err:
             found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
             if found:  # a well-formed pickle that holds more than tensors and containers
                 raise UnsafeCheckpointError(
-                    f"{path} holds pickled Python objects ({found.group(1)}) besides tensors; segzoo reads .pth files "
+                    f"{named} holds pickled Python objects ({found.group(1)}) besides tensors; segzoo reads .pth files "
                     "with torch.load(weights_only=True) only, which does not run the code such objects need. Save "
                     "the state dict alone (torch.save(model.state_dict(), 'weights.pth')) where the file was made "
                     "and pass that file."
                 ) from err
-            raise _corrupted(path, "a PyTorch checkpoint", err) from err
+            raise _unreadable(path, role, "a PyTorch checkpoint", err) from err
         except Exception as err:  # any other failure to parse the file: truncated, corrupted, not a pickle at all
-            raise _corrupted(path, "a PyTorch checkpoint", err) from err
+            raise _unreadable(path, role, "a PyTorch checkpoint", err) from err
     else:
         raise UnknownFormatError(
             f"Don't know how to read {path.name}: expected .safetensors or one of {', '.join(STATE_DICT_SUFFIXES)}."
         )
     if not isinstance(state, dict):
-        raise UnknownFormatError(f"{path} holds a {type(state).__name__}, not a dict of tensors")
+        raise UnknownFormatError(f"{named} holds a {type(state).__name__}, not a dict of tensors")
     return state
 
 
-def _corrupted(path: Path, kind: str, err: Exception) -> CorruptedFileError:
+def _torch_load(path: Path, shapes_only: bool) -> Any:
+    if shapes_only:
+        try:  # memory-mapped: no tensor data is read
+            return _to_meta(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+        except RuntimeError:  # a legacy (non-zip) torch file cannot be memory-mapped: read it whole
+            pass
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return _to_meta(state) if shapes_only else state
+
+
+def _to_meta(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return torch.empty(obj.shape, dtype=obj.dtype, device="meta")
+    return {k: _to_meta(v) for k, v in obj.items()} if isinstance(obj, dict) else obj
+
+
+def _unreadable(path: Path, role: str | None, kind: str, err: Exception) -> CheckpointReadError:
     text = str(err)
     detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)  # torch's first lines advise unsafe loading
     reason = detail.group(1) if detail else (text.strip().splitlines() or [""])[0]
     reason = re.split(r"(?<=\.) ", reason, maxsplit=1)[0][:200]  # first sentence: the rest is torch's advice
-    return CorruptedFileError(
-        f"{path.resolve()} could not be read as {kind} ({type(err).__name__}: {reason}): the file is truncated or "
-        "corrupted, or not a checkpoint. If it is a download, delete it and retry; otherwise check the file."
+    named = f"{role} {path}" if role else str(path.resolve())
+    return CheckpointReadError(
+        f"{named} could not be read as {kind} ({type(err).__name__}: {reason}): the file is truncated or corrupted, or "
+        "not a checkpoint. If it is a download or a copy, delete it and retry; otherwise check the file (or use "
+        "another checkpoint, e.g. a run's previous last.ckpt)."
     )
-
-

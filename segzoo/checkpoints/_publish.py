@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData
 
 from segzoo._atomic import atomic_write
 from segzoo._preprocessing import EvalProtocol
@@ -160,7 +160,7 @@ def push_to_hub(
     commit_message: str = "Upload segzoo model",
     pretrained_cfg: PretrainedCfg | dict | None = None,
     revision: str | None = None,
-) -> str:
+) -> CommitInfo:
     """Saves a model with :func:`save_pretrained` and uploads it to a Hub repository (created if missing).
 
     Args:
@@ -173,11 +173,11 @@ def push_to_hub(
         revision: Branch to commit to; default ``main``.
 
     Returns:
-        The commit URL.
+        What ``huggingface_hub``'s ``PyTorchModelHubMixin.push_to_hub`` returns: the ``CommitInfo`` of the upload (a
+        ``str``, the commit URL, with ``oid``, ``commit_url``, ``pr_url`` and more).
     """
     api = HfApi(token=token, library_name="segzoo", library_version=__version__)
     api.create_repo(repo_id, private=private, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="segzoo-push-") as tmp:
         save_pretrained(model, tmp, pretrained_cfg, repo_id=repo_id)
-        commit = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision)
-    return str(getattr(commit, "commit_url", commit))
+        return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision)

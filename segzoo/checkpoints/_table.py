@@ -390,7 +390,7 @@ def _default_table() -> dict[str, PretrainedCfg]:
 KINDS = ("segmentation", "encoder")
 
 
-def list_pretrained(pattern: str | None = None, *, kind: str = "segmentation") -> list[str]:
+def list_pretrained(pattern: str | None = None, *, kind: str = "segmentation", arch: str | None = None) -> list[str]:
     """Names of the known checkpoints, in table order.
 
     Every name is accepted by the function next to it: segmentation checkpoints by ``segzoo.load(name)``, encoder
@@ -399,6 +399,8 @@ def list_pretrained(pattern: str | None = None, *, kind: str = "segmentation") -
     Args:
         pattern: fnmatch pattern, e.g. ``"segformer-*-ade*"``.
         kind: ``"segmentation"`` (default) or ``"encoder"``.
+        arch: Only the segmentation checkpoints of this architecture; the first is the one
+            ``segzoo.create_model(arch, pretrained=True)`` loads.
 
     Returns:
         Matching checkpoint names.
@@ -409,6 +411,7 @@ def list_pretrained(pattern: str | None = None, *, kind: str = "segmentation") -
         name
         for name, cfg in _default_table().items()
         if (pattern is None or fnmatch.fnmatchcase(name, pattern)) and cfg.is_encoder == (kind == "encoder")
+        and (arch is None or cfg.arch == arch)
     ]
 
 
