@@ -10,6 +10,7 @@ torchmetrics, wandb) is imported when first used.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from segzoo._errors import (
@@ -43,7 +44,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from segzoo._preprocessing import EvalProtocol
     from segzoo.checkpoints import PretrainedCfg, get_pretrained_cfg, list_pretrained, push_to_hub, save_pretrained
     from segzoo.inference import export_onnx, predict
-    from segzoo.models import EncoderDecoder, get_arch
+    from segzoo.models import get_arch
 
 _LAZY = {  # public name -> the module that defines it
     "SegmentationModel": "segzoo._api",
@@ -58,13 +59,25 @@ _LAZY = {  # public name -> the module that defines it
     "save_pretrained": "segzoo.checkpoints",
     "export_onnx": "segzoo.inference",
     "predict": "segzoo.inference",
-    "EncoderDecoder": "segzoo.models",
     "get_arch": "segzoo.models",
 }
 _SUBPACKAGES = ("checkpoints", "data", "demo", "inference", "models", "runtime", "training")
 
 
+# Public names that moved: the old name -> (its module, what to use instead). Each still works, with a FutureWarning.
+_MOVED = {
+    "EncoderDecoder": (
+        "segzoo.models",
+        "segzoo.SegmentationModel (the model class) or segzoo.models.EncoderDecoder (the network class it extends)",
+    ),
+}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        module, instead = _MOVED[name]
+        warnings.warn(f"segzoo.{name} moved: use {instead}", FutureWarning, stacklevel=2)
+        return getattr(importlib.import_module(module), name)
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
     elif name in _SUBPACKAGES:
@@ -92,7 +105,6 @@ __all__ = [
     "DatasetSourceError",
     "DatasetTargetError",
     "DownloadError",
-    "EncoderDecoder",
     "EvalProtocol",
     "ExportError",
     "InputSizeError",

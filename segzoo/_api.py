@@ -1,158 +1,177 @@
-"""The public face: :class:`SegmentationModel` and the functions that build and load it.
+"""The public face: :class:`SegmentationModel`, segzoo's one model class, and the factory functions that give one.
 
-The layers below know nothing of each other's callers: ``segzoo.models`` builds plain ``EncoderDecoder`` modules,
-``segzoo.checkpoints`` fills them with weights and publishes them, ``segzoo.inference`` predicts with and exports any
-of them. This module joins them: what ``segzoo.create_model`` and ``segzoo.load`` return is an ``EncoderDecoder``
-that also has ``predict``, ``export_onnx``, ``save_pretrained`` and ``push_to_hub`` (as huggingface_hub's
-``ModelHubMixin`` gives a model class its Hub methods).
+The layers below know nothing of each other's callers: ``segzoo.models`` builds networks of any class from a registry
+row (``from_arch``), ``segzoo.checkpoints`` reads weights of any source into a ``Checkpoint`` and fills a model with
+them, ``segzoo.inference`` predicts with and exports any model. :class:`SegmentationModel` joins them with
+huggingface_hub's model methods (``from_pretrained``, ``save_pretrained``, ``push_to_hub``) and ``predict`` /
+``export_onnx``. ``segzoo.load`` is ``SegmentationModel.from_pretrained``; ``segzoo.create_model`` is timm's factory.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from segzoo.checkpoints._load import load as _load
-from segzoo.checkpoints._load import load_encoder_weights
-from segzoo.checkpoints._publish import push_to_hub, save_pretrained
-from segzoo.checkpoints._table import get_pretrained_cfg, list_pretrained
-from segzoo.inference._export import export_onnx
-from segzoo.inference._predict import predict
-from segzoo.models._encoder_decoder import EncoderDecoder
-from segzoo.models._registry import build_model
-from segzoo.models._registry import list_models as _list_models
+from segzoo._errors import UnknownModelError
+from segzoo.checkpoints import (
+    get_pretrained_cfg,
+    list_pretrained,
+    load_encoder_weights,
+    push_to_hub,
+    replace_classes,
+    resolve,
+    save_pretrained,
+)
+from segzoo.inference import export_onnx, predict
+from segzoo.models import ARCHS, EncoderDecoder, get_arch
+from segzoo.models import list_models as _list_models
+from segzoo.models._registry import check_num_classes
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
+    from typing_extensions import Self
+
+log = logging.getLogger("segzoo")
 
 
 class SegmentationModel(EncoderDecoder):
-    """An :class:`~segzoo.models.EncoderDecoder` with the checkpoint's preprocessing at hand: ``model(x)`` gives
-    B×K×H×W logits, ``model.predict(image)`` label maps at the image's size."""
+    """segzoo's model: ``model(x)`` gives B×K×H×W logits, ``model.predict(image)`` label maps at the image's size with
+    the checkpoint's own preprocessing (``model.eval_protocol``), and ``model.pretrained_cfg`` describes it.
+
+    Made by :meth:`from_arch` (an architecture with fresh weights; ``segzoo.create_model``) or :meth:`from_pretrained`
+    (a checkpoint; ``segzoo.load``). Its methods have huggingface_hub's ``PyTorchModelHubMixin`` shape:
+    ``from_pretrained``, ``save_pretrained``, ``push_to_hub``. ``predict``, ``export_onnx``, ``save_pretrained`` and
+    ``push_to_hub`` are the functions of those names (``segzoo.predict(model, ...)``, ...), which work on any model:
+    each method is a one-line call of its function.
+    """
+
+    @classmethod
+    def from_arch(cls, name: str, *, pretrained_encoder: bool | str = False, **kwargs: Any) -> Self:
+        """:meth:`EncoderDecoder.from_arch <segzoo.models.EncoderDecoder.from_arch>` (every argument of it), and:
+
+        Args:
+            pretrained_encoder: Initialise the encoder from ImageNet weights: ``True`` takes the checkpoint
+                ``checkpoints.yaml`` lists first for this architecture, a name one of
+                ``list_pretrained(kind="encoder")`` (downloaded once; position embeddings resampled to ``img_size``).
+                For a timm encoder: timm's own pretrained weights of ``encoder``.
+        """
+        model = super().from_arch(name, **kwargs)
+        if pretrained_encoder:
+            load_encoder_weights(model, None if pretrained_encoder is True else pretrained_encoder)
+        return model
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str | Path,
+        *,
+        checkpoint: str | Path | None = None,
+        num_classes: int | None = None,
+        map_location: str | torch.device = "cpu",
+        cache_dir: str | Path | None = None,
+        freeze_encoder: bool = False,
+        grad_checkpointing: bool = False,
+        **overrides: Any,
+    ) -> Self:
+        """A pretrained model in eval mode, with ``model.pretrained_cfg`` (the checkpoint's ``PretrainedCfg``, field
+        for field) and ``model.eval_protocol`` holding its preprocessing and evaluation. ``segzoo.load`` is this.
+
+        Args:
+            name: A checkpoint name from ``list_pretrained()`` (``segformer-b2-ade``), ``hf-hub:org/repo``, a local
+                folder or file written as a path (``./run``, ``local-dir:run``), or an architecture name when
+                ``checkpoint`` is given (see :func:`segzoo.checkpoints.resolve`).
+            checkpoint: A local file or folder, or a URL, in any supported format (detected from its keys), used
+                instead of the table's weights.
+            num_classes: Keep everything but the class-specific layers, which are re-initialised for this many
+                classes (fine-tuning on a new dataset).
+            map_location: Device for the weights and the model.
+            cache_dir: Hugging Face hub cache folder (default ``HF_HUB_CACHE``).
+            freeze_encoder, grad_checkpointing: Training switches (``configure_training``).
+            **overrides: Other :meth:`from_arch` arguments (``drop_path_rate``, ``aux_heads``, ...).
+        """
+        if num_classes is not None:
+            check_num_classes(num_classes)  # before any download
+        if overrides.pop("pretrained_encoder", False):
+            raise ValueError(
+                "pretrained_encoder does not apply to segzoo.load: every weight, the encoder's included, comes from "
+                f"the checkpoint {name!r}; use segzoo.create_model(<architecture>, pretrained_encoder=True) to start "
+                "from ImageNet weights"
+            )
+        found = resolve(name, checkpoint=checkpoint, cache_dir=cache_dir, **overrides)
+        model = found.load_into(cls.from_arch(found.arch, num_classes=found.num_classes, **found.model_args))
+        if num_classes is not None and num_classes != model.num_classes:
+            model = replace_classes(model, num_classes)
+        model = model.to(map_location).eval()
+        return model.configure_training(freeze_encoder=freeze_encoder, grad_checkpointing=grad_checkpointing)
 
     def predict(self, image_or_images, **kwargs) -> np.ndarray | list[np.ndarray]:
-        """Label map(s) at the input size, with this checkpoint's preprocessing (:func:`segzoo.predict`)."""
+        """:func:`segzoo.predict` of this model: label map(s) at the input size, with its own preprocessing."""
         return predict(self, image_or_images, **kwargs)
 
     def export_onnx(self, path: str | Path, **kwargs) -> float | None:
-        """ONNX export with dynamic batch, height and width, verified with onnxruntime (:func:`segzoo.export_onnx`)."""
+        """:func:`segzoo.export_onnx` of this model: ONNX with dynamic batch, height and width, verified with
+        onnxruntime."""
         return export_onnx(self, path, **kwargs)
 
     def save_pretrained(self, folder: str | Path, **kwargs) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and a model card to ``folder``
-        (:func:`segzoo.save_pretrained`)."""
+        """:func:`segzoo.save_pretrained` of this model: ``model.safetensors``, ``config.json`` and a model card in
+        ``folder``, which :meth:`from_pretrained` reads back."""
         return save_pretrained(self, folder, **kwargs)
 
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        """Save to a temporary folder and upload it to the Hub repository ``repo_id`` (:func:`segzoo.push_to_hub`)."""
+    def push_to_hub(self, repo_id: str, **kwargs) -> CommitInfo:
+        """:func:`segzoo.push_to_hub` of this model: saved, then uploaded to the Hub repository ``repo_id``."""
         return push_to_hub(self, repo_id, **kwargs)
 
 
-def create_model(
-    name: str,
-    *,
-    num_classes: int = 150,
-    encoder: str | None = None,
-    img_size: int | None = None,
-    drop_path_rate: float | None = None,
-    aux_heads: bool = True,
-    in_chans: int = 3,
-    encoder_args: dict[str, Any] | None = None,
-    decoder_args: dict[str, Any] | None = None,
-    neck_args: dict[str, Any] | None = None,
-    pretrained_encoder: bool | str = False,
-    freeze_encoder: bool = False,
-    grad_checkpointing: bool = False,
-    unpad: str | None = None,
-    device=None,
-    dtype=None,
-) -> SegmentationModel:
-    """Build architecture ``name`` (one of :func:`list_models`) to train.
+load = SegmentationModel.from_pretrained  # segzoo.load(name, ...): the same method, the same arguments
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> SegmentationModel:
+    """timm's factory: a model of an architecture, with fresh or pretrained weights.
 
     Args:
-        name: An architecture name from :func:`list_models`.
-        num_classes: Number of output classes.
-        encoder: For the architectures on any timm ViT (``segmenter-linear``, ``segmenter-mask``, ``setr-naive``,
-            ``setr-pup``, ``setr-mla``, ``linear-probe``, ``linear-probe-4``): the timm model name, e.g.
-            ``"vit_base_patch14_reg4_dinov2.lvd142m"`` (default DINOv2-S/14 with registers; known to work:
-            ``segzoo.models.KNOWN_TIMM_ENCODERS``).
-        img_size: Crop size the ViT position embeddings are stored for (other sizes are resampled on the fly).
-        drop_path_rate: Encoder stochastic depth.
-        aux_heads: Build the auxiliary heads (SETR). They only run through ``forward_with_aux``.
-        in_chans: Input channels.
-        encoder_args, decoder_args, neck_args: Overrides merged into the registry row (e.g. a narrower
-            ``embed_dim`` for tests).
-        pretrained_encoder: Initialise the encoder from ImageNet weights: ``True`` takes the checkpoint
-            ``checkpoints.yaml`` lists first for this architecture, a name one of ``list_pretrained(kind="encoder")``
-            (downloaded once; position embeddings resampled to ``img_size``). For a timm encoder: timm's own
-            pretrained weights of ``encoder``.
-        freeze_encoder: Freeze the encoder (no gradients, kept in eval mode; see ``EncoderDecoder.freeze_encoder``).
-        grad_checkpointing: Recompute the encoder's blocks in the backward pass instead of storing activations
-            (ViT-L/g at 512–1024 crops).
-        unpad: ``"resize"`` or ``"crop"``: how logits of an input padded to whole patches return to the input size
-            (default: the registry row's, mmsegmentation's ``"resize"``; the official Segmenter code crops).
-        device: Build on this device (``"meta"`` builds without allocating memory).
-        dtype: Parameter dtype.
+        name: An architecture from :func:`list_models` (``segformer-b2``). With ``pretrained=True`` a checkpoint
+            name from ``list_pretrained()`` (``segformer-b2-ade``) is taken too.
+        pretrained: Load weights: an architecture's default checkpoint (the first of
+            ``list_pretrained(arch=name)``, as timm takes an architecture's default tag), or the checkpoint named.
+        **kwargs: Without ``pretrained``, :meth:`SegmentationModel.from_arch`'s (``num_classes``,
+            ``pretrained_encoder``, ...); with it, :meth:`SegmentationModel.from_pretrained`'s (``num_classes`` for a
+            new head, ...).
 
     Returns:
-        A :class:`SegmentationModel` with fresh weights (but the encoder's, with ``pretrained_encoder``).
+        A :class:`SegmentationModel`: in training mode with fresh weights, or in eval mode with the checkpoint's
+        (what ``segzoo.load`` returns).
     """
-    model = build_model(
-        name, num_classes=num_classes, encoder=encoder, img_size=img_size, drop_path_rate=drop_path_rate,
-        aux_heads=aux_heads, in_chans=in_chans, encoder_args=encoder_args, decoder_args=decoder_args,
-        neck_args=neck_args, unpad=unpad, device=device, dtype=dtype, model_cls=SegmentationModel,
-    )
-    if pretrained_encoder:
-        load_encoder_weights(model, None if pretrained_encoder is True else pretrained_encoder)
-    return _with_training_switches(model, freeze_encoder, grad_checkpointing)
-
-
-def _with_training_switches(model: SegmentationModel, freeze_encoder: bool, grad_checkpointing: bool):
-    """``model`` with the switches that say how it trains (they change no weight and no output)."""
-    if freeze_encoder:
-        model.freeze_encoder()
-    if grad_checkpointing:
-        model.set_grad_checkpointing()
-    return model
-
-
-def load(
-    name: str,
-    *,
-    checkpoint: str | Path | None = None,
-    num_classes: int | None = None,
-    map_location: str | torch.device = "cpu",
-    cache_dir: str | Path | None = None,
-    freeze_encoder: bool = False,
-    grad_checkpointing: bool = False,
-    **model_args: Any,
-) -> SegmentationModel:
-    """A pretrained model in eval mode, with ``model.pretrained_cfg`` and ``model.eval_protocol`` holding its
-    preprocessing and evaluation.
-
-    Args:
-        name: A checkpoint name from :func:`list_pretrained` (``segformer-b2-ade``), ``hf-hub:org/repo``, a local
-            folder or file, or an architecture name when ``checkpoint`` is given.
-        checkpoint: A local file or folder, or a URL, in any supported format (detected from its keys), used
-            instead of the table's weights.
-        num_classes: Keep everything but the class-specific layers, which are re-initialised for this many classes
-            (fine-tuning on a new dataset).
-        map_location: Device for the weights and the model.
-        cache_dir: Hugging Face hub cache folder (default ``HF_HUB_CACHE``).
-        freeze_encoder: Freeze the encoder for fine-tuning (as :func:`create_model`).
-        grad_checkpointing: Recompute the encoder's blocks in the backward pass (as :func:`create_model`).
-        **model_args: Extra :func:`create_model` overrides (``drop_path_rate``, ``aux_heads``, ...).
-    """
-    if model_args.get("pretrained_encoder"):
-        raise ValueError(
-            "pretrained_encoder does not apply to segzoo.load: every weight, the encoder's included, comes from the "
-            f"checkpoint {name!r}; use segzoo.create_model(<architecture>, pretrained_encoder=True) to start from "
-            "ImageNet weights"
+    if name in list_pretrained() and name not in ARCHS:
+        if not pretrained:
+            raise UnknownModelError(
+                f"{name!r} is a checkpoint, not an architecture: segzoo.load({name!r}) (or create_model({name!r}, "
+                f"pretrained=True)) loads its weights; segzoo.create_model({get_pretrained_cfg(name).arch!r}) builds "
+                "its architecture with fresh weights"
+            )
+        return SegmentationModel.from_pretrained(name, **kwargs)
+    if name in list_pretrained(kind="encoder"):
+        raise UnknownModelError(
+            f"{name!r} is an ImageNet encoder checkpoint, not a model: segzoo.create_model(<architecture>, "
+            f"pretrained_encoder={name!r}) starts a model from it"
         )
-    model_args.pop("pretrained_encoder", None)
-    model = _load(name, checkpoint=checkpoint, num_classes=num_classes, map_location=map_location,
-                  cache_dir=cache_dir, model_cls=SegmentationModel, **model_args)
-    return _with_training_switches(model, freeze_encoder, grad_checkpointing)
+    if not pretrained:
+        return SegmentationModel.from_arch(name, **kwargs)
+    get_arch(name)  # an unknown name says so, with the closest names
+    published = list_pretrained(arch=name)
+    if not published:
+        raise UnknownModelError(
+            f"{name!r} has no published checkpoint (segzoo.list_pretrained() names them all), so pretrained=True has "
+            f"nothing to load: segzoo.create_model({name!r}, pretrained_encoder=True) starts from ImageNet encoder "
+            f"weights, segzoo.load({name!r}, checkpoint='path/or/url') from your own"
+        )
+    log.info("create_model(%r, pretrained=True): loading %s, its first checkpoint of %s", name, published[0],
+             ", ".join(published))
+    return SegmentationModel.from_pretrained(published[0], **kwargs)
 
 
 def list_models(pattern: str | None = None, *, pretrained: bool = False, include_test: bool = False) -> list[str]:
