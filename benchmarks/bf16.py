@@ -111,20 +111,13 @@ def agreement_row(name: str, model, batches) -> dict:
 
 # --------------------------------------------------------------------------------------- trained models
 def load_trained(source: str):
-    """A Lightning ``.ckpt`` of ``SegmentationModule`` (with its DataModule's settings), or anything
-    ``segzoo.load`` reads."""
+    """Anything ``segzoo.load`` reads, and for a Lightning ``.ckpt`` of ``SegmentationTask`` its DataModule's
+    settings."""
     if not source.endswith(".ckpt"):
         return segzoo.load(source).eval(), None
-    from segzoo.training._module import _load_lightning_checkpoint
+    from segzoo.checkpoints import read_state_dict
 
-    ckpt = torch.load(source, map_location="cpu", weights_only=True)
-    hparams = ckpt["hyper_parameters"]
-    if not isinstance(hparams.get("model"), str):
-        raise SystemExit(f"{source}: the module was built from an nn.Module, not a registry name; load it yourself")
-    model_args = hparams.get("model_args") or {}
-    model = segzoo.create_model(hparams["model"], num_classes=hparams["num_classes"], **model_args)
-    _load_lightning_checkpoint(model, source)
-    return model.eval(), ckpt.get("datamodule_hyper_parameters")
+    return segzoo.load(source).eval(), read_state_dict(source).get("datamodule_hyper_parameters")
 
 
 def trained_batches(model, data_hparams: dict | None, images: Path | None, count: int):

@@ -23,7 +23,7 @@ from parity_cases import TRAIN_RECIPES
 from torch import Tensor, nn
 
 from segzoo.checkpoints._convert import convert_mmseg
-from segzoo.training import SegmentationModule, cli_main
+from segzoo.training import SegmentationTask, cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 LOSS_TOL = 1e-5  # absolute, on losses of about 5 (fp32 sums over 12k pixels in another order: ~1e-6)
@@ -86,9 +86,9 @@ def noise_calls(model: nn.Module, run) -> list[list]:
 
 @dataclass
 class TrainSide:
-    """segzoo's side of one model: the recipe's SegmentationModule starting from mmseg's file."""
+    """segzoo's side of one model: the recipe's SegmentationTask starting from mmseg's file."""
 
-    module: SegmentationModule
+    module: SegmentationTask
     initial_state: dict[str, Tensor]
     noise: list[list]
 

@@ -180,9 +180,9 @@ class SegmentationDataModule(L.LightningDataModule):
     @property
     def eval_protocol(self) -> EvalProtocol:
         """The test pipeline this DataModule describes (``eval_scale``, ``size_divisor``, ``mean``, ``std``):
-        :class:`~segzoo.training.SegmentationModule` scores validation and test images through it (with its own
+        :class:`~segzoo.training.SegmentationTask` scores validation and test images through it (with its own
         evaluation mode and window) when it evaluates a model trained on these data; a published checkpoint is scored
-        with its own (``model.eval_protocol``), see ``SegmentationModule(eval_protocol_source=...)``."""
+        with its own (``model.eval_protocol``), see ``SegmentationTask(eval_protocol_source=...)``."""
         return EvalProtocol(self.mean, self.std, test_scale=self.eval_scale, size_divisor=self.size_divisor)
 
     def setup(self, stage: str | None = None) -> None:

@@ -354,7 +354,7 @@ class KeepOriginal:
 
 def build_eval_transform() -> KeepOriginal:
     """The evaluation pipeline of segzoo's datasets: none (:class:`KeepOriginal`). Items then hold the ``uint8`` image
-    and the mask as stored, which :class:`~segzoo.training.SegmentationModule` (validation, test, predict) scores at
+    and the mask as stored, which :class:`~segzoo.training.SegmentationTask` (validation, test, predict) scores at
     their own size through the test pipeline; collate them with :func:`segzoo.data.collate_eval` (a list per key:
     sizes differ)."""
     return KeepOriginal()

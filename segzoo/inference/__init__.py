@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from segzoo.inference._export import export_onnx, verify_onnx
     from segzoo.inference._predict import inference, predict, predict_arrays
-    from segzoo.inference._visualize import colorize, overlay, overlay_with_legend, side_by_side
+    from segzoo.inference._visualize import colorize, overlay, overlay_with_legend, side_by_side, validation_panel
 
 _LAZY = {
     "export_onnx": "segzoo.inference._export",
@@ -25,6 +25,7 @@ _LAZY = {
     "overlay": "segzoo.inference._visualize",
     "overlay_with_legend": "segzoo.inference._visualize",
     "side_by_side": "segzoo.inference._visualize",
+    "validation_panel": "segzoo.inference._visualize",
 }
 
 
@@ -49,5 +50,6 @@ __all__ = [
     "predict",
     "predict_arrays",
     "side_by_side",
+    "validation_panel",
     "verify_onnx",
 ]

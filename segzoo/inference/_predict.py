@@ -571,7 +571,7 @@ def predict_arrays(
     batch_size: int = 4,
 ) -> list[Tensor]:
     """Label maps at each image's own size through a test pipeline: segzoo's one scoring path, shared by
-    :func:`predict`, validation and test in :class:`~segzoo.training.SegmentationModule` and ``segzoo eval``.
+    :func:`predict`, validation and test in :class:`~segzoo.training.SegmentationTask` and ``segzoo eval``.
 
     As mmsegmentation's test loop: each image (H×W×3 as read, uint8 0–255) is resized and normalised by ``protocol``
     (its keep-ratio test resize on the ``uint8`` image with OpenCV, ``size_divisor``, mean/std), run whole or by

@@ -1,8 +1,9 @@
 """Colour label maps, overlay them on images, draw legends, and write label maps as PNG files, with PIL only.
 
-Used by ``segzoo predict`` (label PNGs, overlays with a legend of the classes present) and by training to log
-input / ground truth / prediction panels and write predicted label PNGs (``MaskWriter``). Torch-free at import (the
-runtime's command line and the demo page draw with it): tensors are recognised only when torch is already loaded.
+Used by ``segzoo predict`` (label PNGs, overlays with a legend of the classes present) and by training to draw
+validation panels (image / ground truth / prediction with a title and a legend, ``ValidationPanels``) and write
+predicted label PNGs (``MaskWriter``). Torch-free at import (the runtime's command line and the demo page draw with
+it): tensors are recognised only when torch is already loaded.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "overlay_with_legend",
     "save_label_png",
     "side_by_side",
+    "validation_panel",
 ]
 
 Palette = Sequence[Sequence[int]] | np.ndarray
@@ -147,26 +149,38 @@ def overlay_with_legend(
     labels = _label_array(label_map)
     colours = _palette_array(palette)
     blended = overlay(image, labels, colours, alpha)
-    present = [int(c) for c in np.unique(labels) if 0 <= c < len(colours)]
-    names = [class_names[c] if class_names is not None and c < len(class_names) else f"class {c}" for c in present]
-
     font_size = max(10, min(24, blended.height // 30))
-    font = _font(font_size)
-    measure = ImageDraw.Draw(blended)
-    text_width = max((measure.textbbox((0, 0), name, font=font)[2] for name in names), default=0)
-    pad, swatch, row = font_size // 2, font_size, font_size + font_size // 2
-    legend_width = pad + swatch + pad + text_width + pad
-    height = max(blended.height, pad + row * len(present) + pad)
-
-    canvas = Image.new("RGB", (blended.width + legend_width, height), (255, 255, 255))
+    legend = _legend(_legend_entries(labels, class_names, colours), _font(font_size), font_size)
+    canvas = Image.new("RGB", (blended.width + legend.width, max(blended.height, legend.height)), (255, 255, 255))
     canvas.paste(blended, (0, 0))
-    draw = ImageDraw.Draw(canvas)
-    x0 = blended.width + pad
-    for i, (label, name) in enumerate(zip(present, names)):
-        y = pad + i * row
-        draw.rectangle([x0, y, x0 + swatch - 1, y + swatch - 1], fill=tuple(int(v) for v in colours[label]), outline=0)
-        draw.text((x0 + swatch + pad, y), name, fill=(0, 0, 0), font=font)
+    canvas.paste(legend, (blended.width, 0))
     return canvas
+
+
+def _legend_entries(
+    labels: np.ndarray, class_names: Sequence[str] | None, colours: np.ndarray
+) -> list[tuple[tuple[int, int, int], str]]:
+    """(colour, name) of each class present in ``labels``, in label order."""
+    present = [int(c) for c in np.unique(labels) if 0 <= c < len(colours)]
+    return [
+        (tuple(int(v) for v in colours[c]), class_names[c] if class_names is not None and c < len(class_names)
+         else f"class {c}")
+        for c in present
+    ]
+
+
+def _legend(entries: Sequence[tuple[tuple[int, int, int], str]], font, font_size: int) -> Image.Image:
+    """A white column holding a colour swatch and a name per entry."""
+    pad, swatch, row = font_size // 2, font_size, font_size + font_size // 2
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_width = max((measure.textbbox((0, 0), name, font=font)[2] for _, name in entries), default=0)
+    legend = Image.new("RGB", (pad + swatch + pad + text_width + pad, pad + row * len(entries) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(legend)
+    for i, (colour, name) in enumerate(entries):
+        y = pad + i * row
+        draw.rectangle([pad, y, pad + swatch - 1, y + swatch - 1], fill=colour, outline=0)
+        draw.text((pad + swatch + pad, y), name, fill=(0, 0, 0), font=font)
+    return legend
 
 
 def side_by_side(
@@ -191,4 +205,45 @@ def side_by_side(
     canvas = Image.new("RGB", (3 * width + 2 * gap, height), (255, 255, 255))
     for i, panel in enumerate(panels):
         canvas.paste(panel, (i * (width + gap), 0))
+    return canvas
+
+
+def validation_panel(
+    image: Image.Image | np.ndarray | torch.Tensor,
+    gt: np.ndarray | torch.Tensor,
+    pred: np.ndarray | torch.Tensor,
+    palette: Palette,
+    class_names: Sequence[str] | None = None,
+    title: str = "",
+    ignore_index: int = 255,
+    height: int = 320,
+) -> Image.Image:
+    """A panel to look at one validation image: the image, its ground truth and the prediction (:func:`side_by_side`)
+    at ``height`` pixels (label maps scaled without blending classes), under a title (the image's name) and column
+    captions, with a legend of the classes present in either map in their colours (and black for ignored pixels)."""
+    rgb, gt, pred = _image_array(image), _label_array(gt), _label_array(pred)
+    if not rgb.shape[:2] == gt.shape == pred.shape:
+        raise ValueError(f"image, ground truth and prediction sizes differ: {rgb.shape[:2]}, {gt.shape}, {pred.shape}")
+    width = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
+    rows = np.minimum((np.arange(height) + 0.5) * rgb.shape[0] / height, rgb.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(width) + 0.5) * rgb.shape[1] / width, rgb.shape[1] - 1).astype(int)
+    resized = Image.fromarray(rgb).resize((width, height), Image.BILINEAR)
+    gap = 8
+    strip = side_by_side(resized, gt[np.ix_(rows, cols)], pred[np.ix_(rows, cols)], palette, ignore_index, gap=gap)
+
+    font_size = max(12, min(20, height // 16))
+    font, pad = _font(font_size), font_size // 2
+    colours = _palette_array(palette)
+    entries = _legend_entries(np.concatenate([gt[gt != ignore_index], pred.ravel()]), class_names, colours)
+    if (gt == ignore_index).any():
+        entries.append(((0, 0, 0), "ignored"))
+    legend = _legend(entries, font, font_size)
+    top = pad + 2 * (font_size + pad)  # the title, then the column captions
+    canvas = Image.new("RGB", (strip.width + legend.width, top + max(strip.height, legend.height) + pad), "white")
+    canvas.paste(strip, (0, top))
+    canvas.paste(legend, (strip.width, top - pad))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, pad), title, fill=(0, 0, 0), font=font)
+    for i, caption in enumerate(("image", "ground truth", "prediction")):
+        draw.text((i * (width + gap) + pad, pad + font_size + pad), caption, fill=(90, 90, 90), font=font)
     return canvas

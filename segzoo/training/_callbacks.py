@@ -1,6 +1,7 @@
 """Callbacks of segzoo's training: the rolling ``last.ckpt`` (:class:`LastCheckpoint`), the SIGTERM watchdog that
-stops every rank of a multi-process run at the same step (:class:`SigtermWatchdog`), and :class:`MaskWriter` for
-``train.py predict``."""
+stops every rank of a multi-process run at the same step (:class:`SigtermWatchdog`), a progress bar that counts the
+steps of an iteration-based run (:class:`StepProgressBar`), and :class:`MaskWriter` for ``train.py predict``. The
+validation panels are :class:`~segzoo.training.ValidationPanels`."""
 
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from segzoo.inference._visualize import save_label_png
 
-__all__ = ["LastCheckpoint", "MaskWriter", "SigtermWatchdog", "StopOnEveryRank"]
+__all__ = ["LastCheckpoint", "MaskWriter", "SigtermWatchdog", "StepProgressBar", "StopOnEveryRank"]
 
 
 class MaskWriter(BasePredictionWriter):
@@ -49,6 +50,30 @@ class MaskWriter(BasePredictionWriter):
         for i, labels in enumerate(prediction):
             name = Path(str(names[i])).stem if names is not None else f"batch{batch_idx:05d}_{i:02d}"
             save_label_png(labels, self.output_dir / f"{name}.png", palette, pl_module.num_classes)
+
+
+class StepProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, whose training line says where an iteration-based run stands: the recipes set
+    ``max_steps`` and no ``max_epochs`` (Lightning's -1), where Lightning's line reads "Epoch 9/-2"; this one reads
+    "Step 2880/20000 · epoch 9". Runs with ``max_epochs`` keep Lightning's line. ``train.py`` uses it unless
+    ``--trainer.enable_progress_bar false``."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self._describe_steps(trainer)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args)
+        self._describe_steps(trainer)
+
+    def _describe_steps(self, trainer: L.Trainer) -> None:
+        if self.progress is None or self.train_progress_bar_id is None:
+            return
+        if trainer.max_steps < 1 or trainer.max_epochs not in (None, -1):
+            return
+        text = f"Step {trainer.global_step}/{trainer.max_steps} · epoch {trainer.current_epoch}"
+        style = self.theme.description
+        self.progress.update(self.train_progress_bar_id, description=f"[{style}]{text}" if style else text)
 
 
 class StopOnEveryRank(SIGTERMException):

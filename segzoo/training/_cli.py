@@ -1,6 +1,6 @@
 """The LightningCLI behind ``segzoo train`` and ``python train.py`` (``fit``, ``validate``, ``test``, ``predict``).
 
-The model is :class:`SegmentationModule`; ``--data`` takes any LightningDataModule (``ADE20KDataModule``,
+The model is :class:`SegmentationTask`; ``--data`` takes any LightningDataModule (``ADE20KDataModule``,
 ``CityscapesDataModule``, ``PascalContextDataModule``, ``COCOStuffDataModule``, ``FolderDataModule``,
 ``SyntheticDataModule``, or your own class path). ``num_classes`` and ``ignore_index`` are linked from the data to
 the model. Scaling out is Lightning's: ``--trainer.devices 8 --trainer.strategy ddp``, ``--trainer.num_nodes``,
@@ -37,11 +37,12 @@ import lightning as L
 import torch
 import yaml
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from segzoo._errors import CheckpointMismatchError, CheckpointReadError, SegzooError
+from segzoo.checkpoints import read_state_dict as read_checkpoint
 from segzoo.data import (  # noqa: F401  (imported so that --data takes their short names)
     ADE20KDataModule,
     CityscapesDataModule,
@@ -50,8 +51,8 @@ from segzoo.data import (  # noqa: F401  (imported so that --data takes their sh
     PascalContextDataModule,
     SyntheticDataModule,
 )
-from segzoo.training._callbacks import LastCheckpoint, SigtermWatchdog
-from segzoo.training._module import SegmentationModule, read_checkpoint
+from segzoo.training._callbacks import LastCheckpoint, SigtermWatchdog, StepProgressBar
+from segzoo.training._module import SegmentationTask
 
 __all__ = ["ConfigError", "SegzooArgumentParser", "SegzooCLI", "cli_main", "main", "trainer_defaults"]
 
@@ -217,12 +218,13 @@ class SegzooCLI(LightningCLI):
             raise ConfigError(f"{built.group(1)}: {cause}") from error
 
     def instantiate_trainer(self, **kwargs) -> L.Trainer:
-        """The trainer, with a rich progress bar unless ``trainer.enable_progress_bar`` is false."""
+        """The trainer, with a rich progress bar (:class:`StepProgressBar`) unless ``trainer.enable_progress_bar``
+        is false."""
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("enable_progress_bar") is not False:
             callbacks = kwargs.get("callbacks", trainer_config.get("callbacks")) or []
             if not any(isinstance(c, ProgressBar) for c in callbacks):
-                kwargs["callbacks"] = list(callbacks) + [RichProgressBar()]
+                kwargs["callbacks"] = list(callbacks) + [StepProgressBar()]
         return super().instantiate_trainer(**kwargs)
 
 
@@ -365,7 +367,7 @@ def _newest_last_checkpoint(trainer: L.Trainer) -> Path | None:
 def cli_main(args: list[str] | None = None, run: bool = True) -> SegzooCLI:
     """Runs the CLI on ``args`` (``sys.argv`` when None); tests call it in-process."""
     return SegzooCLI(
-        SegmentationModule,
+        SegmentationTask,
         L.LightningDataModule,
         subclass_mode_data=True,
         auto_configure_optimizers=False,  # the module's own optimizer/lr_scheduler arguments configure them

@@ -1,6 +1,6 @@
 """Scoring a model on a dataset folder as its publisher did: ``segzoo eval`` and ``benchmarks/accuracy.py``.
 
-:func:`evaluate` runs Lightning's test loop with :class:`SegmentationModule`, the loop ``train.py test`` runs, so the
+:func:`evaluate` runs Lightning's test loop with :class:`SegmentationTask`, the loop ``train.py test`` runs, so the
 three commands share one scoring path (:func:`segzoo.inference.predict_arrays`, also behind ``predict``):
 every image goes through the model's own test pipeline and its prediction, at the image's own size, is compared with
 the mask as stored. The metrics are mmsegmentation's ``IoUMetric``'s (aAcc, mIoU, mAcc; per class IoU and Acc), in %;
@@ -26,7 +26,9 @@ from torch.utils.data import Subset
 
 from segzoo._errors import UnknownDatasetError
 from segzoo._preprocessing import EvalProtocol
-from segzoo.training._module import SegmentationModule, read_checkpoint, segmentation_metrics
+from segzoo.checkpoints import read_state_dict
+from segzoo.training._metrics import segmentation_metrics
+from segzoo.training._module import SegmentationTask
 
 __all__ = ["DATAMODULES", "EvalResult", "build_datamodule", "evaluate"]
 
@@ -49,7 +51,7 @@ class EvalResult:
         per_class: ``(class name, IoU %, Acc %)`` per class (NaN where mmseg's table shows nan).
         confusion: K×K pixel counts (rows ground truth, columns prediction).
         protocol: The test pipeline scored with.
-        protocol_source: ``"checkpoint"`` or ``"data"`` (see ``SegmentationModule(eval_protocol_source=...)``).
+        protocol_source: ``"checkpoint"`` or ``"data"`` (see ``SegmentationTask(eval_protocol_source=...)``).
         dataset: The dataset key or DataModule class scored on.
         images: Images scored.
         seconds: Wall time of the test loop.
@@ -119,7 +121,7 @@ def build_datamodule(
     datamodule = None
     if dataset is None and checkpoint_path is not None and str(checkpoint_path).endswith(".ckpt"):
         # LightningCLI (train.py) keeps the DataModule's class path and arguments in the checkpoint
-        saved = dict(read_checkpoint(checkpoint_path, "--model").get("datamodule_hyper_parameters") or {})
+        saved = dict(read_state_dict(checkpoint_path, "--model").get("datamodule_hyper_parameters") or {})
         class_path = saved.pop("_class_path", None)
         saved = {k: v for k, v in saved.items() if not k.startswith("_")}  # LightningCLI's own entries
         if class_path is not None:
@@ -183,7 +185,7 @@ def evaluate(
     """
     cfg = getattr(model, "pretrained_cfg", None) or {}
     protocol = EvalProtocol.of(model)
-    module = SegmentationModule(
+    module = SegmentationTask(
         model,
         num_classes=getattr(model, "num_classes", None) or getattr(datamodule, "num_classes", None),
         ignore_index=getattr(datamodule, "ignore_index", 255),

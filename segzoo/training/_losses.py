@@ -2,7 +2,7 @@
 sampler selects pixels, Dice, Focal, and weighted sums of them.
 
 Every loss takes B×K×H×W logits and B×H×W integer labels, leaves out pixels labelled ``ignore_index`` (the
-SegmentationModule sets it to the DataModule's), and returns a zero that still reaches every parameter when a batch
+SegmentationTask sets it to the DataModule's), and returns a zero that still reaches every parameter when a batch
 has no labelled pixel. Binary segmentation is two-class softmax (background 0, foreground 1): the same losses and
 metrics, with the foreground IoU logged on its own.
 """

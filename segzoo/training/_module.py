@@ -1,4 +1,4 @@
-"""``SegmentationModule``: the LightningModule that trains and evaluates any segzoo model.
+"""``SegmentationTask``: the LightningModule that trains and evaluates any segzoo model.
 
 One module serves every encoder–decoder pairing: the model comes from the registry by name (or as any ``nn.Module``
 given in the config), the optimizer and schedule are injected by LightningCLI, and the per-parameter rules (the
@@ -19,163 +19,38 @@ a single process (segzoo's DataModules give each process its own images, none tw
 from __future__ import annotations
 
 import dataclasses
-import pickle
-import zipfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-import segzoo
 from segzoo._datasets import default_palette
-from segzoo._errors import CheckpointReadError, NonFiniteLossError
+from segzoo._errors import NonFiniteLossError
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
-from segzoo.checkpoints._load import training_checkpoint_protocol
+from segzoo.checkpoints import training_checkpoint_protocol
 from segzoo.inference._predict import TTA_SCALES, inference, predict_arrays
-from segzoo.inference._visualize import denormalize, side_by_side
 from segzoo.models import get_arch
+from segzoo.training._build import build_network
 from segzoo.training._losses import CrossEntropyLoss
+from segzoo.training._metrics import class_table_rows, percent, print_class_table, segmentation_metrics
 from segzoo.training._optim import PolyLR, _IterationSchedule, apply_multipliers, param_groups
+from segzoo.training._panels import ValidationPanels
 
-__all__ = ["EVAL_PROTOCOL_SOURCES", "SegmentationModule", "read_checkpoint", "segmentation_metrics"]
+__all__ = ["EVAL_PROTOCOL_SOURCES", "SegmentationTask"]
 
-# Where validation and test take their test pipeline from (SegmentationModule's ``eval_protocol_source``).
+# Where validation and test take their test pipeline from (SegmentationTask's ``eval_protocol_source``).
 EVAL_PROTOCOL_SOURCES = ("auto", "checkpoint", "data")
 
 
-def segmentation_metrics(confusion: Tensor) -> dict[str, Tensor]:
-    """mIoU, mean accuracy, pixel accuracy and per-class IoU / accuracy from a K×K confusion matrix.
-
-    Rows are ground truth, columns predictions (torchmetrics' layout). As in mmsegmentation, a class's IoU is NaN
-    when it appears neither in the ground truth nor in the predictions, its accuracy NaN when it is absent from the
-    ground truth, and the means skip NaNs.
-
-    Args:
-        confusion: K×K matrix of pixel counts.
-
-    Returns:
-        ``miou``, ``macc``, ``acc`` (scalars) and ``iou``, ``class_acc`` (length K).
-    """
-    confusion = confusion.double()
-    intersection = confusion.diag()
-    gt_area = confusion.sum(dim=1)
-    union = gt_area + confusion.sum(dim=0) - intersection
-    iou = intersection / union  # 0/0 = NaN for classes seen nowhere
-    class_acc = intersection / gt_area
-    total = confusion.sum()
-    acc = intersection.sum() / total if total > 0 else torch.tensor(float("nan"), dtype=torch.float64)
-    return {"miou": iou.nanmean(), "macc": class_acc.nanmean(), "acc": acc, "iou": iou, "class_acc": class_acc}
-
-
-def _build_model(
-    model: str | nn.Module | None,
-    num_classes: int | None,
-    model_args: dict[str, Any],
-    init_from: str | None,
-    pretrained_encoder: bool,
-) -> nn.Module:
-    """The network: a given module, a registry architecture, or the weights of a checkpoint (``init_from``)."""
-    if isinstance(model, nn.Module):
-        if init_from is not None and not str(init_from).endswith(".ckpt"):
-            raise ValueError(
-                "init_from with a model given as an nn.Module only accepts a Lightning .ckpt file; to start from a "
-                "published checkpoint, give the architecture name as `model` (or leave it out) instead"
-            )
-        if init_from is not None:  # a Lightning checkpoint of this module
-            _load_lightning_checkpoint(model, init_from)
-        return model
-    elif init_from is not None:
-        ckpt = str(init_from).endswith(".ckpt")
-        if isinstance(model, str) and not ckpt and Path(init_from).is_file():  # weights for the named architecture
-            net = segzoo.load(model, checkpoint=init_from, num_classes=num_classes, **model_args)
-        else:  # checkpoint name, hf-hub: id, saved folder, or a .ckpt of train.py (the network it holds, as built)
-            net = segzoo.load(init_from, num_classes=num_classes, **model_args)
-        loaded_arch = getattr(net, "arch_name", None)
-        if model is not None and loaded_arch is not None and model != loaded_arch:
-            raise ValueError(
-                f"init_from={init_from!r} is a {loaded_arch} checkpoint but model={model!r}; set model to "
-                f"{loaded_arch!r} or leave it out"
-            )
-        return net.train()  # segzoo.load returns eval mode; training needs dropout, drop path and BN statistics on
-    elif model is None:
-        raise ValueError("give `model` (an architecture name such as 'segformer-b0', or an nn.Module) or `init_from`")
-    else:
-        if num_classes is None:
-            raise ValueError(
-                f"model={model!r} needs num_classes; it is linked from the DataModule's num_classes by train.py, "
-                "or set model.num_classes in the config"
-            )
-        kwargs = dict(model_args)
-        if pretrained_encoder:
-            kwargs["pretrained_encoder"] = True
-        return segzoo.create_model(model, num_classes=num_classes, **kwargs)
-
-
-def _load_lightning_checkpoint(net: nn.Module, path: str | Path) -> None:
-    """Copies ``model.*`` weights from a Lightning checkpoint, skipping class-specific ones whose shapes differ."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"init_from checkpoint {path} does not exist")
-    state = read_checkpoint(path, "init_from").get("state_dict")
-    if not isinstance(state, dict):
-        raise CheckpointReadError(f"init_from checkpoint {path} has no state_dict: not a Lightning checkpoint")
-    state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    own = net.state_dict()
-    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    for key in mismatched:  # a new number of classes: keep the fresh classifier
-        del state[key]
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - set(mismatched):
-        raise ValueError(
-            f"checkpoint {path} does not match the model: missing {sorted(set(missing) - set(mismatched))[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}; was it trained with the same `model`?"
-        )
-
-
-def read_checkpoint(path: str | Path, role: str = "checkpoint") -> dict[str, Any]:
-    """Loads a Lightning ``.ckpt`` (tensors and plain Python values only: never unpickles code) onto the CPU.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        CheckpointReadError: the file is truncated or corrupt (an interrupted copy or download), or not a checkpoint;
-            the message names ``role`` (``--ckpt_path``, ``init_from``) and the file. torch alone says
-            ``OSError: [Errno 22] Invalid argument`` without a file name for a truncated one.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{role} {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except pickle.UnpicklingError as error:
-        if "weights only" in str(error).lower():
-            raise CheckpointReadError(
-                f"{role} {path} holds Python objects other than tensors and plain values; segzoo does not unpickle "
-                f"them (they can run code). Is it a checkpoint written by train.py? ({str(error).splitlines()[0]})"
-            ) from error
-        raise CheckpointReadError(f"{role} {path} is corrupt or not a checkpoint ({error})") from error
-    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as error:
-        size = path.stat().st_size
-        raise CheckpointReadError(
-            f"{role} {path} ({size} bytes) is truncated or corrupt and cannot be read ({type(error).__name__}: "
-            f"{error}); was it copied or downloaded completely? Use another checkpoint, e.g. the run's previous "
-            "last.ckpt or a best-mIoU one"
-        ) from error
-    if not isinstance(checkpoint, dict):
-        raise CheckpointReadError(f"{role} {path} is not a Lightning checkpoint (holds a {type(checkpoint).__name__})")
-    return checkpoint
-
-
-class SegmentationModule(L.LightningModule):
+class SegmentationTask(L.LightningModule):
     """Trains and evaluates a semantic-segmentation model with the papers' recipes.
 
     Args:
@@ -227,8 +102,9 @@ class SegmentationModule(L.LightningModule):
               validation, a model trained here or one without a recorded pipeline).
 
             ``tta_scales``, ``tta_style`` and ``test_tta`` apply to both.
-        num_log_images: Validation samples (the first ones) drawn as input / ground truth / prediction panels each
-            validation, into ``<log_dir>/val_overlays/epoch=E/`` and to the logger when it takes images.
+        num_log_images: Validation images (the first ones) drawn as captioned image / ground truth / prediction
+            panels with a legend after each validation (:class:`~segzoo.training.ValidationPanels`, which this module
+            adds to the trainer), into ``<log_dir>/val_overlays/epoch=E/`` and to the loggers that take images.
         class_names: Class names for the per-class table; defaults to the DataModule's, then the model's.
     """
 
@@ -264,7 +140,11 @@ class SegmentationModule(L.LightningModule):
             # modules are not hyperparameters: checkpoints hold plain values only (read with weights_only=True)
             ignore=["optimizer", "lr_scheduler", "loss"] + (["model"] if isinstance(model, nn.Module) else [])
         )
-        self.model = _build_model(model, num_classes, dict(model_args or {}), init_from, pretrained_encoder)
+        # the network, and the test pipeline its weights came with while they are that checkpoint's
+        # (see eval_protocol_source)
+        self.model, self._checkpoint_protocol = build_network(
+            model, num_classes, dict(model_args or {}), init_from, pretrained_encoder
+        )
         model_classes = getattr(self.model, "num_classes", None)
         if num_classes is not None and model_classes is not None and model_classes != num_classes:
             raise ValueError(
@@ -307,9 +187,6 @@ class SegmentationModule(L.LightningModule):
         self.val_confusion = MulticlassConfusionMatrix(self.num_classes, ignore_index=ignore_index)
         self.test_confusion = MulticlassConfusionMatrix(self.num_classes, ignore_index=ignore_index)
         self.confusion_matrices: dict[str, Tensor] = {}  # the last one of each stage, summed over processes
-        self._overlay_samples: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
-        # The test pipeline the weights came with, while they are that checkpoint's (see eval_protocol_source).
-        self._checkpoint_protocol = _checkpoint_protocol(self.model, init_from, self.num_classes)
         self._scoring: tuple[EvalProtocol, str] | None = None
         self._logged: dict[str, tuple[EvalProtocol, str]] = {}
         self._fit_started = False
@@ -475,7 +352,7 @@ class SegmentationModule(L.LightningModule):
         protocol = getattr(datamodule, "eval_protocol", None)
         if isinstance(protocol, EvalProtocol):
             return protocol
-        mean, std = self._normalisation()
+        mean, std = self.data_statistics()
         return EvalProtocol(mean=tuple(mean), std=tuple(std))
 
     def on_fit_start(self) -> None:
@@ -522,10 +399,11 @@ class SegmentationModule(L.LightningModule):
         for pred, mask in zip(preds, masks):  # one image at a time: sizes may differ
             confusion.update(pred[None], mask.to(pred.device)[None])
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> list[Tensor] | Tensor:
+        """Scores the batch; returns its label maps (what :class:`ValidationPanels` draws)."""
         preds = self.predict_labels(batch["image"])
         self._update(self.val_confusion, preds, batch["mask"])
-        self._collect_overlays(batch, preds)
+        return preds
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._update(self.test_confusion, self.predict_labels(batch["image"], tta=self.test_tta), batch["mask"])
@@ -535,18 +413,12 @@ class SegmentationModule(L.LightningModule):
         images = batch["image"] if isinstance(batch, dict) else batch
         return self.predict_labels(images, tta=self.test_tta)
 
-    def on_validation_epoch_start(self) -> None:
-        self._overlay_samples = []
+    def configure_callbacks(self) -> list[Callback]:
+        """The validation panels of ``num_log_images`` images (:class:`ValidationPanels`)."""
+        return [ValidationPanels(self.num_log_images)] if self.num_log_images > 0 else []
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val", self.val_confusion)
-        if not self.trainer.sanity_checking and self.num_log_images > 0:
-            # ``trainer.log_dir`` is a broadcast from rank 0 under DDP: every rank reads it here, outside the rank-0
-            # branch, or rank 0 waits in it while the others wait in the next collective (a hang).
-            folder = self._overlay_folder()
-            if self.trainer.is_global_zero:
-                self._write_overlays(folder)
-            self._overlay_samples = []
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test", self.test_confusion)
@@ -571,22 +443,12 @@ class SegmentationModule(L.LightningModule):
     def _report_table(self, stage: str, names: list[str], metrics: dict[str, Tensor]) -> None:
         """Prints the per-class table and hands it to loggers that take tables (W&B). Runs on rank 0 only: nothing
         in here may be a collective (``trainer.log_dir``, ``self.log(..., sync_dist=True)``, ``compute()``)."""
-        from rich.console import Console
-        from rich.table import Table
-
         summary = (
-            f"{stage} (epoch {self.current_epoch}, step {self.global_step}): mIoU {_pct(metrics['miou'])}  "
-            f"mAcc {_pct(metrics['macc'])}  aAcc {_pct(metrics['acc'])}"
+            f"{stage} (epoch {self.current_epoch}, step {self.global_step}): mIoU {percent(metrics['miou'])}  "
+            f"mAcc {percent(metrics['macc'])}  aAcc {percent(metrics['acc'])}"
         )
-        table = Table(title=f"{stage} per-class IoU / accuracy (%)")
-        for column in ("class", "IoU", "Acc"):
-            table.add_column(column, justify="left" if column == "class" else "right")
-        rows = [[name, _pct(iou), _pct(acc)] for name, iou, acc in zip(names, metrics["iou"], metrics["class_acc"])]
-        for row in rows:
-            table.add_row(*row)
-        console = Console()
-        console.print(table)
-        console.print(summary)
+        rows = class_table_rows(names, metrics)
+        print_class_table(f"{stage} per-class IoU / accuracy (%)", summary, rows)
         for logger in self.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_table(key=f"{stage}/per_class", columns=["class", "IoU", "Acc"], data=rows)
@@ -611,25 +473,7 @@ class SegmentationModule(L.LightningModule):
             palette = default_palette(self.num_classes)
         return [tuple(int(v) for v in colour) for colour in palette]
 
-    # ------------------------------------------------------------------------------------------------------------------
-    # Overlay images
-    # ------------------------------------------------------------------------------------------------------------------
-
-    def _collect_overlays(self, batch: dict[str, Any], preds: list[Tensor] | Tensor) -> None:
-        """Keeps the first ``num_log_images`` validation samples of rank 0 (image, mask, prediction)."""
-        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
-            return
-        original = _are_original_images(batch["image"])
-        mean, std = self._normalisation()
-        names = batch.get("name") or [f"sample{i}" for i in range(len(preds))]
-        for image, mask, pred, name in zip(batch["image"], batch["mask"], preds, names):
-            if len(self._overlay_samples) >= self.num_log_images:
-                return
-            rgb = np.asarray(image.cpu() if isinstance(image, Tensor) else image) if original else denormalize(
-                image, mean, std)
-            self._overlay_samples.append((rgb, mask.cpu().numpy(), pred.cpu().numpy(), str(name)))
-
-    def _normalisation(self) -> tuple[Sequence[float], Sequence[float]]:
+    def data_statistics(self) -> tuple[Sequence[float], Sequence[float]]:
         """The DataModule's mean/std on the 0–255 scale (0–1 values are scaled up), else ImageNet's."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         mean = getattr(datamodule, "mean", None) or IMAGENET_MEAN
@@ -637,54 +481,6 @@ class SegmentationModule(L.LightningModule):
         if max(mean) <= 1.0 and max(std) <= 1.0:
             mean, std = [m * 255 for m in mean], [s * 255 for s in std]
         return mean, std
-
-    def _overlay_folder(self) -> Path:
-        """``<log_dir>/val_overlays/epoch=E``. A collective (``trainer.log_dir`` broadcasts): call it on every rank."""
-        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        return Path(log_dir) / "val_overlays" / f"epoch={self.current_epoch}"
-
-    def _write_overlays(self, folder: Path) -> None:
-        """Saves the collected panels into ``folder`` and hands them to the loggers (rank 0 only: no collectives
-        in here; the folder comes from :meth:`_overlay_folder`, called on every rank)."""
-        if not self._overlay_samples:
-            return
-        palette = self.palette()
-        panels = [
-            side_by_side(img, gt, pred, palette, ignore_index=self.ignore_index)
-            for img, gt, pred, _ in self._overlay_samples
-        ]
-        captions = [name for *_, name in self._overlay_samples]
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, (panel, caption) in enumerate(zip(panels, captions)):
-            panel.save(folder / f"{i:02d}_{Path(caption).stem}.png")
-        for logger in self.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key="val/overlays", images=panels, caption=captions, step=self.global_step)
-            elif isinstance(logger, TensorBoardLogger):
-                for i, panel in enumerate(panels):
-                    array = torch.from_numpy(np.asarray(panel)).permute(2, 0, 1)
-                    logger.experiment.add_image(f"val/overlay_{i}", array, global_step=self.global_step)
-        self._overlay_samples = []
-
-
-def _pct(value: Tensor) -> str:
-    """A ratio in % rounded to 0.01 as mmsegmentation rounds it (``np.round(100 * value, 2)``)."""
-    return "-" if value.isnan() else f"{np.round(100 * float(value), 2):.2f}"
-
-
-def _checkpoint_protocol(model: nn.Module, init_from: str | None, num_classes: int) -> EvalProtocol | None:
-    """The test pipeline the weights were published or saved with, or None: a model built from the registry has
-    none, nor one whose classifier was replaced (other classes)."""
-    if init_from is not None and str(init_from).endswith(".ckpt"):  # a Lightning checkpoint of this module
-        checkpoint = torch.load(init_from, map_location="cpu", weights_only=True, mmap=True)
-        if (checkpoint.get("hyper_parameters") or {}).get("num_classes") not in (None, num_classes):
-            return None
-        return training_checkpoint_protocol(checkpoint)
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    if not cfg.get("eval") or cfg.get("num_classes") not in (None, num_classes):
-        return None
-    return EvalProtocol.of(model)
-
 
 def _are_original_images(images: Any) -> bool:
     """Whether a batch's ``image`` holds images as read (H×W×3 ``uint8``: a list, or a B×H×W×3 tensor) rather than

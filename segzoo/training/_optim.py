@@ -170,7 +170,7 @@ def apply_multipliers(optimizer: torch.optim.Optimizer) -> None:
 class _IterationSchedule(LRScheduler):
     """A learning rate that is a pure function of the iteration and of the group's initial lr (:meth:`lr_at`).
 
-    ``total_steps=None`` means "the whole run": :class:`segzoo.training.SegmentationModule` sets it from the trainer
+    ``total_steps=None`` means "the whole run": :class:`segzoo.training.SegmentationTask` sets it from the trainer
     (``max_steps``) before the first step. Resuming (``load_state_dict``) restores the position in the schedule, not
     its definition: the span, power, floor and warm-up are the config's, so a run resumed with a larger
     ``trainer.max_steps`` continues on the schedule of the longer run (with a warning), where restoring the old span
@@ -211,7 +211,7 @@ class _IterationSchedule(LRScheduler):
         if self.total_steps is None and step > 0:
             raise ValueError(
                 f"{type(self).__name__} has no total_steps: give it in the config, or train through "
-                "SegmentationModule, which sets it from trainer.max_steps (or epochs × batches)"
+                "SegmentationTask, which sets it from trainer.max_steps (or epochs × batches)"
             )
         return [self.lr_at(step, base_lr) for base_lr in self.base_lrs]
 
@@ -241,7 +241,7 @@ class PolyLR(_IterationSchedule):
     Args:
         optimizer: Wrapped optimizer; each group decays from its own lr to ``min_lr``.
         total_steps: Iterations the decay spans (the recipe's ``max_steps``). None means "the whole run":
-            :class:`segzoo.training.SegmentationModule` sets ``total_steps`` from the trainer before the first step.
+            :class:`segzoo.training.SegmentationTask` sets ``total_steps`` from the trainer before the first step.
         power: Poly exponent (SegFormer 1.0, SETR/Segmenter 0.9).
         min_lr: Learning rate reached at ``total_steps`` (absolute, the same for every group as in mmseg).
         warmup_iters: Length of the linear warm-up; 0 disables it.
@@ -268,7 +268,7 @@ class MMEnginePolyLR(_IterationSchedule):
     Args:
         optimizer: Wrapped optimizer; each group decays from its own lr to ``min_lr``.
         total_steps: The run's iterations (mmseg's ``end`` of the PolyLR; the recipe's ``max_steps``). None means
-            "the whole run", set by :class:`segzoo.training.SegmentationModule`.
+            "the whole run", set by :class:`segzoo.training.SegmentationTask`.
         power: Poly exponent (SegFormer 1.0, SETR/Segmenter 0.9).
         min_lr: ``eta_min``, absolute, the same for every group.
         warmup_iters: ``end`` of the LinearLR (1500 for SegFormer); 0: no warm-up, the decay starts at 0.
