@@ -35,13 +35,13 @@ PUBLISHERS = {"mmseg": "mmsegmentation", "segmenter-official": "rstrudel/segment
 def test_pipeline(ev) -> str:
     """A row's evaluation protocol in a few words: keep-ratio test scale (long×short) and the resizes after it,
     inference mode, and the multi-scale rule of its MS score."""
-    resize = f"{ev.scale[0]}×{ev.scale[1]}" if ev.scale else "none"
+    resize = f"{ev.test_scale[0]}×{ev.test_scale[1]}" if ev.test_scale else "none"
     if ev.size_divisor:
         resize += f", /{ev.size_divisor}"
     if ev.min_short_side:
         resize += f", short side ≥ {ev.min_short_side} (float)"
     mode = f"slide {ev.crop[0]}/{ev.stride[0]}" if ev.mode == "slide" else "whole"
-    return f"{resize}; {mode}; MS {ev.tta}"
+    return f"{resize}; {mode}; MS {ev.tta_style}"
 
 
 def checkpoint_table() -> str:

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import Callback
 
 import segzoo
 from segzoo.data import FolderDataModule
-from segzoo.training._module import SegmentationModule
+from segzoo.training import SegmentationTask
 
 NUM_CLASSES = 3
 
@@ -36,11 +36,11 @@ class CountImages(Callback):
         self.images += len(batch["image"])
 
 
-def build(data: str | os.PathLike) -> tuple[SegmentationModule, FolderDataModule]:
+def build(data: str | os.PathLike) -> tuple[SegmentationTask, FolderDataModule]:
     """The same weights in every process; 5 validation images, so 2 processes get 3 and 2 (nothing repeated)."""
     torch.manual_seed(0)
     net = segzoo.create_model("segformer-test", num_classes=NUM_CLASSES)
-    module = SegmentationModule(net, num_classes=NUM_CLASSES)
+    module = SegmentationTask(net, num_classes=NUM_CLASSES)
     datamodule = FolderDataModule(data, num_classes=NUM_CLASSES, eval_scale=(128, 64), val_batch_size=2,
                                   num_workers=0, crop_size=32)
     return module, datamodule

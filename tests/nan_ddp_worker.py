@@ -15,7 +15,7 @@ import torch
 from lit_helpers import ColourDataModule, TinySegNet
 from torch import nn
 
-from segzoo.training import CrossEntropyLoss, SegmentationModule
+from segzoo.training import CrossEntropyLoss, SegmentationTask
 
 
 class NanOnRankOne(nn.Module):
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.manual_seed(0)
-    module = SegmentationModule(TinySegNet(with_aux=False), num_classes=3, loss=NanOnRankOne(), num_log_images=0,
+    module = SegmentationTask(TinySegNet(with_aux=False), num_classes=3, loss=NanOnRankOne(), num_log_images=0,
                                 optimizer=lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9))
     recorder = HeadWeightEachStep()
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=4, limit_val_batches=0, logger=False,

@@ -148,7 +148,7 @@ def test_binary_0_255_masks_map_255_to_foreground_with_class_weights(tmp_path):
 
 
 def test_recommended_binary_config_trains(tmp_path):
-    from segzoo.training import CrossEntropyLoss, SegmentationModule
+    from segzoo.training import CrossEntropyLoss, SegmentationTask
 
     mask = np.zeros((HEIGHT, WIDTH), np.uint8)
     mask[5:25, 10:30] = 255
@@ -159,7 +159,7 @@ def test_recommended_binary_config_trains(tmp_path):
     for got in training_masks(dm):
         np.testing.assert_array_equal(got, (mask == 255).astype(np.int64))  # 255 -> class 1, nothing ignored
     loss = CrossEntropyLoss(**config["model"]["loss"]["init_args"]) if "model" in config else None
-    module = SegmentationModule("segformer-test", num_classes=dm.num_classes, loss=loss)
+    module = SegmentationTask("segformer-test", num_classes=dm.num_classes, loss=loss)
     trainer = quiet_trainer(max_steps=2, limit_val_batches=0)
     trainer.fit(module, datamodule=dm)
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/loss"])

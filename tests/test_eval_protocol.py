@@ -114,12 +114,12 @@ def test_validation_scores_the_original_through_the_datamodules_pipeline(tmp_pat
     predict does), and compares predictions at the image's own size with the masks as stored."""
     from lit_helpers import quiet_trainer
 
-    from segzoo.training import SegmentationModule
+    from segzoo.training import SegmentationTask
 
     make_ade20k(tmp_path)
     dm = ADE20KDataModule(tmp_path, eval_scale=(2048, 96), size_divisor=32, batch_size=1, num_workers=0)
     model = InputRecorder(num_classes=150)
-    module = SegmentationModule(model, num_classes=150, num_log_images=0)
+    module = SegmentationTask(model, num_classes=150, num_log_images=0)
     quiet_trainer().validate(module, dm, verbose=False)
     dm.setup("validate")
     images = [dm.datasets["val"].load_sample(i) for i in range(len(dm.datasets["val"]))]

@@ -64,7 +64,7 @@ GRAPH = {name: segzoo_imports(path) - {name} for name, path in MODULES.items()}
 
 
 def test_every_module_has_a_layer():
-    assert {"segzoo.models._registry", "segzoo.checkpoints._load", "segzoo.inference._predict", "segzoo._cli",
+    assert {"segzoo.models._registry", "segzoo.checkpoints._resolve", "segzoo.inference._predict", "segzoo._cli",
             "segzoo.training._module", "segzoo.data._base"} <= set(MODULES)
     for name in MODULES:
         assert 0 <= layer(name) < len(LAYER_NAMES)

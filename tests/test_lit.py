@@ -1,4 +1,4 @@
-"""SegmentationModule: loss, auxiliary losses, metrics, parameter groups, schedule, evaluation and overlays."""
+"""SegmentationTask: loss, auxiliary losses, metrics, parameter groups, schedule, evaluation and overlays."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from lit_helpers import ColourDataModule, TinySegNet, quiet_trainer
 
-from segzoo.training._module import SegmentationModule, segmentation_metrics
+from segzoo.training import SegmentationTask, segmentation_metrics
 from segzoo.training._optim import PolyLR, poly_warmup_lr
 
 
@@ -29,7 +29,7 @@ class LossRecorder(Callback):
 
 def test_training_loss_decreases():
     torch.manual_seed(0)
-    module = SegmentationModule(TinySegNet(), num_classes=3, optimizer=partial(torch.optim.AdamW, lr=0.02))
+    module = SegmentationTask(TinySegNet(), num_classes=3, optimizer=partial(torch.optim.AdamW, lr=0.02))
     recorder = LossRecorder()
     trainer = quiet_trainer(max_steps=40, limit_val_batches=0, callbacks=[recorder])
     trainer.fit(module, ColourDataModule(num_train=16, batch_size=4))
@@ -40,7 +40,7 @@ def test_training_loss_decreases():
 def test_auxiliary_losses_are_weighted_and_trained():
     torch.manual_seed(0)
     net = TinySegNet(with_aux=True)
-    module = SegmentationModule(net, num_classes=3)
+    module = SegmentationTask(net, num_classes=3)
     batch = next(iter(ColourDataModule().train_dataloader()))
     loss, parts = module.compute_loss(batch["image"], batch["mask"])
     logits, (aux,) = net.forward_with_aux(batch["image"])
@@ -52,7 +52,7 @@ def test_auxiliary_losses_are_weighted_and_trained():
 
 
 def test_batch_without_valid_pixels_gives_zero_loss():
-    module = SegmentationModule(TinySegNet(), num_classes=3)
+    module = SegmentationTask(TinySegNet(), num_classes=3)
     loss, _ = module.compute_loss(torch.rand(1, 3, 8, 8), torch.full((1, 8, 8), 255))
     assert loss.item() == 0.0 and loss.requires_grad
 
@@ -72,7 +72,7 @@ def test_miou_matches_hand_computation():
 
 
 def test_ignored_pixels_are_excluded_from_metrics():
-    module = SegmentationModule(TinySegNet(), num_classes=3)
+    module = SegmentationTask(TinySegNet(), num_classes=3)
     target = torch.tensor([[[0, 1, 2, 255], [255, 255, 1, 0]]])
     preds = torch.tensor([[[0, 1, 1, 2], [0, 1, 1, 0]]])  # predictions on ignored pixels must not count
     module.val_confusion.update(preds, target)
@@ -83,7 +83,7 @@ def test_ignored_pixels_are_excluded_from_metrics():
 
 
 def test_param_groups_head_lr_and_no_decay():
-    module = SegmentationModule(
+    module = SegmentationTask(
         TinySegNet(),
         num_classes=3,
         optimizer=partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.01),
@@ -129,7 +129,7 @@ def test_poly_schedule_with_warmup_values():
 
 
 def test_schedule_spans_max_steps_and_steps_every_iteration():
-    module = SegmentationModule(
+    module = SegmentationTask(
         TinySegNet(), num_classes=3, optimizer=partial(torch.optim.SGD, lr=0.1), lr_scheduler=partial(PolyLR, power=1.0)
     )
     trainer = quiet_trainer(max_steps=8, limit_val_batches=0)
@@ -141,7 +141,7 @@ def test_schedule_spans_max_steps_and_steps_every_iteration():
 
 def test_validation_logs_metrics_table_and_overlays(tmp_path, capsys):
     torch.manual_seed(0)
-    module = SegmentationModule(TinySegNet(), num_classes=3, num_log_images=3)
+    module = SegmentationTask(TinySegNet(), num_classes=3, num_log_images=3)
     trainer = quiet_trainer(max_epochs=1, default_root_dir=tmp_path, limit_train_batches=2)
     datamodule = ColourDataModule(num_val=8, batch_size=2)
     trainer.fit(module, datamodule)
@@ -163,7 +163,7 @@ def test_validation_logs_metrics_table_and_overlays(tmp_path, capsys):
 def test_slide_and_tta_evaluation_settings():
     net = TinySegNet()
     net.pretrained_cfg = {"eval": {"mode": "slide", "crop": 8, "stride": 6}}
-    module = SegmentationModule(net, num_classes=3, test_tta=True, tta_scales=(0.5, 1.0))
+    module = SegmentationTask(net, num_classes=3, test_tta=True, tta_scales=(0.5, 1.0))
     # crop and stride as (height, width) pairs (EvalProtocol normalises them)
     protocol, _ = module.eval_protocol()
     assert (protocol.mode, protocol.tta_scales, protocol.crop, protocol.stride) == ("slide", (0.5, 1.0), (8, 8), (6, 6))
@@ -173,15 +173,15 @@ def test_slide_and_tta_evaluation_settings():
         labels = module.predict_step({"image": images}, 0)
     assert labels.shape == (2, 16, 12) and labels.dtype == torch.long
     # whole mode given explicitly overrides the checkpoint's slide mode
-    whole = SegmentationModule(net, num_classes=3, eval_mode="whole", eval_protocol_source="data")
+    whole = SegmentationTask(net, num_classes=3, eval_mode="whole", eval_protocol_source="data")
     assert whole.eval_protocol()[0].mode == "whole"
     with pytest.raises(ValueError, match="eval_crop"):
-        SegmentationModule(TinySegNet(), num_classes=3, eval_mode="slide").eval_protocol()
+        SegmentationTask(TinySegNet(), num_classes=3, eval_mode="slide").eval_protocol()
 
 
 def test_test_and_predict_through_trainer():
     torch.manual_seed(0)
-    module = SegmentationModule(TinySegNet(), num_classes=3, test_tta=True, tta_scales=(1.0,))
+    module = SegmentationTask(TinySegNet(), num_classes=3, test_tta=True, tta_scales=(1.0,))
     trainer = quiet_trainer()
     datamodule = ColourDataModule(num_val=4, batch_size=2)
     results = trainer.test(module, datamodule, verbose=False)
@@ -199,26 +199,26 @@ def test_test_and_predict_through_trainer():
 
 def test_init_from_lightning_checkpoint_with_new_classes(tmp_path):
     torch.manual_seed(0)
-    source = SegmentationModule(TinySegNet(num_classes=3), num_classes=3)
+    source = SegmentationTask(TinySegNet(num_classes=3), num_classes=3)
     trainer = quiet_trainer(max_steps=1, limit_val_batches=0)
     trainer.fit(source, ColourDataModule(num_train=4, batch_size=2))
     path = tmp_path / "source.ckpt"
     trainer.save_checkpoint(path)
-    target = SegmentationModule(TinySegNet(num_classes=5), num_classes=5, init_from=str(path))
+    target = SegmentationTask(TinySegNet(num_classes=5), num_classes=5, init_from=str(path))
     assert torch.equal(target.model.backbone[0].weight, source.model.backbone[0].weight)
     assert target.model.decode_head[3].weight.shape[0] == 5  # the classifier is new
     with pytest.raises(ValueError, match="nn.Module only accepts a Lightning .ckpt"):
-        SegmentationModule(TinySegNet(), num_classes=3, init_from="segformer-b0-ade")
+        SegmentationTask(TinySegNet(), num_classes=3, init_from="segformer-b0-ade")
 
 
 def test_num_classes_mismatch_is_explained():
     with pytest.raises(ValueError, match="predicts 3 classes but num_classes=4"):
-        SegmentationModule(TinySegNet(num_classes=3), num_classes=4)
+        SegmentationTask(TinySegNet(num_classes=3), num_classes=4)
 
 
 def test_registry_model_rules_and_aux_losses():
     torch.manual_seed(0)
-    module = SegmentationModule(
+    module = SegmentationTask(
         "setr-test-pup",
         num_classes=3,
         optimizer=partial(torch.optim.SGD, lr=0.01, weight_decay=1e-4),
@@ -243,7 +243,7 @@ def test_registry_model_rules_and_aux_losses():
 
 
 def test_layer_decay_scales_vit_blocks():
-    module = SegmentationModule(
+    module = SegmentationTask(
         "segmenter-test-linear", num_classes=3, optimizer=partial(torch.optim.SGD, lr=1.0),
         lr_scheduler=partial(PolyLR, total_steps=10), layer_decay=0.5,
     )  # fmt: skip
@@ -256,7 +256,7 @@ def test_layer_decay_scales_vit_blocks():
     assert lr["backbone.blocks.1.attn.qkv.weight"] == pytest.approx(0.5)
     assert all(v == pytest.approx(1.0) for k, v in lr.items() if k.startswith("decode_head."))
     with pytest.raises(ValueError, match="layer_decay needs a ViT backbone"):
-        SegmentationModule("segformer-test", num_classes=3, layer_decay=0.9).configure_optimizers()
+        SegmentationTask("segformer-test", num_classes=3, layer_decay=0.9).configure_optimizers()
 
 
 def test_init_from_weights_file_for_a_registry_architecture(tmp_path):
@@ -265,7 +265,7 @@ def test_init_from_weights_file_for_a_registry_architecture(tmp_path):
     torch.manual_seed(0)
     source = segzoo.create_model("segformer-test", num_classes=3)
     torch.save(source.state_dict(), tmp_path / "weights.pth")
-    module = SegmentationModule("segformer-test", num_classes=5, init_from=str(tmp_path / "weights.pth"))
+    module = SegmentationTask("segformer-test", num_classes=5, init_from=str(tmp_path / "weights.pth"))
     kept = [k for k in source.state_dict() if k.startswith("backbone.")]
     assert all(torch.equal(module.model.state_dict()[k], source.state_dict()[k]) for k in kept)
     assert module.model.num_classes == 5
@@ -277,7 +277,7 @@ def test_mask_writer_and_checkpoint_reload(tmp_path):
     from segzoo.training import MaskWriter
 
     torch.manual_seed(0)
-    module = SegmentationModule(TinySegNet(), num_classes=3)
+    module = SegmentationTask(TinySegNet(), num_classes=3)
     trainer = quiet_trainer(callbacks=[MaskWriter(tmp_path / "pred")])
     datamodule = ColourDataModule(num_val=4, batch_size=2)
     predictions = trainer.predict(module, datamodule)

@@ -73,7 +73,7 @@ def test_load_segformer_from_the_hub_by_name(fake_hub, tmp_path, monkeypatch):
     assert len(fake_hub.requests) == requests
     assert torch.equal(again.decode_head.linear_pred.weight, model.decode_head.linear_pred.weight)
     # a converter that changes its output raises the cache version: files converted before are converted again
-    import segzoo.checkpoints._load as loader
+    import segzoo.checkpoints._cache as loader
 
     monkeypatch.setattr(loader, "CONVERTED_CACHE_VERSION", loader.CONVERTED_CACHE_VERSION + 1)
     segzoo.load("segformer-b0-ade")

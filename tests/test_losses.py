@@ -16,7 +16,7 @@ from segzoo.training import (
     LossSum,
     OhemCrossEntropyLoss,
     PolyLR,
-    SegmentationModule,
+    SegmentationTask,
     cli_main,
 )
 
@@ -94,7 +94,7 @@ def test_a_batch_without_labelled_pixels_gives_a_zero_that_reaches_the_parameter
 def test_module_trains_with_a_chosen_loss_and_reports_foreground_iou_for_binary_data():
     torch.manual_seed(0)
     loss = LossSum([CrossEntropyLoss(), DiceLoss()])
-    module = SegmentationModule(TinySegNet(num_classes=2), num_classes=2, loss=loss, num_log_images=0,
+    module = SegmentationTask(TinySegNet(num_classes=2), num_classes=2, loss=loss, num_log_images=0,
                                 optimizer=partial(torch.optim.AdamW, lr=1e-2), lr_scheduler=partial(PolyLR, power=1.0))
     assert module.loss.ignore_index == 255
     datamodule = ColourDataModule(num_train=8, num_val=4, batch_size=2, num_classes=2)

@@ -26,8 +26,8 @@ from PIL import Image
 
 import segzoo
 from segzoo.checkpoints._arch_from_weights import infer_architecture
+from segzoo.checkpoints._bare import published_protocol
 from segzoo.checkpoints._convert import CONVERTERS, detect_format
-from segzoo.checkpoints._load import _published_protocol
 
 DATA = Path(__file__).parent / "data" / "official_segmenter"
 PHOTOS = Path(__file__).parent / "data" / "photos"
@@ -112,4 +112,4 @@ def test_each_published_file_is_recognised_with_its_protocol(row):
     assert fmt == cfg.format == "segmenter-official"
     assert (match.arch, match.num_classes, match.img_size) == (cfg.arch, cfg.num_classes, cfg.crop_size[0])
     assert ("encoder.dist_token" in state) == ("deit" in cfg.arch)
-    assert _published_protocol(fmt, match.arch, match.num_classes, match.img_size) == cfg.to_dict()
+    assert published_protocol(fmt, match.arch, match.num_classes, match.img_size) == cfg.to_dict()

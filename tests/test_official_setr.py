@@ -17,8 +17,8 @@ from official_weights import meta_state_dict, weights_from_recipe
 
 import segzoo
 from segzoo.checkpoints._arch_from_weights import infer_architecture
+from segzoo.checkpoints._bare import published_protocol
 from segzoo.checkpoints._convert import CONVERTERS, detect_format
-from segzoo.checkpoints._load import _published_protocol
 
 DATA = Path(__file__).parent / "data" / "official_setr"
 LAYOUTS = json.loads(gzip.open(DATA / "layouts.json.gz", "rt").read())
@@ -37,7 +37,7 @@ def test_every_released_file_layout_gives_its_architecture_and_protocol(name):
     row = segzoo.get_pretrained_cfg(name)
     assert fmt == row.format == "setr-official"
     assert (match.arch, match.num_classes, match.img_size) == (row.arch, row.num_classes, row.crop_size[0])
-    protocol = _published_protocol(fmt, match.arch, match.num_classes, match.img_size)
+    protocol = published_protocol(fmt, match.arch, match.num_classes, match.img_size)
     expected = row.to_dict()
     for key in ("eval", "crop_size", "mean", "std", "dataset", "class_names"):
         assert protocol[key] == expected[key], key
@@ -90,12 +90,12 @@ def test_a_released_file_takes_the_tables_protocol_and_class_names_not_its_meta(
     """The released files hold their mmseg 0.x ``meta`` (config text, ``CLASSES``); the fork's Pascal Context names
     are in another order than the label ids, so a bare file takes the table's protocol and names."""
     from segzoo.checkpoints._arch_from_weights import ArchMatch
-    from segzoo.checkpoints._load import _bare_file_cfg
+    from segzoo.checkpoints._bare import _bare_file_cfg
 
     voc_first = ("background", "aeroplane", "bicycle", "bird") + tuple(f"class {i}" for i in range(56))
     match = ArchMatch(arch="setr-pup-l16-official", num_classes=60, img_size=480, encoder="a ViT-L/16 encoder",
                       class_names=voc_first)
-    cfg = _bare_file_cfg("setr-official", match, {})
+    cfg = _bare_file_cfg("setr-official", match)
     expected = segzoo.get_pretrained_cfg("setr-pup-pascal-context-official")
     assert cfg["name"] == expected.name and cfg["class_names"] == list(expected.class_names)
     assert cfg["class_names"][:3] == ["background", "aeroplane", "bag"]

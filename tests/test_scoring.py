@@ -1,4 +1,4 @@
-"""Scoring as the publisher's test loop does: validation, test and predict in SegmentationModule, ``segzoo eval`` and
+"""Scoring as the publisher's test loop does: validation, test and predict in SegmentationTask, ``segzoo eval`` and
 ``benchmarks/accuracy.py`` take predict's path (each image as read through a test pipeline, labels at the image's own
 size against the mask as stored), whichever test pipeline applies (the checkpoint's or the DataModule's) is the one
 the log names, and batches of images of several sizes count every pixel once.
@@ -23,7 +23,7 @@ from lit_helpers import quiet_trainer
 import segzoo
 from segzoo._preprocessing import EvalProtocol
 from segzoo.data import FolderDataModule
-from segzoo.training import SegmentationModule
+from segzoo.training import SegmentationTask
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
@@ -74,7 +74,7 @@ def data_cfg(dm: FolderDataModule, tta_style: str = "mmseg-0.x") -> dict:
 def test_validation_of_images_of_several_sizes_equals_predict(tmp_path, val_batch_size):
     dm = folder_data(tmp_path, val_batch_size=val_batch_size)
     model = tiny_model()
-    module = SegmentationModule(model, num_classes=3, num_log_images=0)
+    module = SegmentationTask(model, num_classes=3, num_log_images=0)
     quiet_trainer().validate(module, dm, verbose=False)
     expected = predict_confusion(model, dm, data_cfg(dm))
     assert torch.equal(module.confusion_matrices["val"], expected)
@@ -86,7 +86,7 @@ def test_test_multiscale_flip_resizes_every_scale_from_the_original(tmp_path):
     """test_tta in the loop equals predict(tta=True): each ratio resized from the image as read, by the rule asked."""
     dm = folder_data(tmp_path, val_batch_size=2)
     model = tiny_model()
-    module = SegmentationModule(model, num_classes=3, test_tta=True, tta_style="mmseg-1.x")
+    module = SegmentationTask(model, num_classes=3, test_tta=True, tta_style="mmseg-1.x")
     quiet_trainer().test(module, dm, verbose=False)
     expected = predict_confusion(model, dm, data_cfg(dm, "mmseg-1.x"), tta=True)
     other = predict_confusion(model, dm, data_cfg(dm, "mmseg-0.x"), tta=True)
@@ -97,7 +97,7 @@ def test_test_multiscale_flip_resizes_every_scale_from_the_original(tmp_path):
 def test_a_checkpoints_own_pipeline_scores_it_until_it_is_trained(tmp_path, caplog):
     dm = folder_data(tmp_path)
     model = tiny_model(CHECKPOINT_CFG)
-    module = SegmentationModule(model, num_classes=3, num_log_images=0)
+    module = SegmentationTask(model, num_classes=3, num_log_images=0)
     with caplog.at_level(logging.INFO):
         quiet_trainer().validate(module, dm, verbose=False)
     protocol, origin = module.eval_protocol()
@@ -109,7 +109,7 @@ def test_a_checkpoints_own_pipeline_scores_it_until_it_is_trained(tmp_path, capl
     assert "with the checkpoint's test pipeline" in line and "test_scale=(2048, 80)" in line
     assert "not the DataModule's" in line and "--model.eval_protocol_source data" in line
     # asked for explicitly, the DataModule's
-    data_module = SegmentationModule(model, num_classes=3, num_log_images=0, eval_protocol_source="data")
+    data_module = SegmentationTask(model, num_classes=3, num_log_images=0, eval_protocol_source="data")
     quiet_trainer().validate(data_module, dm, verbose=False)
     assert data_module.eval_protocol()[1] == "data"
     assert torch.equal(data_module.confusion_matrices["val"], by_data)
@@ -119,12 +119,12 @@ def test_a_checkpoints_own_pipeline_scores_it_until_it_is_trained(tmp_path, capl
 
 
 def test_a_pipeline_is_the_checkpoints_only_with_its_classes(tmp_path):
-    assert SegmentationModule(tiny_model(CHECKPOINT_CFG | {"num_classes": 150}), num_classes=3).eval_protocol()[1] == (
+    assert SegmentationTask(tiny_model(CHECKPOINT_CFG | {"num_classes": 150}), num_classes=3).eval_protocol()[1] == (
         "data")
     with pytest.raises(ValueError, match="carry no test pipeline"):
-        SegmentationModule(tiny_model(), num_classes=3, eval_protocol_source="checkpoint").eval_protocol()
+        SegmentationTask(tiny_model(), num_classes=3, eval_protocol_source="checkpoint").eval_protocol()
     with pytest.raises(ValueError, match="eval_protocol_source"):
-        SegmentationModule(tiny_model(), num_classes=3, eval_protocol_source="publisher")
+        SegmentationTask(tiny_model(), num_classes=3, eval_protocol_source="publisher")
 
 
 def test_train_py_test_and_segzoo_eval_of_a_ckpt_agree(tmp_path, monkeypatch, capsys):

@@ -30,7 +30,7 @@ from segzoo.training import (
     MMEnginePolyLR,
     OhemCrossEntropyLoss,
     PolyLR,
-    SegmentationModule,
+    SegmentationTask,
     cli_main,
     mmengine_poly_lr,
     param_groups,
@@ -110,7 +110,7 @@ class WeightsAtEachStep(Callback):
 
 def test_a_nan_loss_skips_the_step_with_a_warning_and_changes_no_weight():
     torch.manual_seed(0)
-    module = SegmentationModule(TinySegNet(with_aux=False), num_classes=3, loss=NanLoss(bad={1, 2}),
+    module = SegmentationTask(TinySegNet(with_aux=False), num_classes=3, loss=NanLoss(bad={1, 2}),
                                 optimizer=partial(torch.optim.SGD, lr=0.1, momentum=0.9), num_log_images=0)
     recorder = WeightsAtEachStep()
     with pytest.warns(UserWarning, match=r"the loss is NaN or infinite .* this step is skipped"):
@@ -123,8 +123,8 @@ def test_a_nan_loss_skips_the_step_with_a_warning_and_changes_no_weight():
 
 
 def test_a_run_whose_loss_stays_nan_stops_with_a_clear_error(monkeypatch):
-    monkeypatch.setattr(SegmentationModule, "MAX_CONSECUTIVE_SKIPS", 3)
-    module = SegmentationModule(TinySegNet(with_aux=False), num_classes=3, loss=NanLoss(bad=set(range(100))),
+    monkeypatch.setattr(SegmentationTask, "MAX_CONSECUTIVE_SKIPS", 3)
+    module = SegmentationTask(TinySegNet(with_aux=False), num_classes=3, loss=NanLoss(bad=set(range(100))),
                                 num_log_images=0)
     with pytest.warns(UserWarning), pytest.raises(segzoo.NonFiniteLossError, match="3 steps in a row"):
         quiet_trainer(max_steps=10, limit_val_batches=0).fit(module, ColourDataModule())
@@ -159,7 +159,7 @@ class ModesAtFirstStep(Callback):
 
 def test_init_from_a_checkpoint_trains_in_training_mode(tmp_path):
     segzoo.create_model("segformer-test", num_classes=3).save_pretrained(tmp_path / "start")
-    module = SegmentationModule("segformer-test", num_classes=3, init_from=str(tmp_path / "start"), num_log_images=0)
+    module = SegmentationTask("segformer-test", num_classes=3, init_from=str(tmp_path / "start"), num_log_images=0)
     probe = ModesAtFirstStep()
     datamodule = ColourDataModule(num_train=4, batch_size=2, size=32)
     quiet_trainer(max_steps=1, limit_val_batches=0, callbacks=[probe]).fit(module, datamodule)
@@ -171,7 +171,7 @@ def test_training_switches_work_on_loaded_models(tmp_path):
     loaded = segzoo.load(str(tmp_path / "start"), freeze_encoder=True, grad_checkpointing=True)
     assert not any(p.requires_grad for p in loaded.backbone.parameters())
     assert loaded.backbone.grad_checkpointing
-    module = SegmentationModule("segmenter-test-linear", num_classes=3, init_from=str(tmp_path / "start"),
+    module = SegmentationTask("segmenter-test-linear", num_classes=3, init_from=str(tmp_path / "start"),
                                 model_args={"freeze_encoder": True, "grad_checkpointing": True})
     assert not any(p.requires_grad for p in module.model.backbone.parameters())
     assert module.model.training and not module.model.backbone.training  # a frozen encoder stays in eval mode
@@ -202,7 +202,7 @@ def test_custom_keys_take_the_longest_key_then_the_alphabetically_first_and_only
     unmatched = lr_and_decay(model, custom_keys={"nothing": {"lr_mult": 9.0}}, head_lr_mult=5.0, norm_decay_mult=0.0)
     assert unmatched["decode_head.0.weight"] == (5.0, 1.0) and unmatched["backbone.1.weight"] == (1.0, 0.0)
     with pytest.raises(ValueError, match="custom_keys"):
-        SegmentationModule(TinySegNet(), num_classes=3, custom_keys={"head": {"lr": 10.0}})
+        SegmentationTask(TinySegNet(), num_classes=3, custom_keys={"head": {"lr": 10.0}})
 
 
 def recipe_keys(base: str) -> dict:
@@ -371,15 +371,15 @@ def test_a_file_without_patch_bias_builds_a_model_without_one_and_keeps_it(tmp_p
     model.save_pretrained(tmp_path / "saved")
     assert segzoo.load(str(tmp_path / "saved")).backbone.patch_embed.proj.bias is None
     # trained from it, the run's checkpoint rebuilds the same network
-    module = SegmentationModule("segmenter-test-linear", num_classes=3, init_from=str(path), num_log_images=0)
+    module = SegmentationTask("segmenter-test-linear", num_classes=3, init_from=str(path), num_log_images=0)
     trainer = quiet_trainer(max_steps=1, limit_val_batches=0, default_root_dir=tmp_path)
     trainer.fit(module, ColourDataModule(num_train=2, batch_size=2))
     trainer.save_checkpoint(tmp_path / "run.ckpt")
     assert segzoo.load(str(tmp_path / "run.ckpt")).backbone.patch_embed.proj.bias is None
-    reloaded = SegmentationModule.load_from_checkpoint(tmp_path / "run.ckpt")
+    reloaded = SegmentationTask.load_from_checkpoint(tmp_path / "run.ckpt")
     assert reloaded.model.backbone.patch_embed.proj.bias is None
     # and a new run started from that .ckpt (another number of classes) builds it too, its weights carried over
-    again = SegmentationModule("segmenter-test-linear", num_classes=5, init_from=str(tmp_path / "run.ckpt"))
+    again = SegmentationTask("segmenter-test-linear", num_classes=5, init_from=str(tmp_path / "run.ckpt"))
     assert again.model.backbone.patch_embed.proj.bias is None and again.model.training
     assert torch.equal(again.model.backbone.pos_embed, module.model.backbone.pos_embed)
 
