@@ -92,6 +92,8 @@ def _build_model(
         return model
     elif init_from is not None:
         ckpt = str(init_from).endswith(".ckpt")
+        if ckpt:  # a missing or truncated file is named as init_from's
+            read_checkpoint(init_from, "init_from")
         if isinstance(model, str) and not ckpt and Path(init_from).is_file():  # weights for the named architecture
             net = segzoo.load(model, checkpoint=init_from, num_classes=num_classes, **model_args)
         else:  # checkpoint name, hf-hub: id, saved folder, or a .ckpt of train.py (the network it holds, as built)
