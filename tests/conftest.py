@@ -12,4 +12,4 @@ import torch  # noqa: E402
 def _seed():
     torch.manual_seed(0)
 
-from fakehub import fake_hub  # noqa: E402,F401  (the local fake Hugging Face Hub fixture)
+from support.fakehub import fake_hub  # noqa: E402,F401  (the local fake Hugging Face Hub fixture)

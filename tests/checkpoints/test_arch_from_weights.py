@@ -8,7 +8,6 @@ import logging
 import pytest
 import torch
 import transformers
-from checkpoint_formats import randomized, to_mmseg, to_mmseg_mit, to_segmenter_official
 
 import segzoo
 import segzoo.models._registry as registry
@@ -19,8 +18,10 @@ from segzoo.checkpoints._arch_from_weights import (
 )
 from segzoo.checkpoints._convert import CONVERTERS, ConversionError, detect_format
 
+from support.checkpoint_formats import randomized, to_mmseg, to_mmseg_mit, to_segmenter_official
+
 # the architectures with their own encoder; those on a timm ViT are saved with their config.json (encoder=...); the
-# official SETR rows are recognised from the official layout only (tests/test_official_setr.py)
+# official SETR rows are recognised from the official layout only (tests/checkpoints/test_official_setr.py)
 REAL_ARCHS = [name for name in segzoo.list_models()
               if registry.ARCHS[name].encoder != "timm_vit" and registry.ARCHS[name].checkpoint_format is None]
 

@@ -1,6 +1,6 @@
 """The conversion cache of ``segzoo.load`` under real conditions: three processes filling an empty cache at once, a
 read-only cache that already holds the download, and a cache moved to another path. Everything runs against the
-local fake Hub (tests/fakehub.py), in real subprocesses where processes matter."""
+local fake Hub (tests/support/fakehub.py), in real subprocesses where processes matter."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import constants
-from test_load import hf_segformer_b0, serve_hf_model
 
 import segzoo
 import segzoo.checkpoints._download as hub
 from segzoo.checkpoints._table import get_pretrained_cfg
 
-REPO = "nvidia/segformer-b0-finetuned-ade-512-512"  # the source of the table row segformer-b0-ade
-ROOT = Path(__file__).resolve().parents[1]
+from support import REPO
+from support.checkpoint_formats import hf_segformer_b0, serve_hf_model
+
+HUB_REPO = "nvidia/segformer-b0-finetuned-ade-512-512"  # the source of the table row segformer-b0-ade
 
 # Loads segformer-b0-ade once all workers are ready; a slow disk (a sleep after each safetensors write) keeps every
 # process inside "written the temporary file, not yet renamed it" at the same time.
@@ -53,10 +54,10 @@ def _env(fake_hub, cache: Path, **extra: str) -> dict[str, str]:
 
 def test_three_processes_converting_into_an_empty_cache_all_succeed(fake_hub, tmp_path):
     reference = hf_segformer_b0()
-    serve_hf_model(fake_hub, reference, REPO, tmp_path)
+    serve_hf_model(fake_hub, reference, HUB_REPO, tmp_path)
     cache, go = tmp_path / "shared" / "hub", tmp_path / "go"
     workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / f"ready{i}"), str(go)], cwd=ROOT,
+        subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / f"ready{i}"), str(go)], cwd=REPO,
                          env=_env(fake_hub, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(3)
     ]
@@ -81,7 +82,7 @@ def test_three_processes_converting_into_an_empty_cache_all_succeed(fake_hub, tm
 
 
 def test_read_only_cache_holding_the_download_loads_and_warns_once(fake_hub, tmp_path):
-    serve_hf_model(fake_hub, hf_segformer_b0(), REPO, tmp_path)
+    serve_hf_model(fake_hub, hf_segformer_b0(), HUB_REPO, tmp_path)
     cache = tmp_path / "readonly" / "hub"
     hub.download_file(get_pretrained_cfg("segformer-b0-ade"), cache_dir=cache)  # downloaded, never converted
     subprocess.run(["chmod", "-R", "a-w", str(cache.parent)], check=True)
@@ -92,7 +93,7 @@ def test_read_only_cache_holding_the_download_loads_and_warns_once(fake_hub, tmp
             "b.decode_head.linear_pred.weight).all()))")
     try:
         for offline in ("1", "0"):  # a shared read-only cache is used offline and online alike
-            run = subprocess.run([*prefix, sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True,
+            run = subprocess.run([*prefix, sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True,
                                  text=True, env=_env(fake_hub, cache, HF_HUB_OFFLINE=offline), timeout=300)
             assert run.returncode == 0, run.stderr[-3000:]
             assert "SAME True" in run.stdout
@@ -104,7 +105,7 @@ def test_read_only_cache_holding_the_download_loads_and_warns_once(fake_hub, tmp
 
 
 def test_moved_cache_reuses_its_converted_copy(fake_hub, tmp_path, monkeypatch, caplog):
-    serve_hf_model(fake_hub, hf_segformer_b0(), REPO, tmp_path)
+    serve_hf_model(fake_hub, hf_segformer_b0(), HUB_REPO, tmp_path)
     first = segzoo.load("segformer-b0-ade")
     old_cache = Path(constants.HF_HUB_CACHE)
     new_cache = tmp_path / "elsewhere" / "hub"

@@ -5,7 +5,6 @@ segzoo and give the same logits as the segzoo weights they were made from (or as
 import pytest
 import timm
 import torch
-from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 
 import segzoo
 from segzoo.checkpoints._convert import (
@@ -16,6 +15,8 @@ from segzoo.checkpoints._convert import (
     detect_format,
     unwrap_checkpoint,
 )
+
+from support.checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 
 
 def same_logits(a, b, size=(48, 64)):

@@ -1,4 +1,4 @@
-"""The download and publish layer (segzoo.hub) against a local fake Hugging Face Hub (tests/fakehub.py)."""
+"""The download and publish layer (segzoo.hub) against a local fake Hugging Face Hub (tests/support/fakehub.py)."""
 
 from __future__ import annotations
 

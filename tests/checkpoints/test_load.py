@@ -8,39 +8,19 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 
 import segzoo
 import segzoo.checkpoints._table as pretrained
 from segzoo.checkpoints._convert import ConversionError
 from segzoo.checkpoints._table import Source
 
+from support.checkpoint_formats import hf_segformer_b0, randomized, serve_hf_model, to_mmseg, to_segmenter_official
+
 
 def torch_bytes(obj) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
-
-
-def hf_segformer_b0(num_labels=150):
-    import transformers
-    model = transformers.SegformerForSemanticSegmentation(transformers.SegformerConfig(num_labels=num_labels)).eval()
-    with torch.no_grad():
-        model.decode_head.batch_norm.running_mean.normal_()
-    return model
-
-
-def serve_hf_model(fake_hub, model, repo_id, tmp_path):
-    folder = tmp_path / repo_id.replace("/", "_")
-    model.save_pretrained(folder)
-    from safetensors.torch import load_file
-
-    # the nvidia/* Hub repos hold pytorch_model.bin (transformers 5 only writes safetensors)
-    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
-    (folder / "model.safetensors").unlink()
-    for name in ("config.json", "pytorch_model.bin"):
-        fake_hub.add_file(repo_id, name, (folder / name).read_bytes())
-    return folder
 
 
 def logits_diff(ours, reference_fn, size=(64, 96)):

@@ -14,11 +14,12 @@ import io
 import numpy as np
 import pytest
 import torch
-from checkpoint_formats import randomized, to_mmseg, to_mmseg_mit, to_segmenter_official, to_setr_official
 
 import segzoo
 import segzoo.checkpoints._table as table
 from segzoo.checkpoints._table import Source
+
+from support.checkpoint_formats import randomized, to_mmseg, to_mmseg_mit, to_segmenter_official, to_setr_official
 
 NEW_ROWS = [name for name in segzoo.list_pretrained() if name.endswith(("-official", "-retrained"))]
 

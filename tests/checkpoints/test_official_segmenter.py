@@ -3,13 +3,13 @@ itself predicts.
 
 ``reference/segmenter_official_side.py`` ran the official code (its model factory, its dataset pipeline on mmseg
 0.14.1, ``segm.eval.miou.process_batch``) once on the test photos, with models filled from seeded recipes, and kept
-the labels (tests/data/official_segmenter). Here segzoo regenerates the same weights, writes them as the official
+the labels (tests/assets/official_segmenter). Here segzoo regenerates the same weights, writes them as the official
 code saves them (``checkpoint.pth`` with ``["model"]``), loads that file and predicts with the row's protocol.
 ``predict`` must give the official labels on at least 99.99% of the pixels (random weights leave some near-ties).
 
 The real Seg-T-Mask/16 is loaded as a bare file (``segzoo.load(path)``: architecture from the keys, protocol from
 the table); the others keep the official layout at a narrower width (``widths`` in the manifest) and load through
-their row (``segzoo.load(row, checkpoint=path)``). The photos are skimage's (tests/data/photos/README.md) plus the
+their row (``segzoo.load(row, checkpoint=path)``). The photos are skimage's (tests/assets/photos/README.md) plus the
 hubble photo turned upright (a tall image)."""
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from official_weights import meta_state_dict, weights_from_recipe
 from PIL import Image
 
 import segzoo
@@ -29,8 +28,11 @@ from segzoo.checkpoints._arch_from_weights import infer_architecture
 from segzoo.checkpoints._convert import CONVERTERS, detect_format
 from segzoo.checkpoints._load import _published_protocol
 
-DATA = Path(__file__).parent / "data" / "official_segmenter"
-PHOTOS = Path(__file__).parent / "data" / "photos"
+from support import ASSETS
+from support.official_weights import meta_state_dict, weights_from_recipe
+
+DATA = ASSETS / "official_segmenter"
+PHOTOS = ASSETS / "photos"
 MANIFEST = json.loads((DATA / "manifest.json").read_text())
 AGREEMENT = 0.9999
 

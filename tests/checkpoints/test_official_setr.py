@@ -2,25 +2,26 @@
 the ``setr-*-official`` architectures, which compute what the official code computes.
 
 The layouts (every key and shape of the 15 released files) and the logits of tiny official models were recorded by
-``reference/setr_official_side.py`` from the official code's own module definitions (tests/data/official_setr)."""
+``reference/setr_official_side.py`` from the official code's own module definitions (tests/assets/official_setr)."""
 
 from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from official_weights import meta_state_dict, weights_from_recipe
 
 import segzoo
 from segzoo.checkpoints._arch_from_weights import infer_architecture
 from segzoo.checkpoints._convert import CONVERTERS, detect_format
 from segzoo.checkpoints._load import _published_protocol
 
-DATA = Path(__file__).parent / "data" / "official_setr"
+from support import ASSETS
+from support.official_weights import meta_state_dict, weights_from_recipe
+
+DATA = ASSETS / "official_setr"
 LAYOUTS = json.loads(gzip.open(DATA / "layouts.json.gz", "rt").read())
 TINY = json.loads((DATA / "manifest.json").read_text())["tiny"]
 ARCHS = {"naive": "setr-naive-l16-official", "pup": "setr-pup-l16-official", "mla": "setr-mla-l16-official",

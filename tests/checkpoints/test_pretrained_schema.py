@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -24,7 +23,8 @@ from segzoo.checkpoints._table import (
     parse_entry,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+from support import REPO
+
 NAMES = list_pretrained() + list_pretrained(kind="encoder")
 SEGMENTATION = list_pretrained()
 ENCODERS = [name for name in NAMES if name not in SEGMENTATION]
@@ -56,7 +56,7 @@ REQUIRED = (
 
 
 def _row(**changes) -> dict:
-    raw = yaml.safe_load((ROOT / "checkpoints.yaml").read_text())["checkpoints"][0]
+    raw = yaml.safe_load((REPO / "checkpoints.yaml").read_text())["checkpoints"][0]
     raw.update(changes)
     return raw
 
@@ -64,7 +64,7 @@ def _row(**changes) -> dict:
 def test_runtime_table_has_every_row_of_the_repository_table_in_order():
     """segzoo reads its table from the package (importlib.resources); every row of the top-level checkpoints.yaml
     must be there, segmentation rows listed for load() and encoder rows under kind="encoder"."""
-    rows = yaml.safe_load((ROOT / "checkpoints.yaml").read_text())["checkpoints"]
+    rows = yaml.safe_load((REPO / "checkpoints.yaml").read_text())["checkpoints"]
     segmentation = [row["name"] for row in rows if "encoder_of" not in row]
     encoders = [row["name"] for row in rows if "encoder_of" in row]
     assert list_pretrained() == segmentation and list_pretrained(kind="encoder") == encoders

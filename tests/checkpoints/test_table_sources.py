@@ -1,13 +1,12 @@
 """checkpoints.yaml against the other places that state the same facts, so that they cannot drift apart again: the
-training recipes in configs/ (as they resolve: tests/data/resolved_configs/), the head of each file whose layout is
-recorded from its publisher's code (tests/data/official_*), and the official Segmenter code's own settings
+training recipes in configs/ (as they resolve: tests/assets/resolved_configs/), the head of each file whose layout is
+recorded from its publisher's code (tests/assets/official_*), and the official Segmenter code's own settings
 (recorded by reference/segmenter_official_side.py)."""
 
 from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -16,7 +15,9 @@ import segzoo
 from segzoo._preprocessing import keep_ratio_size
 from segzoo.checkpoints._datasets import DATASETS
 
-DATA = Path(__file__).parent / "data"
+from support import ASSETS
+
+DATA = ASSETS
 SNAPSHOTS = DATA / "resolved_configs"
 DATAMODULES = {"segzoo.data.ADE20KDataModule": "ade20k", "segzoo.data.CityscapesDataModule": "cityscapes"}
 CITYSCAPES_IMAGE = (1024, 2048)  # every Cityscapes image

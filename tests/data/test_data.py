@@ -11,18 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_datasets import (
-    HEIGHT,
-    WIDTH,
-    make_ade20k,
-    make_cityscapes,
-    make_coco_stuff,
-    make_folder,
-    make_pascal_context,
-    stripes_mask,
-    write_image,
-    write_mask,
-)
 from PIL import Image
 from torch.utils.data import DataLoader
 
@@ -41,6 +29,19 @@ from segzoo.data import (
 )
 from segzoo.data._base import seed_worker_transform
 from segzoo.data._transforms import keep_ratio_size, seed_transform
+
+from support.fake_datasets import (
+    HEIGHT,
+    WIDTH,
+    make_ade20k,
+    make_cityscapes,
+    make_coco_stuff,
+    make_folder,
+    make_pascal_context,
+    stripes_mask,
+    write_image,
+    write_mask,
+)
 
 SMALL = {"crop_size": 32, "batch_size": 2, "num_workers": 0}
 

@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from fake_datasets import (
+from PIL import Image
+
+from segzoo._cli import main
+from segzoo.data import DatasetReport, FolderDataModule, check_dataset, read_mask
+
+from support import REPO
+from support.fake_datasets import (
     HEIGHT,
     WIDTH,
     bordered_mask,
@@ -26,11 +32,7 @@ from fake_datasets import (
     write_image,
     write_mask,
 )
-from lit_helpers import quiet_trainer
-from PIL import Image
-
-from segzoo._cli import main
-from segzoo.data import DatasetReport, FolderDataModule, check_dataset, read_mask
+from support.lit_helpers import quiet_trainer
 
 SMALL = {"crop_size": 32, "batch_size": 2, "num_workers": 0, "scale": (64, 32), "eval_scale": None}
 COLOURS = [(0, 0, 0), (0, 128, 0), (200, 30, 30)]  # classes 0, 1, 2 of the RGB masks
@@ -467,7 +469,7 @@ def test_the_saved_settings_merge_into_the_recipe(tmp_path, capsys, monkeypatch)
     saved = tmp_path / "data.yaml"
     assert main(["data", "check", str(tmp_path), "--save-config", str(saved)]) == 1
     assert f"wrote the recommended settings to {saved}" in capsys.readouterr().out
-    recipe = Path(__file__).resolve().parents[1] / "configs" / "finetune-folder.yaml"
+    recipe = REPO / "configs" / "finetune-folder.yaml"
     monkeypatch.setattr("sys.argv", ["train.py"])
     with pytest.raises(SystemExit):
         cli_main(["fit", "--config", str(recipe), "--config", str(saved), "--print_config"])

@@ -12,18 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_datasets import (
-    HEIGHT,
-    WIDTH,
-    make_ade20k,
-    make_cityscapes,
-    make_coco_stuff,
-    make_pascal_context_download,
-    rle_encode,
-    stripes_mask,
-    write_image,
-    write_zip,
-)
 from PIL import Image
 
 import segzoo
@@ -38,6 +26,19 @@ from segzoo.data import (
 )
 from segzoo.data import _prepare as prepare_module
 from segzoo.data._prepare import decode_rle
+
+from support.fake_datasets import (
+    HEIGHT,
+    WIDTH,
+    make_ade20k,
+    make_cityscapes,
+    make_coco_stuff,
+    make_pascal_context_download,
+    rle_encode,
+    stripes_mask,
+    write_image,
+    write_zip,
+)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from inference_toys import PixelModel, RampModel, WindowMeanModel
 from PIL import Image
 
 from segzoo.inference._predict import (
@@ -21,6 +20,8 @@ from segzoo.inference._predict import (
     slide_inference,
     whole_inference,
 )
+
+from support.inference_toys import PixelModel, RampModel, WindowMeanModel
 
 
 def _images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:

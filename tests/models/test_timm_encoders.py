@@ -4,8 +4,6 @@ imitation of the Hub."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import timm
 import torch
@@ -15,6 +13,8 @@ import segzoo
 from segzoo.models import KNOWN_TIMM_ENCODERS
 from segzoo.models.encoders import TimmViTEncoder
 from segzoo.training import param_groups
+
+from support import REPO
 
 # One tiny model per family: registers + patch 14 (DINOv2), RoPE (EVA-02), class + distillation token (DeiT),
 # class token (AugReg); each built from the real timm entry point with a small width and depth.
@@ -26,7 +26,7 @@ FAMILIES = {
 }
 HEADS = ("segmenter-linear", "segmenter-mask", "setr-naive", "setr-pup", "setr-mla", "linear-probe", "linear-probe-4")
 TIMM_ARCHS = set(HEADS)
-TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "test" / "tiny.yaml"
+TINY_CONFIG = REPO / "configs" / "test" / "tiny.yaml"
 
 
 def tiny(img_size: int) -> dict:

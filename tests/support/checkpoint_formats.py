@@ -1,8 +1,10 @@
-"""Write segzoo weights in foreign checkpoint layouts (the inverse key maps, from those projects' module names)."""
+"""Write segzoo weights in foreign checkpoint layouts (the inverse key maps, from those projects' module names), and
+serve a transformers SegFormer on the fake Hub as the nvidia/* repos hold it."""
 
 import re
 
 import torch
+from safetensors.torch import load_file
 
 import segzoo
 
@@ -125,3 +127,23 @@ def randomized(name, num_classes=5, **kwargs):
     return model.eval()
 
 
+def hf_segformer_b0(num_labels=150):
+    """A randomly initialised transformers SegFormer-B0 (its BatchNorm statistics moved off their defaults)."""
+    import transformers
+
+    model = transformers.SegformerForSemanticSegmentation(transformers.SegformerConfig(num_labels=num_labels)).eval()
+    with torch.no_grad():
+        model.decode_head.batch_norm.running_mean.normal_()
+    return model
+
+
+def serve_hf_model(fake_hub, model, repo_id, tmp_path):
+    """Put a transformers model on the fake Hub as ``repo_id``, as the nvidia/* repos hold it; returns its folder."""
+    folder = tmp_path / repo_id.replace("/", "_")
+    model.save_pretrained(folder)
+    # the nvidia/* Hub repos hold pytorch_model.bin (transformers 5 only writes safetensors)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    for name in ("config.json", "pytorch_model.bin"):
+        fake_hub.add_file(repo_id, name, (folder / name).read_bytes())
+    return folder

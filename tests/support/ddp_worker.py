@@ -2,7 +2,7 @@
 processes (gloo) and writes the metrics, the confusion matrix and how many images each process scored. The module
 keeps its defaults (4 overlay panels, the per-class table), as in the recipes.
 
-Run as a script (``python tests/ddp_worker.py --devices 2 --data DIR --out metrics.json``), never inside pytest:
+Run as a script (``python tests/support/ddp_worker.py --devices 2 --data DIR --out metrics.json``), never inside pytest:
 Lightning's DDP launcher re-runs this command line for each extra rank.
 """
 

@@ -10,8 +10,7 @@ URL downloads. Tests put files in and read uploads back through plain dicts:
     hub.repos["org/repo"]["config.json"]                   # what push_to_hub uploaded
 
 The ``fake_hub`` fixture starts one per test and points huggingface_hub at it (endpoint, caches, token, online),
-so nothing below huggingface_hub is mocked. Use it from other test files with
-``from fakehub import fake_hub  # noqa: F401`` (tests/ is on sys.path under pytest's default rootdir import mode).
+so nothing below huggingface_hub is mocked; ``tests/conftest.py`` makes it available to every test.
 """
 
 from __future__ import annotations

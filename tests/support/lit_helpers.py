@@ -122,7 +122,7 @@ class SimulatedKill(RuntimeError):
 
 
 class RankReport(Callback):
-    """For the multi-process tests (``--trainer.callbacks+=lit_helpers.RankReport``): each rank writes
+    """For the multi-process tests (``--trainer.callbacks+=support.lit_helpers.RankReport``): each rank writes
     ``<out_dir>/pid-rank<R>.txt`` at setup and, when its run ends normally, ``<out_dir>/done-rank<R>.json`` with its
     world size, global step and the number of validations it completed (sanity check excluded)."""
 
@@ -166,8 +166,9 @@ class BlockRankZeroInCollective(Callback):
 
 
 class MarkStep(Callback):
-    """For the interrupt tests (``--trainer.callbacks+=lit_helpers.MarkStep``): rank 0 writes ``<out_dir>/step-<S>``
-    once ``step`` optimizer steps are done; ``first_step`` is the global step training started (or resumed) at."""
+    """For the interrupt tests (``--trainer.callbacks+=support.lit_helpers.MarkStep``): rank 0 writes
+    ``<out_dir>/step-<S>`` once ``step`` optimizer steps are done; ``first_step`` is the global step training
+    started (or resumed) at."""
 
     def __init__(self, out_dir: str, step: int = 2):
         self.out_dir = Path(out_dir)

@@ -12,10 +12,11 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import lightning as L
 import torch
-from lit_helpers import ColourDataModule, TinySegNet
 from torch import nn
 
 from segzoo.training import CrossEntropyLoss, SegmentationModule
+
+from support.lit_helpers import ColourDataModule, TinySegNet
 
 
 class NanOnRankOne(nn.Module):

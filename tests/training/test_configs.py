@@ -1,10 +1,9 @@
 """configs/: every recipe resolves (``fit --config <recipe> --print_config``) to the values recorded in
-tests/data/resolved_configs/ (scripts/snapshot_configs.py, written from the recipes before they moved onto the base
+tests/assets/resolved_configs/ (scripts/snapshot_configs.py, written from the recipes before they moved onto the base
 configs of configs/_base/), and a recipe's ``_base_`` list is expanded as documented or refused naming the file."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -17,14 +16,8 @@ import yaml
 from segzoo.training import cli_main
 from segzoo.training._cli import expand_base_configs
 
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("snapshot_configs", REPO / "scripts" / "snapshot_configs.py")
-snapshot_configs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(snapshot_configs)
+from support.recipes import CONFIGS, RECIPES, SNAPSHOTS, resolve, resolved_recipe
 
-CONFIGS = snapshot_configs.CONFIGS
-SNAPSHOTS = snapshot_configs.SNAPSHOTS
-RECIPES = [p.relative_to(CONFIGS).as_posix() for p in snapshot_configs.recipes()]
 PAPER_RECIPES = [r for r in RECIPES if r.split("/")[0] in ("segformer", "segmenter", "setr")]
 REGENERATE = "if the change is meant, run python scripts/snapshot_configs.py and review the snapshots' diff"
 
@@ -33,10 +26,6 @@ REGENERATE = "if the change is meant, run python scripts/snapshot_configs.py and
 def plain_argv(monkeypatch):
     """LightningCLI warns when pytest's own arguments are in sys.argv next to ``args``."""
     monkeypatch.setattr(sys, "argv", ["train.py"])
-
-
-def resolved(recipe: Path | str, *extra_args: str, flag: str = "--config") -> dict:
-    return yaml.safe_load(snapshot_configs.resolve(recipe, *extra_args, flag=flag))
 
 
 def snapshot(recipe: str) -> dict:
@@ -61,7 +50,7 @@ def differences(actual, expected, where: str = "") -> list[str]:
 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_recipe_resolves_to_its_recorded_values(recipe):
-    assert differences(resolved(CONFIGS / recipe), snapshot(recipe)) == [], REGENERATE
+    assert differences(resolved_recipe(recipe), snapshot(recipe)) == [], REGENERATE
 
 
 def test_every_recipe_has_a_snapshot_and_every_snapshot_a_recipe():
@@ -85,12 +74,12 @@ def test_paper_recipes_start_from_bases_and_every_base_is_used():
 def test_a_changed_value_shows_in_the_comparison():
     """The comparison can fail: an override on the command line, or a recipe cut off from its bases, differs."""
     recipe = "segformer/segformer-b2-ade-mmseg.yaml"  # a recipe without a data block: it resolves without its bases
-    assert differences(resolved(CONFIGS / recipe, "--model.head_lr_mult", "3"), snapshot(recipe)) == [
+    assert differences(resolve(CONFIGS / recipe, "--model.head_lr_mult", "3"), snapshot(recipe)) == [
         "model.head_lr_mult: 3.0, recorded 1.0"
     ]
     text = (CONFIGS / recipe).read_text()
     without_bases = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("_base_:"))
-    found = differences(resolved(without_bases), snapshot(recipe))
+    found = differences(resolve(without_bases), snapshot(recipe))
     assert "trainer.devices: 'auto', recorded 8" in found  # runtime.yaml's
     assert "model.pretrained_encoder: False, recorded True" in found  # segformer.yaml's
     # only a new key at null is let through
@@ -105,7 +94,7 @@ def test_a_changed_value_shows_in_the_comparison():
 def test_recipe_values_override_their_bases():
     """Later configs win key by key: the Cityscapes recipe's sliding window over segformer.yaml's whole-image
     evaluation, its own logger name next to runtime.yaml's save_dir, segformer.yaml's mean next to the dataset."""
-    config = resolved(CONFIGS / "segformer" / "segformer-b2-cityscapes.yaml")
+    config = resolved_recipe("segformer/segformer-b2-cityscapes.yaml")
     assert (config["model"]["eval_mode"], config["model"]["eval_crop"], config["model"]["eval_stride"]) == (
         "slide", 1024, 768
     )  # fmt: skip
@@ -118,7 +107,7 @@ def test_recipe_values_override_their_bases():
 @pytest.mark.parametrize("flag", ["--config=", "-c"])
 def test_other_spellings_of_config_expand_the_bases(flag):
     recipe = "setr/setr-pup-cityscapes.yaml"
-    assert differences(resolved(CONFIGS / recipe, flag=flag), snapshot(recipe)) == []
+    assert differences(resolve(CONFIGS / recipe, flag=flag), snapshot(recipe)) == []
 
 
 def test_a_recipe_split_into_a_base_resolves_as_the_whole(tmp_path):
@@ -137,7 +126,7 @@ def test_a_recipe_split_into_a_base_resolves_as_the_whole(tmp_path):
         " warmup_ratio: 1e-1}}\n"
     )
     assert scheduler["init_args"]["warmup_ratio"] == 0.1
-    assert differences(resolved(recipe), snapshot("test/tiny.yaml")) == []
+    assert differences(resolve(recipe), snapshot("test/tiny.yaml")) == []
 
 
 def test_expansion_of_the_argument_list(tmp_path):

@@ -4,16 +4,14 @@ each other through Lightning's environment variables, as on a cluster). Every ra
 run, stuck or not.
 
 Every run here is a subprocess in its own session, killed as a whole (SIGKILL to the process group) when it overruns
-its time limit, so a hang fails the test instead of hanging it (see ../shared/ENVIRONMENT.md, "Lightning on CPU").
+its time limit, so a hang fails the test instead of hanging it (:mod:`support.processes`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from support import REPO, TESTS
+from support.processes import alive, clean_env, finish, free_port, kill_group, start, wait_for
+
 TRAIN = str(REPO / "train.py")
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
-# Variables a parent DDP job (or an earlier in-process launch) may have left; the child must start clean.
-DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GLOBAL_RANK", "RANK")
+DDP_WORKER = str(TESTS / "support" / "ddp_worker.py")
 RUN_TIMEOUT = 150  # seconds; a run takes ~15 s on 2 cores
 
 # The recipes' loggers: CSV (metrics.csv, log_dir for the overlays) and W&B, which gets the overlays and the table.
@@ -40,25 +38,6 @@ trainer:
 """
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in DDP_ENV}
-    env |= {
-        "OMP_NUM_THREADS": "1",
-        "NO_ALBUMENTATIONS_UPDATE": "1",
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "COLUMNS": "200",  # the per-class table and its summary line unwrapped
-        "PYTHONPATH": os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-    }
-    return env | extra
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def train_command(out: Path, *args: str) -> list[str]:
     """``python train.py fit`` on the tiny config with the recipes' loggers, reporting each rank's end into ``out``.
     Five validation scenes: the processes validate 3 and 2 of them (uneven, as segzoo's DataModules split evaluation
@@ -69,63 +48,9 @@ def train_command(out: Path, *args: str) -> list[str]:
     return [
         sys.executable, TRAIN, "fit", "--config", TINY, "--config", str(loggers),
         "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
-        "--trainer.callbacks+=lit_helpers.RankReport", f"--trainer.callbacks.out_dir={out}",
+        "--trainer.callbacks+=support.lit_helpers.RankReport", f"--trainer.callbacks.out_dir={out}",
         "--data.init_args.num_val", "5", *args,
     ]  # fmt: skip
-
-
-def start(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
-    cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def finish(procs: list[subprocess.Popen], timeout: float) -> list[tuple[int | None, str, str]]:
-    """Waits for every process (all share one deadline); on overrun kills every process group and fails."""
-    deadline = time.monotonic() + timeout
-    results = []
-    try:
-        for proc in procs:
-            out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
-            results.append((proc.returncode, out, err))
-    except subprocess.TimeoutExpired:
-        for proc in procs:
-            kill_group(proc)
-        outputs = [proc.communicate() for proc in procs]
-        tails = "\n".join(f"--- process {i}:\n{err[-2500:]}" for i, (_, err) in enumerate(outputs))
-        pytest.fail(f"the run did not finish within {timeout} s (hung?); killed. stderr tails:\n{tails}")
-    finally:
-        for proc in procs:
-            kill_group(proc)  # ranks the launcher left behind
-    return results
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie, dead but not yet reaped, counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_for(path: Path, timeout: float, procs: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-            for proc in procs:
-                kill_group(proc)
-            errs = [proc.communicate()[1][-2500:] for proc in procs]
-            pytest.fail(f"{path.name} never appeared; stderr tails:\n" + "\n---\n".join(errs))
-        time.sleep(0.2)
 
 
 def assert_every_rank_finished(out: Path, world_size: int, validations: int) -> None:
@@ -160,14 +85,14 @@ def test_two_process_ddp_gives_single_process_metrics(tmp_path):
     """Five validation images of several sizes in batches of two: the two processes score 3 and 2 of them (Lightning's
     default DistributedSampler would repeat one to even them out and count its pixels twice), and the summed confusion
     matrix is that of one process."""
-    from ddp_worker import validate
-    from fake_datasets import make_folder_of_sizes
+    from support.ddp_worker import validate
+    from support.fake_datasets import make_folder_of_sizes
 
     data = make_folder_of_sizes(tmp_path / "data")
     single = validate(devices=1, data=data, root_dir=tmp_path / "single")
     out = tmp_path / "ddp.json"
     proc = start(
-        [sys.executable, str(HERE / "ddp_worker.py"), "--devices", "2", "--data", str(data), "--out", str(out)],
+        [sys.executable, DDP_WORKER, "--devices", "2", "--data", str(data), "--out", str(out)],
         tmp_path, clean_env(),
     )  # fmt: skip
     ((returncode, _, stderr),) = finish([proc], RUN_TIMEOUT)
@@ -235,7 +160,7 @@ def test_sigterm_ends_a_ddp_run_stuck_in_a_collective_on_every_rank(tmp_path):
     launcher = start(
         train_command(
             out, "--trainer.devices", "2", f"--sigterm.grace_period={grace}",
-            "--trainer.callbacks+=lit_helpers.BlockRankZeroInCollective", f"--trainer.callbacks.out_dir={out}",
+            "--trainer.callbacks+=support.lit_helpers.BlockRankZeroInCollective", f"--trainer.callbacks.out_dir={out}",
         ),
         tmp_path / "run",
         clean_env(),
@@ -285,7 +210,7 @@ def test_sigterm_during_ddp_training_saves_last_checkpoint_on_every_rank_agreeme
         train_command(
             out, "--trainer.devices", "2", "--trainer.max_steps", "100000", "--trainer.limit_val_batches", "0",
             "--trainer.num_sanity_val_steps", "0", "--last_checkpoint.every_n_train_steps", "100000",
-            "--trainer.callbacks+=lit_helpers.MarkStep", f"--trainer.callbacks.out_dir={out}",
+            "--trainer.callbacks+=support.lit_helpers.MarkStep", f"--trainer.callbacks.out_dir={out}",
             "--trainer.callbacks.step=3",
         ),
         tmp_path / "run",

@@ -25,13 +25,12 @@ import torch
 from segzoo import CheckpointMismatchError, CheckpointReadError
 from segzoo.training import cli_main, main
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from support import REPO
+from support.processes import clean_env, kill_group
 
 TRAIN = str(REPO / "train.py")
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "GLOBAL_RANK", "RANK")
 # How long a phase of the interrupted run (start to step 3; signal to exit) may take. Measured on 2 busy cores (load
 # average 9): about 28 s to step 3, and 9 s from the signal to the exit (1 s to save last.ckpt, the rest the
 # interpreter's own shutdown). A run that still uses CPU at RUN_LIMIT is slow; one alive without using any CPU for
@@ -44,13 +43,6 @@ STALL_LIMIT = 30
 def plain_argv(monkeypatch):
     """LightningCLI warns when pytest's own arguments are in sys.argv next to ``args``."""
     monkeypatch.setattr(sys, "argv", ["train.py"])
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -103,18 +95,16 @@ def run_until_step_then_signal(run_dir: Path, signum: int, step: int = 3) -> tup
     KeyboardInterrupt handler, so Ctrl-C would never stop the run."""
     run_dir.mkdir(parents=True, exist_ok=True)
     marks, log = run_dir / "marks", run_dir / "stderr.txt"
-    env = {k: v for k, v in os.environ.items() if k not in DDP_ENV}
-    env |= {"OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(HERE)}
     command = [
         sys.executable, "-X", "faulthandler", TRAIN, "fit", "--config", TINY, *QUIET, "--trainer.max_steps=100000",
         "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
         "--last_checkpoint.every_n_train_steps=100000",
-        "--trainer.callbacks+=lit_helpers.MarkStep", f"--trainer.callbacks.out_dir={marks}",
+        "--trainer.callbacks+=support.lit_helpers.MarkStep", f"--trainer.callbacks.out_dir={marks}",
         f"--trainer.callbacks.step={step}",
     ]  # fmt: skip
     with open(log, "w") as stderr:
         proc = subprocess.Popen(
-            command, cwd=run_dir, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+            command, cwd=run_dir, env=clean_env(), stdout=subprocess.DEVNULL, stderr=stderr, text=True,
             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
     try:
@@ -146,7 +136,7 @@ def test_ctrl_c_and_sigterm_save_a_last_checkpoint_that_resumes_at_its_step(sign
     monkeypatch.chdir(tmp_path)
     resumed = cli_main(
         ["fit", "--config", TINY, *QUIET, f"--trainer.max_steps={saved_step + 2}", "--trainer.limit_val_batches=0",
-         "--trainer.callbacks+=lit_helpers.MarkStep", f"--trainer.callbacks.out_dir={tmp_path / 'resumed'}",
+         "--trainer.callbacks+=support.lit_helpers.MarkStep", f"--trainer.callbacks.out_dir={tmp_path / 'resumed'}",
          "--ckpt_path", "last"]
     )  # fmt: skip
     (mark,) = [c for c in resumed.trainer.callbacks if type(c).__name__ == "MarkStep"]
@@ -159,7 +149,7 @@ def test_last_checkpoint_is_rewritten_every_n_steps(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = cli_main(
         ["fit", "--config", TINY, *QUIET, "--trainer.max_steps=7", "--trainer.limit_val_batches=0",
-         "--last_checkpoint.every_n_train_steps=3", "--trainer.callbacks+=lit_helpers.LastCheckpointSteps"]
+         "--last_checkpoint.every_n_train_steps=3", "--trainer.callbacks+=support.lit_helpers.LastCheckpointSteps"]
     )  # fmt: skip
     (recorder,) = [c for c in cli.trainer.callbacks if type(c).__name__ == "LastCheckpointSteps"]
     # global step at the start of a batch -> step of the last.ckpt on disk then

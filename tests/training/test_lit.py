@@ -13,10 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
-from lit_helpers import ColourDataModule, TinySegNet, quiet_trainer
 
 from segzoo.training._module import SegmentationModule, segmentation_metrics
 from segzoo.training._optim import PolyLR, poly_warmup_lr
+
+from support.lit_helpers import ColourDataModule, TinySegNet, quiet_trainer
 
 
 class LossRecorder(Callback):

@@ -7,7 +7,6 @@ from functools import partial
 
 import pytest
 import torch
-from lit_helpers import ColourDataModule, TinySegNet, quiet_trainer
 
 from segzoo.training import (
     CrossEntropyLoss,
@@ -19,6 +18,8 @@ from segzoo.training import (
     SegmentationModule,
     cli_main,
 )
+
+from support.lit_helpers import ColourDataModule, TinySegNet, quiet_trainer
 
 IGNORE = 255
 

@@ -11,16 +11,16 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import pytest
 import torch
-from lit_helpers import SimulatedKill
 
 from segzoo.training import cli_main
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
+from support.lit_helpers import SimulatedKill
 
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 # 8 steps (2 epochs of 4 batches), a warm-up and poly decay, the learning rate logged every step, validation and
 # checkpoints (best and last) every 3 steps, as a long recipe validates every 16k iterations; last.ckpt only at
-# validation here (no rolling save every N steps: tests/test_interrupt.py checks that one).
+# validation here (no rolling save every N steps: tests/training/test_interrupt.py checks that one).
 COMMON = [
     "--config", TINY, "--trainer.max_steps=8", "--model.lr_scheduler.init_args.warmup_iters=4",
     "--trainer.val_check_interval=3", "--trainer.check_val_every_n_epoch=null",
@@ -47,8 +47,8 @@ def test_resume_continues_step_and_learning_rate(tmp_path, monkeypatch):
     # The same run killed when about to run its fifth step, one step after the checkpoint of step 3.
     with pytest.raises(SimulatedKill):
         cli_main(
-            ["fit", *COMMON, "--trainer.logger.init_args.name=killed", "--trainer.callbacks+=lit_helpers.KillAtStep",
-             "--trainer.callbacks.step=4"]
+            ["fit", *COMMON, "--trainer.logger.init_args.name=killed",
+             "--trainer.callbacks+=support.lit_helpers.KillAtStep", "--trainer.callbacks.step=4"]
         )  # fmt: skip
     last = tmp_path / "runs" / "killed" / "version_0" / "checkpoints" / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 3

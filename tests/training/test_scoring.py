@@ -16,16 +16,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_datasets import make_ade20k, make_folder_of_sizes
-from inference_toys import PixelModel
-from lit_helpers import quiet_trainer
 
 import segzoo
 from segzoo._preprocessing import EvalProtocol
 from segzoo.data import FolderDataModule
 from segzoo.training import SegmentationModule
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
+from support.fake_datasets import make_ade20k, make_folder_of_sizes
+from support.inference_toys import PixelModel
+from support.lit_helpers import quiet_trainer
+
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 # the DataModule's test pipeline, and another one a checkpoint carries
 DATA_PIPELINE = {"eval_scale": (128, 64), "mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)}

@@ -19,7 +19,8 @@ import torch
 from segzoo._cli import main as segzoo_main
 from segzoo.training import cli_main, main
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
+
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 

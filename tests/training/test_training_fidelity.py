@@ -19,9 +19,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import pytest
 import torch
 import yaml
-from checkpoint_formats import to_mmseg
 from lightning.pytorch.callbacks import Callback
-from lit_helpers import ColourDataModule, TinySegNet, quiet_trainer
 from torch import nn
 
 import segzoo
@@ -37,7 +35,11 @@ from segzoo.training import (
     poly_warmup_lr,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO, TESTS
+from support.checkpoint_formats import to_mmseg
+from support.lit_helpers import ColourDataModule, TinySegNet, quiet_trainer
+from support.processes import clean_env, finish, start
+
 IGNORE = 255
 
 
@@ -133,10 +135,8 @@ def test_a_run_whose_loss_stays_nan_stops_with_a_clear_error(monkeypatch):
 def test_under_ddp_a_nan_on_one_process_drops_the_step_on_every_process(tmp_path):
     """Gradients are averaged over the processes, so one process's NaN reaches all: every process drops that update
     (one all-reduced flag), and they stay in step and equal."""
-    from test_ddp import clean_env, finish, start
-
     out = tmp_path / "report"
-    proc = start([sys.executable, str(Path(__file__).parent / "nan_ddp_worker.py"), "--out", str(out)], tmp_path,
+    proc = start([sys.executable, str(TESTS / "support" / "nan_ddp_worker.py"), "--out", str(out)], tmp_path,
                  clean_env())
     (code, stdout, stderr), = finish([proc], timeout=150)
     assert code == 0, stderr[-3000:]
@@ -385,7 +385,7 @@ def test_a_file_without_patch_bias_builds_a_model_without_one_and_keeps_it(tmp_p
 
 
 def test_vit_noise_is_placed_as_the_publisher_placed_it(tmp_path):
-    from checkpoint_formats import to_segmenter_official
+    from support.checkpoint_formats import to_segmenter_official
 
     mmseg_row = segzoo.create_model("segmenter-test-mask", num_classes=3, drop_path_rate=0.1)
     blocks = list(mmseg_row.backbone.blocks) + list(mmseg_row.decode_head.blocks)
