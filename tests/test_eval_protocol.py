@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import segzoo
-from segzoo._preprocessing import EvalProtocol
+from segzoo import EvalProtocol
 from segzoo.data import ADE20KDataModule
 
 from support.fake_datasets import make_ade20k

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import segzoo
-from segzoo._preprocessing import EvalProtocol
+from segzoo import EvalProtocol
 
 
 def image(height: int, width: int) -> np.ndarray:

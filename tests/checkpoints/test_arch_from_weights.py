@@ -11,12 +11,9 @@ import transformers
 
 import segzoo
 import segzoo.models._registry as registry
-from segzoo.checkpoints._arch_from_weights import (
-    AmbiguousArchitectureError,
-    ArchitectureNotFoundError,
-    infer_architecture,
-)
-from segzoo.checkpoints._convert import CONVERTERS, ConversionError, detect_format
+from segzoo import AmbiguousArchitectureError, ArchitectureNotFoundError, ConversionError
+from segzoo.checkpoints import CONVERTERS, detect_format
+from segzoo.checkpoints._arch_from_weights import infer_architecture
 
 from support.checkpoint_formats import randomized, to_mmseg, to_mmseg_mit, to_segmenter_official
 

@@ -17,7 +17,7 @@ from huggingface_hub import constants
 
 import segzoo
 import segzoo.checkpoints._download as hub
-from segzoo.checkpoints._table import get_pretrained_cfg
+from segzoo.checkpoints import get_pretrained_cfg
 
 from support import REPO
 from support.checkpoint_formats import hf_segformer_b0, serve_hf_model

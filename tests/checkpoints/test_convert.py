@@ -1,20 +1,14 @@
 """Converters: checkpoints in each foreign format, written with that format's real key names and shapes, load into
 segzoo and give the same logits as the segzoo weights they were made from (or as the reference, for timm)."""
 
-
 import pytest
 import timm
 import torch
 
 import segzoo
-from segzoo.checkpoints._convert import (
-    CONVERTERS,
-    ConversionError,
-    adapt_to_model,
-    convert_transformers_segformer,
-    detect_format,
-    unwrap_checkpoint,
-)
+from segzoo import ConversionError
+from segzoo.checkpoints import CONVERTERS, detect_format
+from segzoo.checkpoints._convert import adapt_to_model, convert_transformers_segformer, unwrap_checkpoint
 
 from support.checkpoint_formats import randomized, to_mmseg, to_segmenter_official
 

@@ -21,14 +21,9 @@ from segzoo import (
     push_to_hub,
     save_pretrained,
 )
-from segzoo.checkpoints._download import (
-    download_file,
-    parse_hf_hub_id,
-    read_state_dict,
-    snapshot,
-    url_cache_path,
-)
-from segzoo.checkpoints._table import Source, get_pretrained_cfg
+from segzoo.checkpoints import download_file, get_pretrained_cfg, read_state_dict, snapshot
+from segzoo.checkpoints._download import parse_hf_hub_id, url_cache_path
+from segzoo.checkpoints._table import Source
 
 
 def _tensors_bytes() -> tuple[dict[str, torch.Tensor], bytes]:

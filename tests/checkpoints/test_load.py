@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import segzoo
 import segzoo.checkpoints._table as pretrained
-from segzoo.checkpoints._convert import ConversionError
+from segzoo import ConversionError
 from segzoo.checkpoints._table import Source
 
 from support.checkpoint_formats import hf_segformer_b0, randomized, serve_hf_model, to_mmseg, to_segmenter_official

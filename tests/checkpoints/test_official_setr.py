@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import segzoo
+from segzoo.checkpoints import CONVERTERS, detect_format
 from segzoo.checkpoints._arch_from_weights import infer_architecture
-from segzoo.checkpoints._convert import CONVERTERS, detect_format
 from segzoo.checkpoints._load import _published_protocol
 
 from support import ASSETS

@@ -10,18 +10,10 @@ import pytest
 import yaml
 
 import segzoo
+from segzoo import CheckpointTableError, UnknownCheckpointError
+from segzoo.checkpoints import get_encoder_cfg, get_pretrained_cfg, list_pretrained
 from segzoo.checkpoints._datasets import DATASETS
-from segzoo.checkpoints._table import (
-    FORMATS,
-    NAME_PATTERN,
-    CheckpointTableError,
-    UnknownCheckpointError,
-    get_encoder_cfg,
-    get_pretrained_cfg,
-    list_pretrained,
-    load_table,
-    parse_entry,
-)
+from segzoo.checkpoints._table import FORMATS, NAME_PATTERN, load_table, parse_entry
 
 from support import REPO
 

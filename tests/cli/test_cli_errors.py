@@ -1,10 +1,8 @@
 """User errors say what is wrong and what to change: the CLI's one-line errors (exit status 2, argparse's
-convention) and the ``segzoo.load`` / ``FolderDataModule`` messages behind them. Also: ``segzoo predict`` never
-writes over an input image."""
+convention; the ``segzoo.load`` messages behind them are checkpoints/test_load_errors.py's). Also: ``segzoo predict``
+never writes over an input image."""
 
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import pytest
@@ -13,9 +11,7 @@ from PIL import Image
 
 import segzoo
 import segzoo._cli as cli
-from segzoo import CorruptedFileError, UnknownFormatError, UnsafeCheckpointError
 from segzoo._cli import main
-from segzoo.checkpoints import read_state_dict
 
 
 @pytest.fixture
@@ -189,78 +185,3 @@ def test_export_refuses_to_write_over_the_checkpoint_it_exports(tmp_path, capsys
 def test_cli_accepts_its_defaults_unchanged():
     args = cli.build_parser().parse_args(["predict", "--arch", "segformer-test", "x.png", "--out", "o"])
     assert (args.device, args.alpha, args.num_classes) == ("cpu", 0.5, None)
-
-
-# ------------------------------------------------------------------------------------------------ segzoo.load
-
-
-def test_load_of_a_missing_path_says_the_path_is_missing(tmp_path):
-    for missing in (str(tmp_path / "nope.pth"), "./nope/folder", "weights.safetensors", "~/no-such-segzoo-file.ckpt"):
-        with pytest.raises(FileNotFoundError, match="does not exist.*check the path"):
-            segzoo.load(missing)
-
-
-def test_load_of_an_architecture_name_says_how_to_get_weights():
-    with pytest.raises(ValueError, match=r"'segformer-b0' is an architecture, which has no weights") as info:
-        segzoo.load("segformer-b0")
-    message = str(info.value)
-    assert "segzoo.create_model('segformer-b0'" in message and "checkpoint=" in message
-    assert "segformer-b0-ade" in message and "segformer-b0-cityscapes" in message  # its checkpoints
-    with pytest.raises(ValueError, match="a URL needs the architecture it is for"):
-        segzoo.load("https://example.org/weights.pth")
-
-
-def test_load_names_an_unsupported_url_scheme():
-    with pytest.raises(UnknownFormatError, match=r"checkpoint='ftp://host/dir/w\.pth'.*not ftp:// URLs"):
-        segzoo.load("segformer-test", checkpoint="ftp://host/dir/w.pth")
-
-
-def test_load_reads_a_file_url(tmp_path):
-    model = segzoo.create_model("segformer-test", num_classes=3)
-    torch.save({"state_dict": model.state_dict()}, tmp_path / "w.pth")
-    loaded = segzoo.load("segformer-test", checkpoint=(tmp_path / "w.pth").as_uri())
-    assert torch.equal(loaded.decode_head.linear_pred.weight, model.decode_head.linear_pred.weight)
-
-
-@pytest.mark.parametrize("content", [b"\x80\x02garbage" + bytes(range(256)) * 8, b"hello world\n" * 100, b""])
-@pytest.mark.parametrize("suffix", [".pth", ".ckpt"])
-def test_corrupt_checkpoint_is_reported_as_corrupt_never_as_unsafe(tmp_path, content, suffix):
-    path = tmp_path / f"weights{suffix}"
-    path.write_bytes(content)
-    for call in (lambda: read_state_dict(path), lambda: segzoo.load("segformer-test", checkpoint=path)):
-        with pytest.raises(CorruptedFileError) as info:
-            call()
-        message = str(info.value)
-        assert str(path) in message and "truncated or corrupted, or not a checkpoint" in message
-        assert "weights_only" not in message and "\n" not in message
-
-
-def test_truncated_checkpoint_names_the_file(tmp_path):
-    for legacy in (False, True):
-        buffer = io.BytesIO()
-        torch.save({"w": torch.zeros(1000)}, buffer, _use_new_zipfile_serialization=not legacy)
-        path = tmp_path / f"cut{int(legacy)}.ckpt"
-        path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-        with pytest.raises(CorruptedFileError, match=rf"{path}.*truncated or corrupted"):
-            read_state_dict(path)
-
-
-def test_checkpoint_with_pickled_objects_is_named_but_unsafe_loading_is_not_advised(tmp_path):
-    torch.save({"state_dict": {}, "optimizer": io.StringIO("x")}, tmp_path / "objects.pth")
-    with pytest.raises(UnsafeCheckpointError, match=r"holds pickled Python objects \(_io.StringIO\)") as info:
-        read_state_dict(tmp_path / "objects.pth")
-    assert "weights_only=False" not in str(info.value)
-
-
-# ------------------------------------------------------------------------------------------------ FolderDataModule
-
-
-def test_folder_datamodule_with_a_missing_data_root_says_the_folder_is_missing(tmp_path):
-    from segzoo.data import FolderDataModule
-
-    with pytest.raises(FileNotFoundError, match=r"data_root '.*no-data' does not exist; give the folder") as info:
-        FolderDataModule(tmp_path / "no-data", classes="classes.txt")
-    assert "classes.txt" not in str(info.value)
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(FileNotFoundError, match="is a file, not a folder"):
-        FolderDataModule(tmp_path / "file", classes=["a", "b"])

@@ -207,6 +207,15 @@ def test_missing_folder_dataset_shows_both_layouts(tmp_path: Path):
     assert "masks/" in str(info.value) and "train/a.jpg" in str(info.value)
 
 
+def test_folder_datamodule_with_a_missing_data_root_says_the_folder_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data_root '.*no-data' does not exist; give the folder") as info:
+        FolderDataModule(tmp_path / "no-data", classes="classes.txt")
+    assert "classes.txt" not in str(info.value)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileNotFoundError, match="is a file, not a folder"):
+        FolderDataModule(tmp_path / "file", classes=["a", "b"])
+
+
 def test_missing_mask_names_the_image(tmp_path: Path):
     base = make_ade20k(tmp_path)
     (base / "annotations" / "training" / "ADE_train_00000002.png").unlink()

@@ -14,7 +14,7 @@ from torch import nn
 
 import segzoo
 from segzoo._cli import main
-from segzoo.inference._export import export_onnx, verify_onnx
+from segzoo.inference import export_onnx, verify_onnx
 
 FAMILIES = ["segformer-test", "segmenter-test-mask", "setr-test-pup"]
 

@@ -9,8 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from segzoo import ExportError
 from segzoo._cli import main
-from segzoo.inference._export import ExportError, export_onnx, written_opset
+from segzoo.inference import export_onnx
+from segzoo.inference._export import written_opset
 
 
 class _Normed(nn.Module):

@@ -8,14 +8,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from segzoo.inference import inference, predict
 from segzoo.inference._predict import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    inference,
     keep_ratio_size,
     list_images,
     multiscale_flip_inference,
-    predict,
     preprocess,
     slide_inference,
     whole_inference,

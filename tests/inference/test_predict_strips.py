@@ -9,7 +9,7 @@ import torch
 
 import segzoo
 import segzoo.inference._predict as inference
-from segzoo._preprocessing import EvalProtocol
+from segzoo import EvalProtocol
 from segzoo.inference._predict import _resize, _run, merge_multiscale_flip
 
 

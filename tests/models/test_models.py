@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 import segzoo
-from segzoo.models._registry import ARCHS, MIT_SIZES, VIT_SIZES
+from segzoo.models import ARCHS
+from segzoo.models._registry import MIT_SIZES, VIT_SIZES
 
 ALL = segzoo.list_models()
 

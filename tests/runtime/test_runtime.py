@@ -22,9 +22,9 @@ from PIL import Image
 
 import segzoo
 import segzoo.runtime as rt
+from segzoo import EvalProtocol
 from segzoo._cli import main
-from segzoo._preprocessing import EvalProtocol
-from segzoo.inference._export import export_onnx
+from segzoo.inference import export_onnx
 from segzoo.inference._predict import _resize, _run, merge_multiscale_flip
 
 NUM_CLASSES = 7

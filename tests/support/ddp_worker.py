@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import Callback
 
 import segzoo
 from segzoo.data import FolderDataModule
-from segzoo.training._module import SegmentationModule
+from segzoo.training import SegmentationModule
 
 NUM_CLASSES = 3
 

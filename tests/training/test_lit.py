@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
-from segzoo.training._module import SegmentationModule, segmentation_metrics
-from segzoo.training._optim import PolyLR, poly_warmup_lr
+from segzoo.training import PolyLR, SegmentationModule, poly_warmup_lr, segmentation_metrics
 
 from support.lit_helpers import ColourDataModule, TinySegNet, quiet_trainer
 

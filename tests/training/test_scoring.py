@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import segzoo
-from segzoo._preprocessing import EvalProtocol
+from segzoo import EvalProtocol
 from segzoo.data import FolderDataModule
 from segzoo.training import SegmentationModule
 
