@@ -11,7 +11,6 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 import segzoo
-from segzoo.checkpoints._publish import _TEMPLATE
 
 
 def _save(tmp_path, pretrained_cfg=None, num_classes=150, repo_id=None):
@@ -26,10 +25,6 @@ def _section(text: str, heading: str) -> str:
     match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
     assert match, f"no section {heading!r} in the card"
     return match.group(1).strip()
-
-
-def test_template_ships_with_the_package():
-    assert _TEMPLATE.is_file() and _TEMPLATE.parent.name == "checkpoints" and _TEMPLATE.suffix == ".md"
 
 
 def test_card_of_a_table_checkpoint(tmp_path):

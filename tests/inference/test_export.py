@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 
 import onnx
 import onnxruntime
@@ -66,18 +65,6 @@ def test_export_falls_back_to_the_torchscript_exporter(tmp_path, caplog):
     assert max_diff < 1e-5
     assert "TorchScript-based ONNX exporter" in caplog.text
     assert _dynamic_input_dims(tmp_path / "toy.onnx") == [True, False, True, True]
-
-
-def test_export_rejects_a_graph_that_froze_a_shape_branch(tmp_path):
-    class PadsOnlyWhenNeeded(nn.Module):  # a Python branch on the size: frozen by tracing at a multiple of 8
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if x.shape[-1] % 8:
-                return x[:, :2] * 2
-            return x[:, :2]
-
-    with warnings.catch_warnings(), pytest.raises(RuntimeError, match="differs from PyTorch"):
-        warnings.simplefilter("ignore")
-        export_onnx(PadsOnlyWhenNeeded(), tmp_path / "frozen.onnx", height=32, width=32)
 
 
 @pytest.mark.parametrize("arch", [*FAMILIES, "setr-test-mla", "segmenter-test-linear"])
