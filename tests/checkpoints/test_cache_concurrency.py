@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from huggingface_hub import constants
 
@@ -21,6 +22,9 @@ from segzoo.checkpoints import get_pretrained_cfg
 
 from support import REPO
 from support.checkpoint_formats import hf_segformer_b0, serve_hf_model
+
+# real processes, with their own time limits (up to 300 s) that fail with their output before pytest-timeout would
+pytestmark = [pytest.mark.multiprocess, pytest.mark.timeout(600)]
 
 HUB_REPO = "nvidia/segformer-b0-finetuned-ade-512-512"  # the source of the table row segformer-b0-ade
 

@@ -39,14 +39,16 @@ AGREEMENT = 0.9999
 # (recorded model, photo, single scale or multi-scale + flip): every protocol path once, within the CI budget (the
 # 150-class multi-scale cases take a minute each here; all 48 recorded cases were compared once: reference/README.md).
 CASES = [
-    ("seg_tiny_mask", "rocket.jpg", "ss"),  # the real T-Mask as a bare file; the uint8 upscale 427 -> 512
+    # the real T-Mask as a bare file; the uint8 upscale 427 -> 512
+    pytest.param("seg_tiny_mask", "rocket.jpg", "ss", marks=pytest.mark.slow),
     ("seg_base_patch8", "chelsea.png", "ss"),  # patch 8
     ("seg_base_deit_mask", "chelsea.png", "ss"),  # the distillation token, DeiT statistics
     ("seg_large_mask_640", "chelsea.png", "ss"),  # window 640 above the 512 test scale: the float resize
     ("seg_large_mask_pascal_context", "hubble_deep_field.jpg:transposed", "ss"),  # 520 / 8x, window 480, stride 448,
     # 60 classes; a tall image shrunk to 596 x 520
     ("seg_large_mask_cityscapes", "rocket.jpg", "ss"),  # 1024 / 2x, window 768, stride 736, 19 classes
-    ("seg_large_mask_pascal_context", "chelsea.png", "ms"),  # ratios 0.5 and 0.75 come back to the window as floats
+    # ratios 0.5 and 0.75 come back to the window as floats
+    pytest.param("seg_large_mask_pascal_context", "chelsea.png", "ms", marks=pytest.mark.slow),
 ]
 
 

@@ -23,6 +23,7 @@ def _dynamic_input_dims(path) -> list[bool]:
     return [d.HasField("dim_param") for d in dims]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["segmenter-test-mask", "setr-test-pup"])
 def test_export_onnx_matches_pytorch_at_two_sizes(arch, tmp_path):
     model = segzoo.create_model(arch, num_classes=3)
@@ -33,6 +34,7 @@ def test_export_onnx_matches_pytorch_at_two_sizes(arch, tmp_path):
     assert verify_onnx(model, path, sizes=((1, 45, 81),), seed=1) < 1e-4  # a third, independent size
 
 
+@pytest.mark.slow  # exports and checks the real SegFormer-B0 at 512 x 512
 def test_export_command_for_segformer(tmp_path, capsys):
     path = tmp_path / "segformer.onnx"
     args = ["export", "--arch", "segformer-test", "--num-classes", "3", "--out", str(path), "--height", "64"]

@@ -47,6 +47,7 @@ def test_export_writes_the_opset_asked_for(tmp_path):
     assert written_opset(tmp_path / "n.onnx") == 17 and _leftovers(tmp_path) == ["n.onnx"]
 
 
+@pytest.mark.slow
 def test_export_command_with_opset_5_fails_in_one_line(tmp_path, capsys):
     out = tmp_path / "s.onnx"
     args = ["export", "--arch", "segformer-test", "--num-classes", "3", "--out", str(out), "--height", "64"]
@@ -56,6 +57,7 @@ def test_export_command_with_opset_5_fails_in_one_line(tmp_path, capsys):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_segformer_exported_too_small_is_refused_with_the_size_to_use(tmp_path, capsys):
     out = tmp_path / "s.onnx"
     args = ["export", "--arch", "segformer-test", "--num-classes", "3", "--out", str(out)]

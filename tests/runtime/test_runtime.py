@@ -130,7 +130,7 @@ CASES = [
     ("segmenter-crop", False),
     ("segmenter-crop", True),
     ("segmenter-slide", False),
-    ("segmenter-slide", True),
+    pytest.param("segmenter-slide", True, marks=pytest.mark.slow),
     ("segmenter-slide-crop", False),
 ]
 
@@ -178,6 +178,7 @@ print(heavy, labels.shape)
 """
 
 
+@pytest.mark.timeout(600)  # above its subprocess's own limit
 def test_runtime_never_imports_torch(case, tmp_path):
     _, path = case("segformer-ade")
     photo = tmp_path / "chelsea.png"

@@ -22,6 +22,8 @@ import pytest
 from support import REPO, TESTS
 from support.processes import alive, clean_env, finish, free_port, kill_group, start, wait_for
 
+pytestmark = pytest.mark.multiprocess
+
 TRAIN = str(REPO / "train.py")
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 DDP_WORKER = str(TESTS / "support" / "ddp_worker.py")

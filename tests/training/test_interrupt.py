@@ -119,6 +119,8 @@ def run_until_step_then_signal(run_dir: Path, signum: int, step: int = 3) -> tup
     return proc.wait(), log.read_text()
 
 
+@pytest.mark.multiprocess
+@pytest.mark.timeout(600)  # above the run's own limits (RUN_LIMIT per phase), which say slow or hung
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 1), (signal.SIGTERM, 128 + signal.SIGTERM)])
 def test_ctrl_c_and_sigterm_save_a_last_checkpoint_that_resumes_at_its_step(signum, status, tmp_path, monkeypatch):
     returncode, stderr = run_until_step_then_signal(tmp_path, signum)
@@ -145,6 +147,7 @@ def test_ctrl_c_and_sigterm_save_a_last_checkpoint_that_resumes_at_its_step(sign
     assert Path(resumed.trainer.ckpt_path).resolve() == last.resolve()
 
 
+@pytest.mark.slow
 def test_last_checkpoint_is_rewritten_every_n_steps(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = cli_main(

@@ -27,6 +27,7 @@ class LossRecorder(Callback):
         self.losses.append(float(outputs["loss"]))
 
 
+@pytest.mark.slow
 def test_training_loss_decreases():
     torch.manual_seed(0)
     module = SegmentationModule(TinySegNet(), num_classes=3, optimizer=partial(torch.optim.AdamW, lr=0.02))

@@ -37,6 +37,7 @@ def logged_lrs(log_dir: Path) -> dict[int, tuple[float, ...]]:
     return {int(r["step"]): tuple(float(r[c]) for c in columns) for r in rows if r[columns[0]]}
 
 
+@pytest.mark.slow
 def test_resume_continues_step_and_learning_rate(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["train.py"])

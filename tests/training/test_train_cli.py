@@ -109,6 +109,7 @@ def test_validate_and_test_subcommands(tmp_path, monkeypatch):
     assert {"test/miou", "test/macc", "test/acc"} <= set(cli.trainer.callback_metrics)
 
 
+@pytest.mark.slow
 def test_fit_writes_logs_checkpoints_and_overlays(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = cli_main(["fit", "--config", TINY, *QUIET])
@@ -123,6 +124,7 @@ def test_fit_writes_logs_checkpoints_and_overlays(tmp_path, monkeypatch):
     assert (log_dir / "config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_fine_tune_from_checkpoint_with_new_classes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = cli_main(["fit", "--config", TINY, "--trainer.max_steps=2", *QUIET])
@@ -139,6 +141,8 @@ def test_fine_tune_from_checkpoint_with_new_classes(tmp_path, monkeypatch):
     assert (after - before).abs().max() < 0.05
 
 
+@pytest.mark.slow  # trains the quickstart recipe until it learns: 1-2 minutes
+@pytest.mark.timeout(600)
 def test_quickstart_config_learns(tmp_path, monkeypatch):
     """The quickstart recipe on reduced data and steps is far above chance (the full run reaches ≥ 0.6)."""
     monkeypatch.chdir(tmp_path)
@@ -152,6 +156,7 @@ def test_quickstart_config_learns(tmp_path, monkeypatch):
     assert list((Path(cli.trainer.log_dir) / "val_overlays").glob("epoch=*/*.png"))
 
 
+@pytest.mark.slow
 def test_wandb_logger_offline_gets_metrics_table_and_overlays(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")  # no network: the run is written under wandb/offline-run-*

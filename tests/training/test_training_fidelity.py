@@ -132,6 +132,7 @@ def test_a_run_whose_loss_stays_nan_stops_with_a_clear_error(monkeypatch):
         quiet_trainer(max_steps=10, limit_val_batches=0).fit(module, ColourDataModule())
 
 
+@pytest.mark.multiprocess
 def test_under_ddp_a_nan_on_one_process_drops_the_step_on_every_process(tmp_path):
     """Gradients are averaged over the processes, so one process's NaN reaches all: every process drops that update
     (one all-reduced flag), and they stay in step and equal."""
@@ -320,6 +321,7 @@ def test_the_two_schedules_differ_where_mmseg_1x_and_0x_do():
 # Resuming with another run length
 
 
+@pytest.mark.slow
 def test_resuming_with_more_steps_continues_on_the_longer_schedule(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["train.py"])
