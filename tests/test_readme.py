@@ -1,3 +1,6 @@
+"""The README's tables of architectures and checkpoints are what scripts/arch_table.py writes from the registry and
+the checkpoint table."""
+
 import importlib.util
 from pathlib import Path
 

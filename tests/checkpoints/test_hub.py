@@ -1,4 +1,5 @@
-"""The download and publish layer (segzoo.hub) against a local fake Hugging Face Hub (tests/support/fakehub.py)."""
+"""Downloading and publishing (``segzoo.checkpoints``: ``download_file``, ``snapshot``, ``read_state_dict``,
+``save_pretrained``, ``push_to_hub``) against a local fake Hugging Face Hub (tests/support/fakehub.py)."""
 
 from __future__ import annotations
 

@@ -116,7 +116,7 @@ def test_every_vit_and_mit_architecture_has_a_default_encoder():
     assert get_encoder_cfg("segmenter-b8-linear").name == "vit-b8-augreg-224"
     without = set()
     for arch in segzoo.list_models():
-        if segzoo.get_arch(arch).encoder == "timm_vit":  # timm's own weights (test_timm_encoders.py)
+        if segzoo.get_arch(arch).encoder == "timm_vit":  # timm's own weights (models/test_timm_encoders.py)
             continue
         try:
             assert get_encoder_cfg(arch).is_encoder

@@ -1,4 +1,4 @@
-"""The fast bilinear paths in segzoo.models.resize agree with F.interpolate, and are taken only where they apply."""
+"""The fast bilinear paths of ``segzoo.models._resize`` agree with F.interpolate and are taken only where they apply."""
 
 import pytest
 import torch

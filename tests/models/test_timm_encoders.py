@@ -1,4 +1,4 @@
-"""The ViT heads on any timm ViT (issue: Segmenter and SETR heads on DINOv2, EVA-02, DeiT, AugReg), on tiny random
+"""The ViT heads on any timm ViT (Segmenter and SETR heads on DINOv2, EVA-02, DeiT, AugReg), on tiny random
 versions of the real timm classes built locally; the pretrained path goes through timm's own download from a local
 imitation of the Hub."""
 

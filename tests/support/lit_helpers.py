@@ -1,4 +1,5 @@
-"""Small models and data shared by the training tests (test_lit, test_resume, the DDP worker)."""
+"""A tiny segmentation network, its data and callbacks for the training tests (training/, the DDP workers); the
+callbacks are given to ``train.py`` runs by class path, ``--trainer.callbacks+=support.lit_helpers.<Name>``."""
 
 from __future__ import annotations
 

@@ -165,7 +165,7 @@ def test_slide_and_tta_evaluation_settings():
     net = TinySegNet()
     net.pretrained_cfg = {"eval_mode": "slide", "crop_size": 8, "stride": 6}
     module = SegmentationModule(net, num_classes=3, test_tta=True, tta_scales=(0.5, 1.0))
-    # crop and stride as (height, width) pairs (segzoo.preprocessing.EvalProtocol normalises them)
+    # crop and stride as (height, width) pairs (segzoo.EvalProtocol normalises them)
     assert module.eval_settings() == {
         "mode": "slide", "batch_size": 4, "scales": (0.5, 1.0), "crop": (8, 8), "stride": (6, 6),
     }  # fmt: skip
