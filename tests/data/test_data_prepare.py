@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import segzoo
+from segzoo._cli import main
 from segzoo.checkpoints._datasets import PASCAL_CONTEXT_59_CLASSES, PASCAL_CONTEXT_60_CLASSES
 from segzoo.data import (
     ADE20KDataModule,
@@ -360,8 +361,6 @@ def test_a_corrupt_archive_member_is_named(tmp_path: Path):
 
 @pytest.mark.parametrize("where", ["a file", "under a file"])
 def test_a_dst_that_cannot_be_a_folder_is_one_line(tmp_path: Path, capsys, where):
-    from segzoo._cli import main
-
     src = make_cityscapes(tmp_path / "src")
     (tmp_path / "taken").write_text("x")
     dst = tmp_path / "taken" if where == "a file" else tmp_path / "taken" / "dst"
@@ -374,8 +373,6 @@ def test_a_dst_that_cannot_be_a_folder_is_one_line(tmp_path: Path, capsys, where
 
 @pytest.mark.parametrize("damage", ["truncated", "16-bit"])
 def test_a_damaged_cityscapes_label_is_named(tmp_path: Path, capsys, damage):
-    from segzoo._cli import main
-
     src = make_cityscapes(tmp_path / "src")
     label = src / "gtFine" / "train" / "bochum" / "bochum_000000_000001_gtFine_labelIds.png"
     if damage == "truncated":
@@ -421,8 +418,6 @@ def test_a_malformed_detail_json_names_the_entry(tmp_path: Path, edit, said):
 
 
 def test_ctrl_c_during_prepare_is_one_line_and_the_next_run_finishes(tmp_path: Path, monkeypatch, capsys):
-    from segzoo._cli import main
-
     src, dst = make_cityscapes(tmp_path / "src"), tmp_path / "dst"
     write = prepare_module._written_as
 

@@ -19,6 +19,7 @@ import torch
 
 import segzoo
 from segzoo import EvalProtocol
+from segzoo._cli import main
 from segzoo.data import FolderDataModule
 from segzoo.training import SegmentationModule
 
@@ -131,7 +132,6 @@ def test_train_py_test_and_segzoo_eval_of_a_ckpt_agree(tmp_path, monkeypatch, ca
     """A .ckpt train.py wrote: `train.py test --ckpt_path` scores with the run's pipeline (its DataModule's and
     evaluation settings, as segzoo.load reads them), and `segzoo eval --model <ckpt>` rebuilds the run's DataModule
     from the file and gives the same confusion matrix."""
-    from segzoo._cli import main
     from segzoo.training import cli_main
 
     monkeypatch.chdir(tmp_path)
@@ -151,8 +151,6 @@ def test_train_py_test_and_segzoo_eval_of_a_ckpt_agree(tmp_path, monkeypatch, ca
 
 
 def test_segzoo_eval_takes_the_dataset_from_the_file_or_the_flag(tmp_path, capsys):
-    from segzoo._cli import main
-
     data = make_ade20k(tmp_path / "ade")
     model = segzoo.create_model("segformer-test", num_classes=150)
     cfg = {"dataset": "ade20k", "mean": [127.5] * 3, "std": [127.5] * 3, "test_scale": [2048, 32]}
