@@ -6,8 +6,8 @@
     python reference/check_mmcv1.py compare --recipe configs/segformer/segformer-b0-ade.yaml --mmcv mmcv1.json
 
 Run by hand (mmcv 1.x is not installed by reference/setup.sh); CI checks the same rules against the formulas read
-from mmcv's code (tests/test_training_fidelity.py). Prints the largest differences; exits 1 if any exceeds 1e-6 of
-the start lr (lr) or differs (weight decay).
+from mmcv's code (tests/training/test_training_fidelity.py). Prints the largest differences; exits 1 if any exceeds
+1e-6 of the start lr (lr) or differs (weight decay).
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """Record the labels the official Segmenter code (rstrudel/segmenter) predicts on the test photos, for
-``tests/test_official_segmenter.py``. Run once, by hand, where the official code is checked out; never in CI, and
-the official code is never a segzoo dependency.
+``tests/checkpoints/test_official_segmenter.py``. Run once, by hand, where the official code is checked out; never
+in CI, and the official code is never a segzoo dependency.
 
 It also records the key-and-shape layout of the nine published models, built at full size by the official factory
 (``layouts.json.gz``), from which tests check that segzoo recognises each kind of official file.
 
 What runs is the official code itself: ``segm.model.factory.create_segmenter`` builds each model from a variant
 (``net_kwargs`` as ``segm/train.py`` writes them into ``variant.yml``, from ``segm/config.yml``), filled with seeded
-random weights (``tests/official_weights.py``; no ImageNet weights are loaded); the test pipeline is the official
-dataset code's (``BaseMMSeg.update_default_config`` and ``set_multiscale_mode`` applied to ``segm/data/config/
+random weights (``tests/support/official_weights.py``; no ImageNet weights are loaded); the test pipeline is the
+official dataset code's (``BaseMMSeg.update_default_config`` and ``set_multiscale_mode`` applied to ``segm/data/config/
 <dataset>.py``, run by mmsegmentation 0.14.1's ``Compose``, the versions ``requirements.txt`` pins; ``mmcv`` 1.3.8
 without compiled ops), a sample collated by torch's ``default_collate`` as the official ``Loader`` does, and
 ``segm.eval.miou.process_batch`` (``segm.model.utils.inference``: short side resized to the window, sliding windows,
@@ -23,7 +23,7 @@ the variant, the seed and every parameter's name, shape and draw), ``labels.npz`
 Environment used (2026-12): Python 3.11, torch 2.14.1 (CPU), timm 0.4.12, mmcv 1.3.8 (no ops), mmsegmentation
 0.14.1, einops, click, python-hostlist; rstrudel/segmenter at commit 20d1bfa:
 
-    python reference/segmenter_official_side.py --segmenter /tmp/zoo/segmenter --out tests/data/official_segmenter
+    python reference/segmenter_official_side.py --segmenter /tmp/zoo/segmenter --out tests/assets/official_segmenter
 """
 
 from __future__ import annotations
@@ -213,8 +213,8 @@ def predict_official(model, holder, pipeline, photo: Path, window_size: int, win
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--segmenter", type=Path, required=True, help="a checkout of rstrudel/segmenter")
-    parser.add_argument("--out", type=Path, default=REPO / "tests" / "data" / "official_segmenter")
-    parser.add_argument("--photos", type=Path, default=REPO / "tests" / "data" / "photos")
+    parser.add_argument("--out", type=Path, default=REPO / "tests" / "assets" / "official_segmenter")
+    parser.add_argument("--photos", type=Path, default=REPO / "tests" / "assets" / "photos")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--modes", nargs="+", default=["ss", "ms"], choices=["ss", "ms"])
     parser.add_argument("--layouts-only", action="store_true", help="only the nine published models' layouts")

@@ -1,6 +1,6 @@
 """Record the module layout and the logits of the official SETR code (fudan-zvg/SETR), for
-``tests/test_official_setr.py``. Run once, by hand, where the official code is checked out; never in CI, and the
-official code is never a segzoo dependency.
+``tests/checkpoints/test_official_setr.py``. Run once, by hand, where the official code is checked out; never in
+CI, and the official code is never a segzoo dependency.
 
 The official code is an mmsegmentation 0.x fork that needs mmcv <= 1.2.7 with compiled ops to import as a package.
 Only its SETR modules are loaded here, from their own files (``mmseg/models/backbones/{vit,vit_mla}.py``,
@@ -14,14 +14,15 @@ the names mmseg 0.x's ``EncoderDecoder`` gives them (``backbone``, ``decode_head
 Outputs in ``--out``:
 - ``layouts.json.gz``: for each released file's config, every key name and shape (the layout of the files on Google
   Drive);
-- one recipe per tiny model (``<head>.json``, ``tests/official_weights.py``) and ``logits.npz``: what the official
-  modules compute (backbone, head, then ``mmseg.ops.resize`` to the input as ``EncoderDecoder.encode_decode`` does)
-  for a seeded input at the model's own crop (their patch embedding accepts no other size).
+- one recipe per tiny model (``<head>.json``, ``tests/support/official_weights.py``) and ``logits.npz``: what the
+  official modules compute (backbone, head, then ``mmseg.ops.resize`` to the input as
+  ``EncoderDecoder.encode_decode`` does) for a seeded input at the model's own crop (their patch embedding accepts no
+  other size).
 
 Environment used (2026-12): Python 3.11, torch 2.14.1 (CPU), mmcv 1.3.8 (no ops), mmsegmentation 0.14.1;
 fudan-zvg/SETR at commit 1361561:
 
-    python reference/setr_official_side.py --setr /tmp/zoo/setr --out tests/data/official_setr
+    python reference/setr_official_side.py --setr /tmp/zoo/setr --out tests/assets/official_setr
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ def load_weights_module():
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setr", type=Path, required=True, help="a checkout of fudan-zvg/SETR")
-    parser.add_argument("--out", type=Path, default=REPO / "tests" / "data" / "official_setr")
+    parser.add_argument("--out", type=Path, default=REPO / "tests" / "assets" / "official_setr")
     parser.add_argument("--commit", default=None, help="the checkout's commit, when it is not a git work tree")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """Writes what every training recipe resolves to (``train.py fit --config <recipe> --print_config``) under
-``tests/data/resolved_configs/``, mirroring ``configs/``. tests/test_configs.py checks that the recipes still
-resolve to these values.
+``tests/assets/resolved_configs/``, mirroring ``configs/``. tests/training/test_configs.py checks that the recipes
+still resolve to these values.
 
     python scripts/snapshot_configs.py
 
@@ -21,7 +21,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-SNAPSHOTS = REPO / "tests" / "data" / "resolved_configs"
+SNAPSHOTS = REPO / "tests" / "assets" / "resolved_configs"
 
 
 def recipes() -> list[Path]:
@@ -59,7 +59,7 @@ def main() -> None:
     header = (
         "# What `train.py fit --config {recipe} --print_config` printed,\n"
         f"# recipes at commit {source_commit()}.\n"
-        "# Written by scripts/snapshot_configs.py, checked by tests/test_configs.py: do not edit by hand.\n"
+        "# Written by scripts/snapshot_configs.py, checked by tests/training/test_configs.py: do not edit by hand.\n"
     )
     for recipe in recipes():
         relative = recipe.relative_to(CONFIGS)

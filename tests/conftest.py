@@ -1,3 +1,7 @@
+"""Settings for every test: albumentations, W&B and the Hub telemetry offline, torch seeded before each test, and the
+local fake Hugging Face Hub as the ``fake_hub`` fixture. Shared helpers live in ``tests/support`` (imported as
+``support.<module>``); the layout of tests/ and the markers are in the README's "Development" section."""
+
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -12,4 +16,5 @@ import torch  # noqa: E402
 def _seed():
     torch.manual_seed(0)
 
-from fakehub import fake_hub  # noqa: E402,F401  (the local fake Hugging Face Hub fixture)
+
+from support.fakehub import fake_hub  # noqa: E402,F401  (the local fake Hugging Face Hub fixture)

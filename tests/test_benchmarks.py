@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_datasets import make_ade20k
 from PIL import Image
 
 import segzoo
+
+from support.fake_datasets import make_ade20k
 
 ROOT = Path(__file__).resolve().parents[1]
 

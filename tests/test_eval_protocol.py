@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_datasets import make_ade20k
-from inference_toys import PixelModel
 
 import segzoo
-from segzoo._preprocessing import EvalProtocol
+from segzoo import EvalProtocol
 from segzoo.data import ADE20KDataModule
+
+from support.fake_datasets import make_ade20k
+from support.inference_toys import PixelModel
 
 
 def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -112,9 +113,9 @@ def test_predict_tta_runs_every_scale_from_the_original_and_flipped():
 def test_validation_scores_the_original_through_the_datamodules_pipeline(tmp_path):
     """A validation run feeds the model exactly what the DataModule's test pipeline makes of each image as read (as
     predict does), and compares predictions at the image's own size with the masks as stored."""
-    from lit_helpers import quiet_trainer
-
     from segzoo.training import SegmentationTask
+
+    from support.lit_helpers import quiet_trainer
 
     make_ade20k(tmp_path)
     dm = ADE20KDataModule(tmp_path, eval_scale=(2048, 96), size_divisor=32, batch_size=1, num_workers=0)
@@ -156,7 +157,7 @@ def test_padded_logits_are_resized_to_the_input_as_mmseg_does(name):
 
 
 def test_official_segmenter_files_load_with_their_own_numerics(tmp_path):
-    from checkpoint_formats import randomized, to_segmenter_official
+    from support.checkpoint_formats import randomized, to_segmenter_official
 
     source = randomized("segmenter-test-mask")
     path = tmp_path / "checkpoint.pth"
@@ -167,7 +168,7 @@ def test_official_segmenter_files_load_with_their_own_numerics(tmp_path):
 
 
 def test_mmseg_vit_files_without_patch_bias_load_without_one(tmp_path):
-    from checkpoint_formats import randomized, to_mmseg
+    from support.checkpoint_formats import randomized, to_mmseg
 
     state = to_mmseg(randomized("segmenter-test-linear").state_dict())
     del state["backbone.patch_embed.projection.bias"]  # mmseg >= 1.1 builds its ViT with patch_bias=False

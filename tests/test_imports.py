@@ -21,13 +21,6 @@ def test_predicting_imports_no_lightning_albumentations_or_wandb():
     assert out.stdout.strip().splitlines()[-2:] == ["[]", "wandb"]
 
 
-def test_datamodules_still_import_from_segzoo_data():
-    import segzoo.data
-    from segzoo.data import ADE20KDataModule, FolderDataModule
-
-    assert segzoo.data.ADE20KDataModule is ADE20KDataModule and FolderDataModule.__module__ == "segzoo.data._folder"
-
-
 def test_the_command_line_answers_help_and_checks_data_without_torch(capsys):
     """``segzoo --help``, ``segzoo predict --help`` and ``segzoo data check`` import neither torch nor Lightning (the
     start-up figures are benchmarks/startup.py's; nothing here is timed)."""

@@ -1,7 +1,8 @@
 """The official Segmenter and SETR test pipelines as EvalProtocol rules: the float resize to the window
 (``min_short_side``, from ``segm.model.utils.resize``) and SETR's multi-scale sizes (``setr-official``, from the
 fork's ``Resize(setr_multi_scale=True)``). Expected sizes were computed with the official functions (mmcv 1.3.8's
-``imrescale`` for SETR); agreement of whole predictions with the official code is in test_official_segmenter.py."""
+``imrescale`` for SETR); agreement of whole predictions with the official code is in
+checkpoints/test_official_segmenter.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import segzoo
-from segzoo._preprocessing import EvalProtocol
+from segzoo import EvalProtocol
 
 
 def image(height: int, width: int) -> np.ndarray:

@@ -9,12 +9,13 @@ import dataclasses
 import json
 
 import torch
-from lit_helpers import quiet_trainer
 
 import segzoo
 from segzoo import EvalProtocol
 from segzoo.data import SyntheticDataModule
 from segzoo.training import SegmentationTask
+
+from support.lit_helpers import quiet_trainer
 
 SLIDE = EvalProtocol(mean=(1, 2, 3), std=(4, 5, 6), test_scale=(256, 64), mode="slide", crop=32, stride=24,
                      tta_style="mmseg-1.x")

@@ -20,8 +20,8 @@ from torch import nn
 
 from segzoo._errors import UnknownModelError
 
-# timm models known to work under every ViT head (tested in tests/test_timm_encoders.py with tiny random versions of
-# the same classes); any timm model with patch tokens and ``forward_intermediates`` is accepted.
+# timm models known to work under every ViT head (tested in tests/models/test_timm_encoders.py with tiny random
+# versions of the same classes); any timm model with patch tokens and ``forward_intermediates`` is accepted.
 KNOWN_TIMM_ENCODERS = (
     "vit_small_patch14_dinov2.lvd142m",
     "vit_base_patch14_dinov2.lvd142m",
