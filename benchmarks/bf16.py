@@ -123,7 +123,7 @@ def load_trained(source: str):
 def trained_batches(model, data_hparams: dict | None, images: Path | None, count: int):
     """Preprocessed image batches: files from ``images``, or synthetic validation scenes like the training ones."""
     if images is not None:
-        from segzoo.inference._predict import preprocess
+        from segzoo.inference._inputs import preprocess
 
         files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
         if not files:

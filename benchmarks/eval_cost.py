@@ -26,7 +26,7 @@ import torch
 
 import segzoo
 from segzoo.checkpoints._table import get_pretrained_cfg
-from segzoo.inference._predict import inference, predict_arrays
+from segzoo.inference import inference, predict_arrays
 
 
 def build(name: str) -> torch.nn.Module:

@@ -31,7 +31,8 @@ from speed import _peak_rss_mb, _reset_peak_rss, machine, markdown, median_laten
 
 import segzoo  # noqa: E402
 from segzoo.checkpoints._table import get_pretrained_cfg  # noqa: E402
-from segzoo.inference._predict import _resize, fields_for_input, labels_from_fields  # noqa: E402
+from segzoo.inference._tensor import _resize  # noqa: E402
+from segzoo.inference._tiles import fields_for_input, labels_from_fields  # noqa: E402
 
 TARGETS_MB = {(3024, 4032): 600}
 

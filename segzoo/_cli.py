@@ -378,8 +378,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import track
 
-    from segzoo._images import image_to_rgb
-    from segzoo.inference._predict import list_images, load_image, predict
+    from segzoo._images import image_to_rgb, list_images, load_image
+    from segzoo.inference._predict import predict
     from segzoo.inference._visualize import default_palette, overlay_with_legend, save_label_png
 
     try:

@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from segzoo._cli import main
+from segzoo._images import list_images
 from segzoo.data import read_image
-from segzoo.inference._predict import _to_rgb_array, list_images
+from segzoo.inference._inputs import _to_rgb_array
 
 H, W = 24, 40
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import segzoo
-from segzoo.inference._predict import slide_inference
+from segzoo.inference._tensor import slide_inference
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "3", True, None])

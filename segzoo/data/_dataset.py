@@ -58,7 +58,7 @@ def read_mask(path: str | Path, colors: Sequence[Sequence[int]] | None = None) -
     """Read a class-index mask (a single-channel or palette PNG) as a ``uint8`` array of shape H x W.
 
     Palette ("P" mode) PNGs give their palette indices, which is how VOC-style masks store class ids. Unlike images,
-    masks are read as stored, without EXIF rotation (see :func:`segzoo.inference._predict.load_image`).
+    masks are read as stored, without EXIF rotation (see :func:`segzoo._images.load_image`).
 
     Args:
         path: The mask file.

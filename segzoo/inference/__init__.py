@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from segzoo.inference._export import export_onnx, verify_onnx
-    from segzoo.inference._predict import inference, predict, predict_arrays
+    from segzoo.inference._predict import predict, predict_arrays
+    from segzoo.inference._tensor import inference
     from segzoo.inference._visualize import colorize, overlay, overlay_with_legend, side_by_side, validation_panel
 
 _LAZY = {
     "export_onnx": "segzoo.inference._export",
     "verify_onnx": "segzoo.inference._export",
-    "inference": "segzoo.inference._predict",
+    "inference": "segzoo.inference._tensor",
     "predict": "segzoo.inference._predict",
     "predict_arrays": "segzoo.inference._predict",
     "colorize": "segzoo.inference._visualize",

@@ -34,9 +34,9 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from segzoo._datasets import default_palette
 from segzoo._errors import NonFiniteLossError
-from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
+from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol
 from segzoo.checkpoints import training_checkpoint_protocol
-from segzoo.inference._predict import TTA_SCALES, inference, predict_arrays
+from segzoo.inference import inference, predict_arrays
 from segzoo.models import get_arch
 from segzoo.training._build import build_network
 from segzoo.training._losses import CrossEntropyLoss

@@ -9,17 +9,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segzoo import EvalProtocol
+from segzoo._images import list_images
+from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, keep_ratio_size
 from segzoo.inference import inference, predict
-from segzoo.inference._predict import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    keep_ratio_size,
-    list_images,
-    multiscale_flip_inference,
-    preprocess,
-    slide_inference,
-    whole_inference,
-)
+from segzoo.inference._inputs import preprocess
+from segzoo.inference._tensor import multiscale_flip_inference, slide_inference, whole_inference
 
 from support.inference_toys import PixelModel, RampModel, WindowMeanModel
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import segzoo
-import segzoo.inference._predict as inference
+import segzoo.inference._tiles as tiles
 from segzoo import EvalProtocol
-from segzoo.inference._predict import _resize, _run, merge_multiscale_flip
+from segzoo.inference._tensor import _resize, _run, merge_multiscale_flip
 
 
 def full_resolution_logits(model, image, tta):
@@ -48,7 +48,7 @@ SLIDE = {"mode": "slide", "crop": [32, 32], "stride": [24, 24]}  # EvalProtocol 
     ],
 )
 def test_strip_labels_equal_full_resolution_argmax(name, cfg, unpad, tta, monkeypatch):
-    monkeypatch.setattr(inference, "TILE_BYTES", 5 * 4 * 97 * 7)  # strips of 7 rows: many of them
+    monkeypatch.setattr(tiles, "TILE_BYTES", 5 * 4 * 97 * 7)  # strips of 7 rows: many of them
     model = segzoo.create_model(name, num_classes=5, **({"unpad": unpad} if unpad else {})).eval()
     model.eval_protocol = EvalProtocol(**cfg)
     image = (np.random.default_rng(1).random((53, 97, 3)) * 255).astype(np.uint8)
@@ -64,14 +64,14 @@ def test_no_full_resolution_logits_are_allocated(monkeypatch):
     model.eval_protocol = EvalProtocol(test_scale=(2048, 64))
     image = np.zeros((1200, 1600, 3), np.uint8)
     sizes = []
-    original = inference.LogitsField.columns
+    original = tiles.LogitsField.columns
 
     def columns(self, strip):
         out = original(self, strip)
         sizes.extend(t.numel() * t.element_size() for t in (strip, out))
         return out
 
-    monkeypatch.setattr(inference.LogitsField, "columns", columns)
+    monkeypatch.setattr(tiles.LogitsField, "columns", columns)
     labels = model.predict(image)
     assert labels.shape == (1200, 1600)
-    assert len(sizes) > 1 and max(sizes) <= inference.TILE_BYTES
+    assert len(sizes) > 1 and max(sizes) <= tiles.TILE_BYTES

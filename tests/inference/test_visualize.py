@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segzoo.inference import colorize, overlay, overlay_with_legend, side_by_side
+from segzoo.inference import colorize, overlay, overlay_with_legend, side_by_side, validation_panel
 from segzoo.inference._visualize import default_palette, denormalize, save_label_png
 
 
@@ -61,6 +61,44 @@ def test_side_by_side_draws_ignored_ground_truth_black():
     assert panel[0, 0].tolist() == [128, 128, 128]
     assert panel[0, 3 + 1].tolist() == [0, 0, 0]  # gt ignore pixel
     assert panel[0, 6 + 1].tolist() == list(palette[0])  # prediction
+
+
+def test_validation_panel_is_readable_titled_and_its_legend_holds_the_classes_present():
+    palette = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48)]
+    names = ["wall", "sky", "tree", "road"]
+    image = np.full((48, 64, 3), 200, np.uint8)
+    gt = np.zeros((48, 64), np.int64)
+    gt[:, 32:] = 2
+    gt[:4] = 255  # ignored
+    pred = np.zeros((48, 64), np.int64)
+    pred[:, 40:] = 1  # class 3 appears nowhere
+
+    def draw(class_names=names, title="ADE_val_00000001.jpg"):
+        return np.asarray(validation_panel(image, gt, pred, palette, class_names, title=title, height=320))
+
+    panel = draw()
+    width = round(64 * 320 / 48)
+    strip = 3 * width + 2 * 8  # image, ground truth and prediction, each 320 px high, 8-px gaps
+    assert panel.shape[0] > 320 and panel.shape[1] > strip
+    legend = panel[:, strip:]
+
+    def rows_of(colour):
+        return np.nonzero((legend == colour).all(-1).any(1))[0]
+
+    # one swatch per class present in either map, in label order, none for the absent class; ignored pixels black
+    tops = [rows_of(palette[c]) for c in (0, 1, 2)]
+    assert all(rows.size for rows in tops) and [r.min() for r in tops] == sorted(r.min() for r in tops)
+    assert rows_of(palette[3]).size == 0
+    assert rows_of((0, 0, 0)).max() > tops[2].max()  # the "ignored" swatch below the classes
+    # the names drawn are those of the classes present: a longer name widens the legend only for a present class
+    assert draw(names[:3] + ["a much longer name of an absent class"]).shape == panel.shape
+    assert draw(["wall", "a much longer name of the sky", "tree", "road"]).shape[1] > panel.shape[1]
+    # the title (the image's name) is drawn above the pictures
+    assert (draw(title="another_image.png")[:35] != panel[:35]).any()
+    # the pictures: ground truth and prediction in their classes' colours at 320 px
+    top = panel.shape[0] - 320 - 10  # the strip is followed by a bottom margin of pad = 10 px
+    ground_truth = panel[top + 200, width + 8:2 * width + 8]
+    assert tuple(ground_truth[10]) == palette[0] and tuple(ground_truth[-10]) == palette[2]
 
 
 def test_denormalize_inverts_the_normalisation():

@@ -25,7 +25,7 @@ import segzoo.runtime as rt
 from segzoo import EvalProtocol
 from segzoo._cli import main
 from segzoo.inference import export_onnx
-from segzoo.inference._predict import _resize, _run, merge_multiscale_flip
+from segzoo.inference._tensor import _resize, _run, merge_multiscale_flip
 
 NUM_CLASSES = 7
 PHOTOS = {"chelsea": skimage.data.chelsea(), "coffee": skimage.data.coffee()}
