@@ -60,6 +60,30 @@ def test_load_segformer_from_the_hub_by_name(fake_hub, tmp_path, monkeypatch):
     assert len(list(converted[0].parent.glob("segformer-b0-*.safetensors"))) == 2
 
 
+def test_create_model_follows_timm_and_each_entry_point_names_the_other(fake_hub, tmp_path):
+    serve_hf_model(fake_hub, hf_segformer_b0(), "nvidia/segformer-b0-finetuned-ade-512-512", tmp_path)
+    # pretrained=True: the architecture's first listed checkpoint, as segzoo.load gives it
+    assert segzoo.list_pretrained(arch="segformer-b0")[0] == "segformer-b0-ade"
+    model = segzoo.create_model("segformer-b0", pretrained=True)
+    loaded = segzoo.load("segformer-b0-ade")
+    assert isinstance(model, segzoo.SegmentationModel) and not model.training
+    assert model.pretrained_cfg == loaded.pretrained_cfg == segzoo.get_pretrained_cfg("segformer-b0-ade").to_dict()
+    assert torch.equal(model.decode_head.linear_pred.weight, loaded.decode_head.linear_pred.weight)
+    # a checkpoint name: create_model loads it with pretrained=True, and without says to use segzoo.load
+    named = segzoo.create_model("segformer-b0-ade", pretrained=True, num_classes=5)
+    assert named.num_classes == 5
+    assert all(torch.equal(a, b) for a, b in zip(named.backbone.parameters(), loaded.backbone.parameters()))
+    with pytest.raises(segzoo.UnknownModelError, match=r"is a checkpoint.*segzoo\.load\('segformer-b0-ade'\)"):
+        segzoo.create_model("segformer-b0-ade")
+    # an architecture given to load says to use create_model
+    with pytest.raises(ValueError, match=r"is an architecture.*segzoo\.create_model\('segformer-b0'"):
+        segzoo.load("segformer-b0")
+    # an architecture without a published checkpoint says so, and what to do instead
+    assert segzoo.list_pretrained(arch="segmenter-t8-linear") == []
+    with pytest.raises(segzoo.UnknownModelError, match="has no published checkpoint.*pretrained_encoder=True"):
+        segzoo.create_model("segmenter-t8-linear", pretrained=True)
+
+
 def test_load_transformers_folder_and_hub_repo(fake_hub, tmp_path):
     reference = hf_segformer_b0(num_labels=7)
     folder = serve_hf_model(fake_hub, reference, "someone/my-segformer", tmp_path)

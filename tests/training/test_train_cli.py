@@ -11,6 +11,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import pytest
 import yaml
+from PIL import Image
 
 from segzoo.training import cli_main
 
@@ -169,6 +170,34 @@ def test_wandb_logger_offline_gets_metrics_table_and_overlays(tmp_path, monkeypa
     tables = list((runs[0] / "files" / "media").rglob("*.table.json"))
     assert media, "validation overlays were not logged as images"
     assert tables, "the per-class IoU table was not logged"
+    # W&B gets the panels the run folder holds (image name as caption): readable, not 128-px triptychs
+    panels = sorted((runs[0] / "files" / "media" / "images" / "val").glob("panels_*.png"))
+    written = sorted((tmp_path / "val_overlays" / "epoch=0").glob("*.png"))
+    assert len(panels) == len(written) == 4
+    assert sorted(Image.open(p).size for p in panels) == sorted(Image.open(p).size for p in written)
+    assert all(Image.open(p).height > 320 for p in panels)
+
+
+def test_the_progress_bar_of_an_iteration_based_run_counts_steps(tmp_path, monkeypatch):
+    """The recipes set max_steps and no max_epochs, where Lightning's own bar reads "Epoch 1/-2"."""
+    from lightning.pytorch.callbacks import Callback
+
+    from segzoo.training import StepProgressBar
+
+    monkeypatch.chdir(tmp_path)
+    cli = cli_main(["--config", TINY, "--trainer.max_steps=6", "--trainer.limit_val_batches=0",
+                    "--trainer.enable_model_summary=false"], run=False)
+    bar = cli.trainer.progress_bar_callback
+    assert isinstance(bar, StepProgressBar)  # train.py's bar unless --trainer.enable_progress_bar false
+    seen = []
+
+    class ReadBar(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            seen.append(bar.progress.tasks[bar.train_progress_bar_id].description)
+
+    cli.trainer.callbacks.append(ReadBar())
+    cli.trainer.fit(cli.model, cli.datamodule)
+    assert seen == [f"Step {step}/6 · epoch {(step - 1) // 4}" for step in range(1, 7)]  # 4 batches an epoch
 
 
 def test_a_trained_run_predicts_from_its_last_checkpoint(tmp_path, monkeypatch):
