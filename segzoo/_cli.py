@@ -44,7 +44,7 @@ class UsageError(SegzooError):
     """A user error found after parsing: ``main`` prints it as one line and exits with status 2."""
 
 
-PREPARE_DATASETS = ("ade20k", "cityscapes", "pascal-context", "coco-stuff")  # segzoo.data.prepare_dataset's names
+PREPARE_DATASETS = ("ade20k", "cityscapes", "pascal-context", "coco-stuff")  # segzoo.tools.prepare_dataset's names
 # segzoo.training._evaluate.DATAMODULES' keys (checkpoints.yaml dataset keys); a test keeps the two lists equal
 EVAL_DATASETS = ("ade20k", "cityscapes", "pascal-context-59", "pascal-context-60", "coco-stuff-164k")
 
@@ -596,7 +596,7 @@ def run_list(args: argparse.Namespace) -> None:
 
 def run_data(args: argparse.Namespace) -> int:
     if args.data_command == "prepare":
-        from segzoo.data import prepare_dataset
+        from segzoo.tools import prepare_dataset
 
         try:
             print(prepare_dataset(args.dataset, args.src, args.dst))
@@ -605,7 +605,7 @@ def run_data(args: argparse.Namespace) -> int:
                   f"again to finish {args.dst}", file=sys.stderr)
             return 130
         return 0
-    from segzoo.data import check_dataset
+    from segzoo.tools import check_dataset
 
     try:
         report = check_dataset(args.data_root, num_classes=args.num_classes, ignore_index=args.ignore_index)

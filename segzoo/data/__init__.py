@@ -5,17 +5,17 @@ DataModules: :class:`ADE20KDataModule`, :class:`CityscapesDataModule`, :class:`P
 scenes, no files). Each exposes ``num_classes``, ``ignore_index`` (255), ``class_names`` and ``palette`` and takes
 ``mean``/``std`` on the 0-255 scale, so ``model.pretrained_cfg["mean"]`` / ``["std"]`` can be passed in. Validation
 and test items hold the image as read and the mask at its own size: the model's input is made by a test pipeline
-(:class:`segzoo.EvalProtocol`) when they are scored. :func:`check_dataset`
-(``segzoo data check``) reads a folder dataset's masks and recommends the FolderDataModule settings to train it.
+(:class:`segzoo.EvalProtocol`) when they are scored. The command line's dataset tools (``segzoo data check`` and
+``prepare``) are :mod:`segzoo.tools`.
 
-Each name imports its module when first used (PEP 562): :func:`check_dataset` needs neither Lightning nor torch, and
-the DataModules bring Lightning and albumentations with them.
+Each name imports its module when first used (PEP 562): the DataModules bring Lightning and albumentations with them.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would otherwise look for updates online
@@ -26,11 +26,9 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     from segzoo.data._cityscapes import CITYSCAPES_LABEL_TO_TRAIN_ID, CityscapesDataModule
     from segzoo.data._coco_stuff import COCOStuffDataModule
     from segzoo.data._dataset import SegmentationDataset, collate_eval, read_image, read_mask
-    from segzoo.data._doctor import DatasetReport, check_dataset
     from segzoo.data._files import IGNORE_INDEX
     from segzoo.data._folder import FolderDataModule
     from segzoo.data._pascal_context import PascalContextDataModule
-    from segzoo.data._prepare import PrepareReport, prepare_dataset
     from segzoo.data._synthetic import SyntheticDataModule, SyntheticSegmentationDataset
     from segzoo.data._transforms import (
         IMAGENET_MEAN,
@@ -52,13 +50,9 @@ _LAZY = {  # public name -> the module that defines it
     "collate_eval": "_dataset",
     "read_image": "_dataset",
     "read_mask": "_dataset",
-    "DatasetReport": "_doctor",
-    "check_dataset": "_doctor",
     "IGNORE_INDEX": "_files",
     "FolderDataModule": "_folder",
     "PascalContextDataModule": "_pascal_context",
-    "PrepareReport": "_prepare",
-    "prepare_dataset": "_prepare",
     "SyntheticDataModule": "_synthetic",
     "SyntheticSegmentationDataset": "_synthetic",
     "IMAGENET_MEAN": "_transforms",
@@ -70,7 +64,15 @@ _LAZY = {  # public name -> the module that defines it
     "build_train_transform": "_transforms",
 }
 
+# Names that moved to segzoo.tools (the command line's layer): each still works here, with a FutureWarning. Resolved by
+# name at call time, so segzoo.data imports nothing of the layer above it.
+_MOVED = {"DatasetReport", "PrepareReport", "check_dataset", "prepare_dataset"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(f"segzoo.data.{name} moved: use segzoo.tools.{name}", FutureWarning, stacklevel=2)
+        return getattr(importlib.import_module("segzoo.tools"), name)
     if name not in _LAZY:
         raise AttributeError(f"module 'segzoo.data' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"segzoo.data.{_LAZY[name]}"), name)
@@ -91,21 +93,17 @@ __all__ = [
     "COCOStuffDataModule",
     "CatMaxRatioRandomCrop",
     "CityscapesDataModule",
-    "DatasetReport",
     "FolderDataModule",
     "KeepRatioRescale",
     "PascalContextDataModule",
     "PhotoMetricDistortion",
-    "PrepareReport",
     "SegmentationDataModule",
     "SegmentationDataset",
     "SyntheticDataModule",
     "SyntheticSegmentationDataset",
     "build_eval_transform",
     "build_train_transform",
-    "check_dataset",
     "collate_eval",
-    "prepare_dataset",
     "read_image",
     "read_mask",
 ]

@@ -1,4 +1,4 @@
-"""Tests of segzoo.data.prepare_dataset: tiny fakes of the files the dataset sites distribute (folders and archives)
+"""Tests of segzoo.tools.prepare_dataset: tiny fakes of the files the dataset sites distribute (folders and archives)
 -> the layouts the DataModules read; exact label values, idempotent and resumable runs, missing-source errors."""
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from segzoo.data import (
     CityscapesDataModule,
     COCOStuffDataModule,
     PascalContextDataModule,
-    PrepareReport,
-    prepare_dataset,
 )
-from segzoo.data import _prepare as prepare_module
-from segzoo.data._prepare import decode_rle
+from segzoo.tools import PrepareReport, prepare_dataset
+from segzoo.tools import _prepare as prepare_module
+from segzoo.tools._prepare import decode_rle
 
 from support.fake_datasets import (
     HEIGHT,

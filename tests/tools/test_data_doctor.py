@@ -1,4 +1,4 @@
-"""``segzoo data check`` / ``segzoo.data.check_dataset`` on tiny folder datasets with the usual mistakes, and the
+"""``segzoo data check`` / ``segzoo.tools.check_dataset`` on tiny folder datasets with the usual mistakes, and the
 FolderDataModule arguments it recommends (``label_map``, ``colors``, ``num_classes``) giving the right training
 masks."""
 
@@ -18,7 +18,8 @@ import yaml
 from PIL import Image
 
 from segzoo._cli import main
-from segzoo.data import DatasetReport, FolderDataModule, check_dataset, read_mask
+from segzoo.data import FolderDataModule, read_mask
+from segzoo.tools import DatasetReport, check_dataset
 
 from support import REPO
 from support.fake_datasets import (
@@ -480,3 +481,12 @@ def test_the_saved_settings_merge_into_the_recipe(tmp_path, capsys, monkeypatch)
     assert model["optimizer"]["init_args"]["lr"] == 6e-5 and model["lr_scheduler"]["init_args"]["warmup_iters"] == 500
     assert data["data_root"] == str(tmp_path) and data["label_map"] in ({255: 1}, {"255": 1})
     assert data["crop_size"] == 512 and config["trainer"]["max_steps"] == 20000  # the recipe's, kept
+
+
+def test_the_old_names_in_segzoo_data_still_work_with_a_warning():
+    import segzoo.data
+    import segzoo.tools
+
+    for name in ("check_dataset", "DatasetReport", "prepare_dataset", "PrepareReport"):
+        with pytest.warns(FutureWarning, match=rf"segzoo\.data\.{name} moved: use segzoo\.tools\.{name}"):
+            assert getattr(segzoo.data, name) is getattr(segzoo.tools, name)
