@@ -117,10 +117,17 @@ class SegmentationModel(EncoderDecoder):
         onnxruntime."""
         return export_onnx(self, path, **kwargs)
 
-    def save_pretrained(self, folder: str | Path, **kwargs) -> Path:
+    def save_pretrained(
+        self, save_directory: str | Path, *, repo_id: str | None = None, push_to_hub: bool = False, **kwargs
+    ) -> str | None:
         """:func:`segzoo.save_pretrained` of this model: ``model.safetensors``, ``config.json`` and a model card in
-        ``folder``, which :meth:`from_pretrained` reads back."""
-        return save_pretrained(self, folder, **kwargs)
+        ``save_directory``, which :meth:`from_pretrained` reads back; with ``push_to_hub=True`` also uploaded to
+        ``repo_id`` (default: the folder's name). Returns what huggingface_hub's ``ModelHubMixin.save_pretrained``
+        returns: ``None``, or the commit URL of the upload."""
+        save_pretrained(self, save_directory, repo_id=repo_id, **kwargs)
+        if push_to_hub:
+            return self.push_to_hub(repo_id or Path(save_directory).name, pretrained_cfg=kwargs.get("pretrained_cfg"))
+        return None
 
     def push_to_hub(self, repo_id: str, **kwargs) -> CommitInfo:
         """:func:`segzoo.push_to_hub` of this model: saved, then uploaded to the Hub repository ``repo_id``."""

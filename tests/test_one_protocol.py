@@ -25,14 +25,16 @@ def test_a_saved_folder_keeps_the_protocol_as_one_entry(tmp_path):
     model = segzoo.create_model("segformer-test", num_classes=3)
     model.eval_protocol = SLIDE
     assert model.pretrained_cfg["eval"] == SLIDE.to_dict() and model.pretrained_cfg["mean"] == [1.0, 2.0, 3.0]
-    folder = model.save_pretrained(tmp_path / "saved")
+    folder = tmp_path / "saved"
+    assert model.save_pretrained(folder) is None  # as huggingface_hub's ModelHubMixin
     config = json.loads((folder / "config.json").read_text())
     assert config["pretrained_cfg"]["eval"] == SLIDE.to_dict()
     assert segzoo.load(str(folder)).eval_protocol == SLIDE
 
 
 def test_a_folder_saved_with_the_flat_keys_of_before_loads_with_its_pipeline(tmp_path):
-    folder = segzoo.create_model("segformer-test", num_classes=3).save_pretrained(tmp_path / "old")
+    folder = tmp_path / "old"
+    segzoo.create_model("segformer-test", num_classes=3).save_pretrained(folder)
     config = json.loads((folder / "config.json").read_text())
     config["pretrained_cfg"] = {  # what segzoo wrote before: crop_size was the window in slide mode
         "name": "old", "mean": [1.0, 2.0, 3.0], "std": [4.0, 5.0, 6.0], "eval_mode": "slide", "crop_size": [32, 32],

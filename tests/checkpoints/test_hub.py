@@ -201,6 +201,17 @@ def test_save_pretrained_writes_weights_config_and_card(tmp_path):
     assert 'segzoo.load("hf-hub:org/segformer-tiny")' in card and "37.4" in card
 
 
+def test_the_model_methods_return_what_huggingface_hubs_mixin_returns(fake_hub, tmp_path):
+    model = segzoo.create_model("segformer-test", num_classes=3)
+    assert model.save_pretrained(tmp_path / "local") is None
+    url = model.save_pretrained(tmp_path / "pushed", repo_id="segzoo/saved-and-pushed", push_to_hub=True)
+    assert isinstance(url, str) and fake_hub.commits["segzoo/saved-and-pushed"] in url
+    assert sorted(fake_hub.repos["segzoo/saved-and-pushed"]) == ["README.md", "config.json", "model.safetensors"]
+    again = model.push_to_hub("segzoo/pushed")
+    assert isinstance(again, str) and fake_hub.commits["segzoo/pushed"] in again
+    assert isinstance(type(model).from_pretrained(str(tmp_path / "local")), segzoo.SegmentationModel)
+
+
 def test_save_pretrained_needs_arch_name(tmp_path):
     with pytest.raises(ValueError, match="arch_name"):
         save_pretrained(torch.nn.Linear(2, 2), tmp_path)

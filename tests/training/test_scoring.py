@@ -156,7 +156,8 @@ def test_segzoo_eval_takes_the_dataset_from_the_file_or_the_flag(tmp_path, capsy
     model = segzoo.create_model("segformer-test", num_classes=150)
     protocol = EvalProtocol(mean=(127.5,) * 3, std=(127.5,) * 3, test_scale=(2048, 32))
     cfg = {"dataset": "ade20k", "eval": protocol.to_dict()}
-    folder = model.save_pretrained(tmp_path / "saved", pretrained_cfg=cfg)
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder, pretrained_cfg=cfg)
     out = tmp_path / "eval.json"
     assert main(["eval", "--model", str(folder), "--data", str(data), "--num-workers", "0", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
