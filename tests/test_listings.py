@@ -71,3 +71,14 @@ def test_segzoo_error_catches_a_bad_name_that_keyerror_also_catches():
         segzoo.load("segformer-b2-ad")
     with pytest.raises(KeyError):
         segzoo.create_model("segformer-b9")
+
+
+def test_renamed_public_names_still_resolve_with_a_warning():
+    import segzoo.models
+    import segzoo.training
+
+    with pytest.warns(FutureWarning, match="segzoo.training.SegmentationTask"):
+        assert segzoo.training.SegmentationModule is segzoo.training.SegmentationTask
+    with pytest.warns(FutureWarning, match="segzoo.SegmentationModel"):
+        assert segzoo.EncoderDecoder is segzoo.models.EncoderDecoder
+    assert issubclass(segzoo.SegmentationModel, segzoo.models.EncoderDecoder)
