@@ -31,8 +31,15 @@ from segzoo.training import build_datamodule, evaluate  # noqa: E402
 from segzoo.training._evaluate import DATAMODULES  # noqa: E402
 
 
-def score(name: str, data_root: str | None, dataset: str | None, tta: bool, limit: int | None,
-          checkpoint: str | None, num_workers: int) -> dict:
+def score(
+    name: str,
+    data_root: str | None,
+    dataset: str | None,
+    tta: bool,
+    limit: int | None,
+    checkpoint: str | None,
+    num_workers: int,
+) -> dict:
     model = segzoo.load(name, checkpoint=checkpoint) if checkpoint else segzoo.load(name)
     ckpt = next((p for p in (name, checkpoint) if p and str(p).endswith(".ckpt")), None)
     datamodule = build_datamodule(model, data_root, dataset, checkpoint_path=ckpt, num_workers=num_workers)
@@ -41,10 +48,15 @@ def score(name: str, data_root: str | None, dataset: str | None, tta: bool, limi
     published = (cfg.get("metrics") or {}).get("publisher") or (cfg.get("metrics") or {}).get("paper") or {}
     rounded = result.rounded()
     return {
-        "checkpoint": name, "dataset": cfg.get("dataset") or dataset or result.dataset, "images": result.images,
+        "checkpoint": name,
+        "dataset": cfg.get("dataset") or dataset or result.dataset,
+        "images": result.images,
         "protocol": f"{result.protocol.mode}{f' + ms/flip ({result.protocol.tta_style})' if tta else ''}",
-        "miou": rounded["mIoU"], "macc": rounded["mAcc"], "acc": rounded["aAcc"],
-        "published_miou": published.get("miou_ms" if tta else "miou_ss"), "seconds": round(result.seconds, 1),
+        "miou": rounded["mIoU"],
+        "macc": rounded["mAcc"],
+        "acc": rounded["aAcc"],
+        "published_miou": published.get("miou_ms" if tta else "miou_ss"),
+        "seconds": round(result.seconds, 1),
     }
 
 
@@ -61,8 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.checkpoint and len(args.model) > 1:
         parser.error("--checkpoint goes with a single --model")
-    rows = [score(m, args.data, args.dataset, args.tta, args.limit, args.checkpoint, args.num_workers)
-            for m in args.model]
+    rows = [
+        score(m, args.data, args.dataset, args.tta, args.limit, args.checkpoint, args.num_workers) for m in args.model
+    ]
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in rows:

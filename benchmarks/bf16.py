@@ -34,11 +34,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script's
 from speed import machine, markdown, median_latency  # noqa: E402
 
 OP_CLASSES = {  # profiler op name -> class; anything else is "other"
-    "matmul": ("addmm", "mm", "bmm", "baddbmm", "baddbmm_", "matmul", "mkldnn_convolution", "convolution",
-               "_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_attention_math"),
+    "matmul": (
+        "addmm",
+        "mm",
+        "bmm",
+        "baddbmm",
+        "baddbmm_",
+        "matmul",
+        "mkldnn_convolution",
+        "convolution",
+        "_scaled_dot_product_flash_attention_for_cpu",
+        "_scaled_dot_product_attention_math",
+    ),
     "resize": ("upsample_bilinear2d", "lerp"),
-    "norm+activation": ("native_layer_norm", "native_batch_norm", "gelu", "relu", "relu_", "clamp_min",
-                        "clamp_min_"),
+    "norm+activation": ("native_layer_norm", "native_batch_norm", "gelu", "relu", "relu_", "clamp_min", "clamp_min_"),
 }
 
 
@@ -59,8 +68,13 @@ def speed_row(name: str, model, x) -> dict:
                 with autocast(dtype):
                     times[dtype].append(median_latency(lambda: model(x), repeats=7) * 1e3)
     fp32, bf16 = min(times["fp32"]), min(times["bf16"])
-    return {"model": name, "size": x.shape[-1], "fp32_ms": round(fp32, 1), "bf16_ms": round(bf16, 1),
-            "bf16_speedup": round(fp32 / bf16, 2)}
+    return {
+        "model": name,
+        "size": x.shape[-1],
+        "fp32_ms": round(fp32, 1),
+        "bf16_ms": round(bf16, 1),
+        "bf16_speedup": round(fp32 / bf16, 2),
+    }
 
 
 def breakdown_rows(name: str, model, x, runs: int = 3) -> list[dict]:
@@ -81,11 +95,25 @@ def breakdown_rows(name: str, model, x, runs: int = 3) -> list[dict]:
     rows = []
     for cls in [*OP_CLASSES, "other"]:
         fp32, bf16 = per_class["fp32"].get(cls, 0.0), per_class["bf16"].get(cls, 0.0)
-        rows.append({"model": name, "op_class": cls, "fp32_ms": round(fp32, 1), "bf16_ms": round(bf16, 1),
-                     "bf16_speedup": round(fp32 / bf16, 2) if bf16 else None})
+        rows.append(
+            {
+                "model": name,
+                "op_class": cls,
+                "fp32_ms": round(fp32, 1),
+                "bf16_ms": round(bf16, 1),
+                "bf16_speedup": round(fp32 / bf16, 2) if bf16 else None,
+            }
+        )
     fp32, bf16 = (sum(per_class[d].values()) for d in ("fp32", "bf16"))
-    rows.append({"model": name, "op_class": "total", "fp32_ms": round(fp32, 1), "bf16_ms": round(bf16, 1),
-                 "bf16_speedup": round(fp32 / bf16, 2)})
+    rows.append(
+        {
+            "model": name,
+            "op_class": "total",
+            "fp32_ms": round(fp32, 1),
+            "bf16_ms": round(bf16, 1),
+            "bf16_speedup": round(fp32 / bf16, 2),
+        }
+    )
     return rows
 
 
@@ -104,9 +132,13 @@ def agreement_row(name: str, model, batches) -> dict:
             pixels += labels.numel()
             top2 = fp32.topk(2, dim=1).values
             gaps.append((top2[:, 0] - top2[:, 1]).flatten())
-    return {"model": name, "pixels": pixels, "argmax_agree": f"{100 * same / pixels:.2f}%",
-            "ceiling_fp32_rounded_to_bf16": f"{100 * ceiling / pixels:.2f}%",
-            "median_top2_gap": round(torch.cat(gaps).median().item(), 4)}
+    return {
+        "model": name,
+        "pixels": pixels,
+        "argmax_agree": f"{100 * same / pixels:.2f}%",
+        "ceiling_fp32_rounded_to_bf16": f"{100 * ceiling / pixels:.2f}%",
+        "median_top2_gap": round(torch.cat(gaps).median().item(), 4),
+    }
 
 
 # --------------------------------------------------------------------------------------- trained models
@@ -134,8 +166,9 @@ def trained_batches(model, data_hparams: dict | None, images: Path | None, count
     from segzoo._preprocessing import EvalProtocol
     from segzoo.data._synthetic import SyntheticSegmentationDataset
 
-    scenes = SyntheticSegmentationDataset(count, data_hparams["num_classes"], data_hparams["image_size"],
-                                          seed=data_hparams.get("seed", 0) + 1)  # validation-like, unseen scenes
+    scenes = SyntheticSegmentationDataset(
+        count, data_hparams["num_classes"], data_hparams["image_size"], seed=data_hparams.get("seed", 0) + 1
+    )  # validation-like, unseen scenes
     normalise = EvalProtocol()  # the scenes' items are the images as generated (uint8): ImageNet normalisation
     images = torch.cat([normalise(scenes[i]["image"]) for i in range(count)])
     return list(images.split(8))

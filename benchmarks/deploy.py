@@ -50,8 +50,12 @@ import segzoo.runtime as rt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import _peak_rss_mb, _reset_peak_rss, markdown, transformers_segformer  # noqa: E402
 
-CHECKPOINTS = {"segformer-b0": "segformer-b0-ade", "segformer-b2": "segformer-b2-ade",
-               "segmenter-s16-mask": "segmenter-s16-mask-ade", "segformer-test": "segformer-b0-ade"}
+CHECKPOINTS = {
+    "segformer-b0": "segformer-b0-ade",
+    "segformer-b2": "segformer-b2-ade",
+    "segmenter-s16-mask": "segmenter-s16-mask-ade",
+    "segformer-test": "segformer-b0-ade",
+}
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 BASELINES = ("transformers", "transformers-onnx")
 
@@ -78,8 +82,17 @@ def _weights_key(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
-PATHS = ("transformers", "transformers-onnx", "segzoo-eager", "segzoo-eager-bf16", "runtime-ort", "runtime-ort-int8",
-         "runtime-ov", "runtime-ov-bf16", "runtime-ov-int8")
+PATHS = (
+    "transformers",
+    "transformers-onnx",
+    "segzoo-eager",
+    "segzoo-eager-bf16",
+    "runtime-ort",
+    "runtime-ort-int8",
+    "runtime-ov",
+    "runtime-ov-bf16",
+    "runtime-ov-int8",
+)
 RUNTIME_PATHS = {  # path -> (file, backend, precision)
     "runtime-ort": ("head", "onnxruntime", "fp32"),
     "runtime-ort-int8": ("int8", "onnxruntime", "fp32"),
@@ -117,8 +130,9 @@ def build(arch: str, cache: Path, photos: list[Path], wanted=PATHS, seed: int = 
         paths["segzoo-eager-bf16"] = copy.deepcopy(model).to(torch.bfloat16).predict
     for name, (file, backend, precision) in RUNTIME_PATHS.items():
         if name in wanted:
-            paths[name] = rt.load(files[file], backend=backend, precision=precision,
-                                  threads=torch.get_num_threads()).predict
+            paths[name] = rt.load(
+                files[file], backend=backend, precision=precision, threads=torch.get_num_threads()
+            ).predict
     return paths
 
 
@@ -140,6 +154,7 @@ def transformers_paths(reference: torch.nn.Module, onnx_path: Path, wanted=PATHS
     if "transformers-onnx" not in wanted:
         return {"transformers": eager}
     if not onnx_path.exists():
+
         class Logits(torch.nn.Module):
             def __init__(self, model):
                 super().__init__()
@@ -149,9 +164,14 @@ def transformers_paths(reference: torch.nn.Module, onnx_path: Path, wanted=PATHS
                 return self.model(pixel_values=pixel_values).logits
 
         dim = torch.export.Dim.DYNAMIC
-        torch.onnx.export(Logits(reference), (torch.randn(2, 3, 512, 512),), str(onnx_path),
-                          input_names=["pixel_values"], output_names=["logits"],
-                          dynamic_shapes=({0: dim, 2: dim, 3: dim},))
+        torch.onnx.export(
+            Logits(reference),
+            (torch.randn(2, 3, 512, 512),),
+            str(onnx_path),
+            input_names=["pixel_values"],
+            output_names=["logits"],
+            dynamic_shapes=({0: dim, 2: dim, 3: dim},),
+        )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
@@ -164,8 +184,7 @@ def transformers_paths(reference: torch.nn.Module, onnx_path: Path, wanted=PATHS
         image = Image.open(path).convert("RGB")
         pixels = processor(images=image, return_tensors="np")["pixel_values"]
         logits = torch.from_numpy(session.run(None, {"pixel_values": pixels})[0])
-        return processor.post_process_semantic_segmentation(Outputs(logits), target_sizes=[image.size[::-1]])[
-            0].numpy()
+        return processor.post_process_semantic_segmentation(Outputs(logits), target_sizes=[image.size[::-1]])[0].numpy()
 
     return {"transformers": eager, "transformers-onnx": ort} if "transformers" in wanted else {"transformers-onnx": ort}
 
@@ -196,8 +215,12 @@ def agreement(labels: list[np.ndarray], reference: list[np.ndarray]) -> float:
 
 def memory(arch: str, path: str, cache: Path, photos: list[Path]) -> float:
     """Peak RSS of a fresh process that builds only this path and runs it over the photos."""
-    args = [sys.executable, __file__, "--_memory", json.dumps([arch, path, str(cache), [str(p) for p in photos],
-                                                              torch.get_num_threads()])]
+    args = [
+        sys.executable,
+        __file__,
+        "--_memory",
+        json.dumps([arch, path, str(cache), [str(p) for p in photos], torch.get_num_threads()]),
+    ]
     out = subprocess.run(args, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
@@ -228,7 +251,9 @@ def rows_for(arch: str, cache: Path, photos: list[Path], rounds: int, with_memor
     for name in paths:
         reference = labels.get("transformers") if name.startswith("transformers") else labels["segzoo-eager"]
         row = {
-            "model": arch, "path": name, "ms_per_image": round(1000 * seconds[name], 1),
+            "model": arch,
+            "path": name,
+            "ms_per_image": round(1000 * seconds[name], 1),
             "images_per_s": round(1 / seconds[name], 2),
             "vs_fastest_baseline": round(fastest_baseline / seconds[name], 2) if fastest_baseline else None,
             "agree_vs_fp32_eager": f"{100 * agreement(labels[name], reference):.3f}%" if reference else None,
@@ -250,22 +275,32 @@ def machine() -> str:
     import onnxruntime
     import openvino
 
-    return (f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, onnxruntime "
-            f"{onnxruntime.__version__}, openvino {openvino.__version__}, load average "
-            f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return (
+        f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, onnxruntime "
+        f"{onnxruntime.__version__}, openvino {openvino.__version__}, load average "
+        f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["segformer-b0", "segformer-b2", "segmenter-s16-mask"],
-                        help="architectures (random weights) or paths of trained checkpoints")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["segformer-b0", "segformer-b2", "segmenter-s16-mask"],
+        help="architectures (random weights) or paths of trained checkpoints",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (after a warm-up round)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--photos", nargs="+", default=list(PHOTOS), help="skimage.data photo names")
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="which paths to run")
     parser.add_argument("--memory", action="store_true", help="peak RSS of a fresh process per path")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/segzoo-bench"),
-                        help="exported ONNX files, reused while the weights are the same")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/segzoo-bench"),
+        help="exported ONNX files, reused while the weights are the same",
+    )
     parser.add_argument("--_memory", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

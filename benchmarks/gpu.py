@@ -34,8 +34,18 @@ import segzoo  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import markdown  # noqa: E402
 
-MODELS = ["segformer-b0", "segformer-b1", "segformer-b2", "segformer-b3", "segformer-b4", "segformer-b5",
-          "segmenter-b16-mask", "segmenter-l16-mask", "setr-pup-b16", "setr-pup-l16"]
+MODELS = [
+    "segformer-b0",
+    "segformer-b1",
+    "segformer-b2",
+    "segformer-b3",
+    "segformer-b4",
+    "segformer-b5",
+    "segmenter-b16-mask",
+    "segmenter-l16-mask",
+    "setr-pup-b16",
+    "setr-pup-l16",
+]
 SMOKE_MODELS = ["segformer-test", "segmenter-test-mask", "setr-test-pup"]
 INFERENCE_MODES = ("fp32", "fp16", "bf16", "bf16+channels_last", "bf16+compile")
 MARKERS = ("<!-- gpu-table:start -->", "<!-- gpu-table:end -->")
@@ -76,8 +86,10 @@ class Device:
         if not self.cuda:
             return f"CPU (smoke run), torch {torch.__version__}"
         props = torch.cuda.get_device_properties(self.device)
-        return (f"{props.name} ({props.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}, "
-                f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}")
+        return (
+            f"{props.name} ({props.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}, "
+            f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}"
+        )
 
 
 def autocast(device: Device, mode: str):
@@ -96,8 +108,9 @@ def build(name: str, device: Device, mode: str = "fp32", compile_backend: str = 
     return model
 
 
-def inference_row(name: str, device: Device, mode: str, batch: int, size: int, warmup: int, repeats: int,
-                  compile_backend: str) -> dict:
+def inference_row(
+    name: str, device: Device, mode: str, batch: int, size: int, warmup: int, repeats: int, compile_backend: str
+) -> dict:
     row = {"model": name, "step": "inference", "mode": mode, "batch": batch, "size": size}
     try:
         model = build(name, device, mode, compile_backend)
@@ -117,10 +130,14 @@ def inference_row(name: str, device: Device, mode: str, batch: int, size: int, w
     return row
 
 
-def train_row(name: str, device: Device, checkpointing: bool, batch: int, size: int, warmup: int,
-              repeats: int) -> dict:
-    row = {"model": name, "step": "train", "mode": "bf16" + ("+checkpointing" if checkpointing else ""),
-           "batch": batch, "size": size}
+def train_row(name: str, device: Device, checkpointing: bool, batch: int, size: int, warmup: int, repeats: int) -> dict:
+    row = {
+        "model": name,
+        "step": "train",
+        "mode": "bf16" + ("+checkpointing" if checkpointing else ""),
+        "batch": batch,
+        "size": size,
+    }
     try:
         model = segzoo.create_model(name, num_classes=150, grad_checkpointing=checkpointing).train().to(device.device)
     except ValueError as err:  # MiT has no gradient checkpointing switch
@@ -180,8 +197,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="inference batch sizes")
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny models at 64² on the CPU, compile with the eager backend: checks the script")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny models at 64² on the CPU, compile with the eager backend: checks the script",
+    )
     parser.add_argument("--readme", type=Path, default=Path(__file__).resolve().parent / "README.md")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args(argv)

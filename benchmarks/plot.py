@@ -1,7 +1,7 @@
 """Plot speed against published mIoU for every checkpoint, from ``speed.py --checkpoints --csv``.
 
-    python benchmarks/speed.py --checkpoints --csv benchmarks/results/checkpoints_cpu.csv
-    python benchmarks/plot.py benchmarks/results/checkpoints_cpu.csv benchmarks/speed_vs_miou.png
+python benchmarks/speed.py --checkpoints --csv benchmarks/results/checkpoints_cpu.csv
+python benchmarks/plot.py benchmarks/results/checkpoints_cpu.csv benchmarks/speed_vs_miou.png
 """
 
 from __future__ import annotations
@@ -28,12 +28,22 @@ def plot(csv_path: Path, out: Path) -> None:
             points = [r for r in rows if r["dataset"] == dataset and r["arch"].startswith(family)]
             if not points:
                 continue
-            ax.scatter([1000 / float(r["latency_ms"]) for r in points], [float(r["miou_ss"]) for r in points],
-                       color=color, marker=marker, label=family, s=40)
+            ax.scatter(
+                [1000 / float(r["latency_ms"]) for r in points],
+                [float(r["miou_ss"]) for r in points],
+                color=color,
+                marker=marker,
+                label=family,
+                s=40,
+            )
             for r in points:
-                ax.annotate(r["checkpoint"].replace("-ade", "").replace("-cityscapes", ""),
-                            (1000 / float(r["latency_ms"]), float(r["miou_ss"])), fontsize=7,
-                            xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    r["checkpoint"].replace("-ade", "").replace("-cityscapes", ""),
+                    (1000 / float(r["latency_ms"]), float(r["miou_ss"])),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("crop-sized forward passes per second (log scale)")

@@ -65,15 +65,24 @@ def _child(spec: dict) -> None:
     start = time.perf_counter()
     labels = model.predict(image) if spec["path"] == "strips" else full_logits_labels(model, image)
     seconds = time.perf_counter() - start
-    print(json.dumps({"added_mb": _peak_rss_mb() - before, "peak_mb": _peak_rss_mb(), "seconds": seconds,
-                      "shape": list(labels.shape)}))
+    print(
+        json.dumps(
+            {
+                "added_mb": _peak_rss_mb() - before,
+                "peak_mb": _peak_rss_mb(),
+                "seconds": seconds,
+                "shape": list(labels.shape),
+            }
+        )
+    )
 
 
 def measure(model: str, size: tuple[int, int], path: str, timeout: float) -> dict:
     spec = json.dumps({"model": model, "size": size, "path": path})
     try:
-        out = subprocess.run([sys.executable, __file__, "--_child", spec], capture_output=True, text=True,
-                             timeout=timeout)
+        out = subprocess.run(
+            [sys.executable, __file__, "--_child", spec], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"over {timeout:.0f} s"}
     if out.returncode != 0:
@@ -98,17 +107,28 @@ def speed_at_512(model_name: str) -> list[dict]:
             fields = fields_for_input(model, x, protocol, (512, 512), batch_size=1)
             return labels_from_fields(fields, (512, 512)).numpy()
 
-    cases = (("model(x).argmax(1)", plain), ("labels in tiles (predict's path)", tiles),
-             ("predict(image), preprocessing included", lambda: model.predict(image)))
-    return [{"model": model_name, "size": "512x512", "path": label,
-             "median ms": round(1000 * median_latency(fn, warmup=2, repeats=7), 1)} for label, fn in cases]
+    cases = (
+        ("model(x).argmax(1)", plain),
+        ("labels in tiles (predict's path)", tiles),
+        ("predict(image), preprocessing included", lambda: model.predict(image)),
+    )
+    return [
+        {
+            "model": model_name,
+            "size": "512x512",
+            "path": label,
+            "median ms": round(1000 * median_latency(fn, warmup=2, repeats=7), 1),
+        }
+        for label, fn in cases
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="segformer-b0-ade", help="a checkpoint name (its protocol; random weights)")
-    parser.add_argument("--sizes", nargs="+", default=["512x683", "1080x1920", "3024x4032", "10000x10000"],
-                        help="photo sizes HxW")
+    parser.add_argument(
+        "--sizes", nargs="+", default=["512x683", "1080x1920", "3024x4032", "10000x10000"], help="photo sizes HxW"
+    )
     parser.add_argument("--paths", nargs="+", default=["strips", "full"], choices=["strips", "full"])
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--_child", help=argparse.SUPPRESS)
@@ -121,14 +141,17 @@ def main(argv: list[str] | None = None) -> None:
         for path in args.paths:
             result = measure(args.model, (height, width), path, args.timeout)
             target = TARGETS_MB.get((height, width))
-            rows.append({
-                "model": args.model, "photo HxW": f"{height}x{width}",
-                "path": "predict (tiles)" if path == "strips" else "full logits",
-                "added MB": round(result["added_mb"]) if "added_mb" in result else result["error"],
-                "peak MB": round(result["peak_mb"]) if "peak_mb" in result else "",
-                "seconds": round(result["seconds"], 2) if "seconds" in result else "",
-                "target": f"< {target} MB added" if target and path == "strips" else "",
-            })
+            rows.append(
+                {
+                    "model": args.model,
+                    "photo HxW": f"{height}x{width}",
+                    "path": "predict (tiles)" if path == "strips" else "full logits",
+                    "added MB": round(result["added_mb"]) if "added_mb" in result else result["error"],
+                    "peak MB": round(result["peak_mb"]) if "peak_mb" in result else "",
+                    "seconds": round(result["seconds"], 2) if "seconds" in result else "",
+                    "target": f"< {target} MB added" if target and path == "strips" else "",
+                }
+            )
     print(f"### predict memory ({machine()})\n")
     print(markdown(rows))
     print("\n### speed at 512×512\n")

@@ -71,8 +71,11 @@ def transformers_segformer(ours: torch.nn.Module):
 
     stages = [getattr(ours.backbone, f"block{i}")[0].attn for i in range(1, 5)]
     config = transformers.SegformerConfig(
-        num_labels=ours.num_classes, hidden_sizes=list(ours.backbone.out_channels), depths=list(ours.backbone.depths),
-        num_attention_heads=[a.num_heads for a in stages], sr_ratios=[a.sr_ratio for a in stages],
+        num_labels=ours.num_classes,
+        hidden_sizes=list(ours.backbone.out_channels),
+        depths=list(ours.backbone.depths),
+        num_attention_heads=[a.num_heads for a in stages],
+        sr_ratios=[a.sr_ratio for a in stages],
         decoder_hidden_size=ours.decode_head.channels,
     )
     reference = transformers.SegformerForSemanticSegmentation(config).eval()
@@ -111,12 +114,21 @@ def build(name: str, num_classes: int = 150, img_size: int = 512):
         from timm.models.vision_transformer import VisionTransformer
 
         reference = VisionTransformer(
-            img_size=img_size, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads, num_classes=0,
-            global_pool="", dynamic_img_size=True,
+            img_size=img_size,
+            patch_size=patch,
+            embed_dim=width,
+            depth=depth,
+            num_heads=heads,
+            num_classes=0,
+            global_pool="",
+            dynamic_img_size=True,
         ).eval()
         reference.load_state_dict(encoder.state_dict())
-        return LastFeature(encoder), lambda x: reference.forward_intermediates(x, indices=[depth - 1], norm=True,
-                                                                 intermediates_only=True)[0], "encoder"
+        return (
+            LastFeature(encoder),
+            lambda x: reference.forward_intermediates(x, indices=[depth - 1], norm=True, intermediates_only=True)[0],
+            "encoder",
+        )
     kwargs = {"img_size": img_size} if "img_size" in ARCHS[name].encoder_args else {}
     model = segzoo.create_model(name, num_classes=num_classes, **kwargs).eval()
     if name.startswith("segformer-"):
@@ -217,9 +229,15 @@ def inference_rows(names, sizes, batches, dtypes, memory: bool, peaks: dict) -> 
                     for impl, _ in impls:
                         seconds = times[impl]
                         row = {
-                            "model": name, "impl": impl, "size": size, "batch": batch, "dtype": dtype,
-                            "latency_ms": round(seconds * 1e3, 1), "img_per_s": round(batch / seconds, 2),
-                            "gflops": round(flops, 1), "peak_frac": round(flops / seconds / peaks[dtype], 3),
+                            "model": name,
+                            "impl": impl,
+                            "size": size,
+                            "batch": batch,
+                            "dtype": dtype,
+                            "latency_ms": round(seconds * 1e3, 1),
+                            "img_per_s": round(batch / seconds, 2),
+                            "gflops": round(flops, 1),
+                            "peak_frac": round(flops / seconds / peaks[dtype], 3),
                             "speedup_vs_ref": round(times["reference"] / seconds, 2) if "reference" in times else None,
                             "max_abs_diff": diff if impl == "segzoo" else None,
                             "argmax_agree_vs_fp32": agree if impl == "segzoo" else None,
@@ -242,8 +260,14 @@ def train_rows(names, size, batch, memory: bool) -> list[dict]:
         times = {impl: median_latency(lambda: step(x), warmup=1, repeats=3) for impl, step in steps.items()}
         for impl in steps:
             row = {
-                "model": name, "impl": impl, "size": size, "batch": batch, "dtype": "fp32", "step": "train",
-                "latency_ms": round(times[impl] * 1e3, 1), "speedup_vs_ref": round(times["reference"] / times[impl], 2),
+                "model": name,
+                "impl": impl,
+                "size": size,
+                "batch": batch,
+                "dtype": "fp32",
+                "step": "train",
+                "latency_ms": round(times[impl] * 1e3, 1),
+                "speedup_vs_ref": round(times["reference"] / times[impl], 2),
             }
             if memory:
                 row["peak_rss_mb"] = round(peak_rss_mb([name, impl, size, batch, "fp32", True]))
@@ -266,8 +290,15 @@ def checkpoint_rows(dtype: str) -> list[dict]:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
             seconds = median_latency(lambda: model(x), warmup=1, repeats=3)
         scores = cfg.metrics.get("publisher") or cfg.metrics.get("paper") or {}
-        row = {"checkpoint": name, "arch": cfg.arch, "dataset": cfg.dataset, "crop": f"{h}x{w}", "dtype": dtype,
-               "latency_ms": round(seconds * 1e3, 1), "miou_ss": scores.get("miou_ss")}
+        row = {
+            "checkpoint": name,
+            "arch": cfg.arch,
+            "dataset": cfg.dataset,
+            "crop": f"{h}x{w}",
+            "dtype": dtype,
+            "latency_ms": round(seconds * 1e3, 1),
+            "miou_ss": scores.get("miou_ss"),
+        }
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
@@ -323,8 +354,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"measured matmul peak: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
         rows = inference_rows(args.models, args.sizes, args.batches, args.dtypes, not args.no_memory, peaks)
         if args.train:
-            rows += train_rows([m for m in args.models if m.startswith("segformer-")], args.sizes[0], 2,
-                               not args.no_memory)
+            rows += train_rows(
+                [m for m in args.models if m.startswith("segformer-")], args.sizes[0], 2, not args.no_memory
+            )
     print()
     print(markdown(rows))
     if args.csv:

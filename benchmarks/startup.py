@@ -48,14 +48,22 @@ def measure(args: list[str], repeat: int = 3) -> dict:
     """Best wall time (s) over ``repeat`` fresh processes, their largest peak RSS (MB) and the heavy modules
     imported."""
     best, rss, imported = float("inf"), 0.0, []
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-               SEGZOO_STARTUP_HEAVY=",".join(HEAVY))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        SEGZOO_STARTUP_HEAVY=",".join(HEAVY),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         env["SEGZOO_STARTUP_REPORT"] = report = os.path.join(tmp, "report.json")
         for _ in range(repeat):
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", CHILD, *args], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, check=False)
+            subprocess.run(
+                [sys.executable, "-c", CHILD, *args],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
             best = min(best, time.perf_counter() - start)
             with open(report) as file:
                 result = json.load(file)

@@ -28,8 +28,15 @@ REPO = Path(__file__).resolve().parents[1]
 def recipe_module(recipe: str):
     from segzoo.training import cli_main
 
-    args = ["--config", str(REPO / recipe), "--model.pretrained_encoder=false", "--trainer.accelerator=cpu",
-            "--trainer.devices=1", "--trainer.strategy=auto", "--trainer.logger=false"]
+    args = [
+        "--config",
+        str(REPO / recipe),
+        "--model.pretrained_encoder=false",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.strategy=auto",
+        "--trainer.logger=false",
+    ]
     with mock.patch.object(sys, "argv", ["check_mmcv1.py"]):
         cli = cli_main(args, run=False)
     cli.model.trainer = cli.trainer
@@ -48,8 +55,10 @@ def main() -> int:
     if args.mode == "names":
         shapes = {n: list(p.shape) for n, p in params.items()}
         head = module.model.decode_head  # NVlabs' head also holds mmseg's unused base-head classifier
-        shapes |= {"decode_head.conv_seg.weight": [head.num_classes, head.channels, 1, 1],
-                   "decode_head.conv_seg.bias": [head.num_classes]}
+        shapes |= {
+            "decode_head.conv_seg.weight": [head.num_classes, head.channels, 1, 1],
+            "decode_head.conv_seg.bias": [head.num_classes],
+        }
         args.out.write_text(json.dumps(shapes))
         return 0
     ref = json.loads(args.mmcv.read_text())

@@ -40,8 +40,9 @@ def _complete(out: Path, manifest_name: str = "manifest.json") -> bool:
 def _reference_python() -> str:
     python = os.environ.get("SEGZOO_MMSEG_PYTHON", str(REPO / ".venv-mmseg" / "bin" / "python"))
     if not Path(python).exists():
-        pytest.fail(f"the mmsegmentation reference environment is missing ({python} not found): {SETUP_HINT}",
-                    pytrace=False)
+        pytest.fail(
+            f"the mmsegmentation reference environment is missing ({python} not found): {SETUP_HINT}", pytrace=False
+        )
     return python
 
 
@@ -81,8 +82,7 @@ def mmseg_train_ref(mmseg_ref, tmp_path_factory) -> TrainReference:
     if not _complete(out, "train_manifest.json"):
         _run_side(_reference_python(), out, TRAIN_SIDE_SCRIPT, ("--ref", str(mmseg_ref.out)))
         if not _complete(out, "train_manifest.json"):
-            pytest.fail(f"{TRAIN_SIDE_SCRIPT.name} finished but {out}/train_manifest.json is incomplete",
-                        pytrace=False)
+            pytest.fail(f"{TRAIN_SIDE_SCRIPT.name} finished but {out}/train_manifest.json is incomplete", pytrace=False)
     return TrainReference(out, json.loads((out / "train_manifest.json").read_text()))
 
 

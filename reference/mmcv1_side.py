@@ -39,8 +39,7 @@ from mmcv.runner.hooks.lr_updater import PolyLrUpdaterHook  # noqa: E402
 
 NVLABS_OPTIMIZER = dict(type="AdamW", lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01)
 NVLABS_CUSTOM_KEYS = {"pos_block": dict(decay_mult=0.0), "norm": dict(decay_mult=0.0), "head": dict(lr_mult=10.0)}
-NVLABS_LR_CONFIG = dict(power=1.0, min_lr=0.0, by_epoch=False, warmup="linear", warmup_iters=1500,
-                        warmup_ratio=1e-6)
+NVLABS_LR_CONFIG = dict(power=1.0, min_lr=0.0, by_epoch=False, warmup="linear", warmup_iters=1500, warmup_ratio=1e-6)
 MAX_ITERS = 160000
 ITERATIONS = (0, 1, 2, 1499, 1500, 1501, 80000, 159998, 159999)
 
@@ -88,8 +87,13 @@ def main() -> int:
     args = parser.parse_args()
     groups = param_groups(json.loads(args.names.read_text()))
     initial_lrs = sorted({lr for lr, _ in groups.values()})
-    result = {"mmcv_version": mmcv.__version__, "param_groups": groups, "initial_lrs": initial_lrs,
-              "max_iters": MAX_ITERS, "lrs": schedule(initial_lrs)}
+    result = {
+        "mmcv_version": mmcv.__version__,
+        "param_groups": groups,
+        "initial_lrs": initial_lrs,
+        "max_iters": MAX_ITERS,
+        "lrs": schedule(initial_lrs),
+    }
     args.out.write_text(json.dumps(result))
     return 0
 

@@ -513,8 +513,9 @@ def ohem_reference(out: Path) -> str:
         labels = torch.randint(0, 5, (2, 1, 24, 32), generator=generator)
         labels[:, :, :8] = 255
         weight = OHEMPixelSampler(DecodeHeadStandIn(), thresh=thresh, min_kept=min_kept).sample(logits, labels)
-        cases.append({"thresh": thresh, "min_kept": min_kept, "logits": logits, "labels": labels[:, 0],
-                      "weight": weight})
+        cases.append(
+            {"thresh": thresh, "min_kept": min_kept, "logits": logits, "labels": labels[:, 0], "weight": weight}
+        )
     torch.save(cases, out / "ohem.pt")
     return "ohem.pt"
 

@@ -134,8 +134,15 @@ def run_config(cfg, ckpt: Path, data_root: Path, run: str, work_dir: Path):
     cfg.load_from = str(ckpt)
     cfg.work_dir = str(work_dir)
     cfg.log_level = "WARNING"
-    for key in ("train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler", "val_dataloader", "val_cfg",
-                "val_evaluator"):
+    for key in (
+        "train_dataloader",
+        "train_cfg",
+        "optim_wrapper",
+        "param_scheduler",
+        "val_dataloader",
+        "val_cfg",
+        "val_evaluator",
+    ):
         cfg[key] = None
     loader = cfg.test_dataloader
     loader.num_workers, loader.persistent_workers = 0, False
@@ -145,8 +152,9 @@ def run_config(cfg, ckpt: Path, data_root: Path, run: str, work_dir: Path):
         pipeline = copy.deepcopy(cfg.tta_pipeline)
         (augment,) = [step for step in pipeline if step["type"] == "TestTimeAug"]
         if run == "ms-0.x":  # MultiScaleFlipAug(img_scale=test scale, img_ratios): ratio × the test scale
-            resizes = [dict(type="Resize", scale=tuple(int(s * r) for s in test_scale), keep_ratio=True)
-                       for r in MS_RATIOS]
+            resizes = [
+                dict(type="Resize", scale=tuple(int(s * r) for s in test_scale), keep_ratio=True) for r in MS_RATIOS
+            ]
         else:  # tools/test.py --tta: ratio × the image size
             resizes = [dict(type="Resize", scale_factor=r, keep_ratio=True) for r in MS_RATIOS]
         augment["transforms"][0] = resizes
@@ -184,8 +192,17 @@ def run_model(key: str, ref: Path, out: Path, photos: list[Path]) -> dict:
         assert len(areas) == len(names) == len(preds), (len(areas), len(preds))
         stacked = [torch.stack([a[i] for a in areas]).double() for i in range(4)]
         file = f"{key}_{run}.pt"
-        torch.save({"names": names, "intersect": stacked[0], "union": stacked[1], "pred_area": stacked[2],
-                    "label_area": stacked[3], "preds": preds}, out / file)
+        torch.save(
+            {
+                "names": names,
+                "intersect": stacked[0],
+                "union": stacked[1],
+                "pred_area": stacked[2],
+                "label_area": stacked[3],
+                "preds": preds,
+            },
+            out / file,
+        )
         record["runs"][run] = {"metrics": metrics, "areas_file": file, "seconds": round(time.perf_counter() - t0, 1)}
         print(f"[mmseg_test_loop] {key} {run}: {metrics} ({record['runs'][run]['seconds']} s)", flush=True)
     return record

@@ -173,8 +173,13 @@ def three_steps(model: nn.Module, cfg, images: torch.Tensor, samples: list, dtyp
     change = change_summary(before, {k: v.detach() for k, v in model.state_dict().items()})
     with torch.no_grad():
         final_loss = float(loss_values(model, images, samples)[0])
-    return {"from_iteration": STEPS_FROM, "dtype": str(dtype).removeprefix("torch."), "losses": losses,
-            "loss_after": final_loss, "change": change}
+    return {
+        "from_iteration": STEPS_FROM,
+        "dtype": str(dtype).removeprefix("torch."),
+        "losses": losses,
+        "loss_after": final_loss,
+        "change": change,
+    }
 
 
 def noise_calls(model: nn.Module, images: torch.Tensor, samples: list) -> list[list]:
@@ -189,8 +194,7 @@ def noise_calls(model: nn.Module, images: torch.Tensor, samples: list) -> list[l
             hooks.append(module.register_forward_hook(lambda *_: state.update(branch="other")))
             for child, branch in (("attn", "attn"), ("ffn", "mlp"), ("mlp", "mlp")):
                 if child in children:
-                    hooks.append(children[child].register_forward_pre_hook(
-                        lambda *_, b=branch: state.update(branch=b)))
+                    hooks.append(children[child].register_forward_pre_hook(lambda *_, b=branch: state.update(branch=b)))
         if isinstance(module, nn.modules.dropout._DropoutNd):
             kind, prob = "dropout", lambda m: m.p
         elif hasattr(module, "drop_prob"):
@@ -198,9 +202,13 @@ def noise_calls(model: nn.Module, images: torch.Tensor, samples: list) -> list[l
         else:
             continue
         scope = name.split(".")[0]
-        hooks.append(module.register_forward_pre_hook(
-            lambda m, _, scope=scope, kind=kind, prob=prob: calls.append([scope, state["branch"], kind, prob(m)])
-            if prob(m) > 0 else None))
+        hooks.append(
+            module.register_forward_pre_hook(
+                lambda m, _, scope=scope, kind=kind, prob=prob: (
+                    calls.append([scope, state["branch"], kind, prob(m)]) if prob(m) > 0 else None
+                )
+            )
+        )
     try:
         model.loss(images, samples)
     finally:

@@ -51,29 +51,64 @@ PORTRAIT = "hubble_deep_field.jpg:transposed"  # the hubble photo turned upright
 # key -> the official variant it stands for, its checkpoint row in segzoo, and the widths used here.
 MODELS = {
     "seg_tiny_mask": dict(
-        row="segmenter-t16-mask-ade-official", dataset="ade20k", backbone="vit_tiny_patch16_384",
-        decoder="mask_transformer", crop=512, n_cls=150, widths=None, seed=101,
+        row="segmenter-t16-mask-ade-official",
+        dataset="ade20k",
+        backbone="vit_tiny_patch16_384",
+        decoder="mask_transformer",
+        crop=512,
+        n_cls=150,
+        widths=None,
+        seed=101,
     ),
     "seg_base_patch8": dict(
-        row="segmenter-b8-linear-ade-official", dataset="ade20k", backbone="vit_base_patch8_384",
-        decoder="linear", crop=512, n_cls=150, widths=dict(d_model=64, n_heads=2, n_layers=2), seed=102,
+        row="segmenter-b8-linear-ade-official",
+        dataset="ade20k",
+        backbone="vit_base_patch8_384",
+        decoder="linear",
+        crop=512,
+        n_cls=150,
+        widths=dict(d_model=64, n_heads=2, n_layers=2),
+        seed=102,
     ),
     "seg_base_deit_mask": dict(
-        row="segmenter-deit-b16-mask-ade-official", dataset="ade20k", backbone="deit_base_distilled_patch16_384",
-        decoder="mask_transformer", crop=512, n_cls=150, widths=dict(d_model=128, n_heads=2, n_layers=2), seed=103,
+        row="segmenter-deit-b16-mask-ade-official",
+        dataset="ade20k",
+        backbone="deit_base_distilled_patch16_384",
+        decoder="mask_transformer",
+        crop=512,
+        n_cls=150,
+        widths=dict(d_model=128, n_heads=2, n_layers=2),
+        seed=103,
     ),
     "seg_large_mask_640": dict(
-        row="segmenter-l16-mask-ade-official", dataset="ade20k", backbone="vit_large_patch16_384",
-        decoder="mask_transformer", crop=640, n_cls=150, widths=dict(d_model=64, n_heads=2, n_layers=2), seed=104,
+        row="segmenter-l16-mask-ade-official",
+        dataset="ade20k",
+        backbone="vit_large_patch16_384",
+        decoder="mask_transformer",
+        crop=640,
+        n_cls=150,
+        widths=dict(d_model=64, n_heads=2, n_layers=2),
+        seed=104,
     ),
     "seg_large_mask_pascal_context": dict(
-        row="segmenter-l16-mask-pascal-context-official", dataset="pascal_context",
-        backbone="vit_large_patch16_384", decoder="mask_transformer", crop=480, n_cls=60,
-        widths=dict(d_model=64, n_heads=2, n_layers=2), seed=105,
+        row="segmenter-l16-mask-pascal-context-official",
+        dataset="pascal_context",
+        backbone="vit_large_patch16_384",
+        decoder="mask_transformer",
+        crop=480,
+        n_cls=60,
+        widths=dict(d_model=64, n_heads=2, n_layers=2),
+        seed=105,
     ),
     "seg_large_mask_cityscapes": dict(
-        row="segmenter-l16-mask-cityscapes-official", dataset="cityscapes", backbone="vit_large_patch16_384",
-        decoder="mask_transformer", crop=768, n_cls=19, widths=dict(d_model=64, n_heads=2, n_layers=2), seed=106,
+        row="segmenter-l16-mask-cityscapes-official",
+        dataset="cityscapes",
+        backbone="vit_large_patch16_384",
+        decoder="mask_transformer",
+        crop=768,
+        n_cls=19,
+        widths=dict(d_model=64, n_heads=2, n_layers=2),
+        seed=106,
     ),
 }
 
@@ -131,8 +166,12 @@ def variant_of(spec: dict, cfg: dict) -> dict:
     net.update(spec["widths"] or {})
     decoder_key = "mask_transformer" if "mask_transformer" in spec["decoder"] else spec["decoder"]
     net.update(
-        image_size=(spec["crop"], spec["crop"]), backbone=spec["backbone"], dropout=0.0, drop_path_rate=0.1,
-        decoder=dict(cfg["decoder"][decoder_key], name=spec["decoder"]), n_cls=spec["n_cls"],
+        image_size=(spec["crop"], spec["crop"]),
+        backbone=spec["backbone"],
+        dropout=0.0,
+        drop_path_rate=0.1,
+        decoder=dict(cfg["decoder"][decoder_key], name=spec["decoder"]),
+        n_cls=spec["n_cls"],
     )
     net.setdefault("distilled", False)
     return net
@@ -185,8 +224,9 @@ def pipeline_for(spec: dict, cfg: dict, multiscale: bool, segm_root: Path):
     holder.image_size = dataset_cfg["im_size"]  # miou.py: dataset_cfg.get("im_size", ...)
     holder.crop_size = dataset_cfg["im_size"]  # miou.py passes crop_size=im_size
     holder.split = "val"
-    holder.normalization = {k: tuple(np.round(255 * np.array(v), 2)) for k, v in STATS[variant_of(spec, cfg)[
-        "normalization"]].items()}
+    holder.normalization = {
+        k: tuple(np.round(255 * np.array(v), 2)) for k, v in STATS[variant_of(spec, cfg)["normalization"]].items()
+    }
     config = Config.fromfile(str(segm_root / "segm" / "data" / "config" / f"{spec['dataset']}.py"))
     holder.ratio = config.max_ratio
     holder.config = base.BaseMMSeg.update_default_config(holder, config)
@@ -254,15 +294,22 @@ def main(argv: list[str] | None = None) -> None:
             holder, pipeline = pipeline_for(spec, cfg, mode == "ms", args.segmenter)
             for name, path in photos.items():
                 with torch.no_grad():
-                    labels[f"{key}/{name}/{mode}"] = predict_official(model, holder, pipeline, path, window_size,
-                                                                      window_stride)
+                    labels[f"{key}/{name}/{mode}"] = predict_official(
+                        model, holder, pipeline, path, window_size, window_stride
+                    )
                 print(key, mode, name, labels[f"{key}/{name}/{mode}"].shape, flush=True)
         dataset_cfg = cfg["dataset"][spec["dataset"]]
         manifest_models[key] = {
-            "row": spec["row"], "dataset": spec["dataset"], "im_size": dataset_cfg["im_size"],
-            "max_ratio": holder.ratio, "window_size": window_size, "window_stride": window_stride,
-            "normalization": net["normalization"], "mean": list(holder.normalization["mean"]),
-            "std": list(holder.normalization["std"]), "widths": spec["widths"],
+            "row": spec["row"],
+            "dataset": spec["dataset"],
+            "im_size": dataset_cfg["im_size"],
+            "max_ratio": holder.ratio,
+            "window_size": window_size,
+            "window_stride": window_stride,
+            "normalization": net["normalization"],
+            "mean": list(holder.normalization["mean"]),
+            "std": list(holder.normalization["std"]),
+            "widths": spec["widths"],
         }
     np.savez_compressed(args.out / "labels.npz", **labels)
     commit = subprocess.run(["git", "-C", str(args.segmenter), "rev-parse", "HEAD"], capture_output=True, text=True)
@@ -273,12 +320,17 @@ def main(argv: list[str] | None = None) -> None:
 
     manifest = {
         "segmenter_commit": commit_id,
-        "versions": {"torch": torch.__version__, "timm": timm.__version__, "mmcv": mmcv.__version__,
-                     "mmseg": mmseg.__version__, "numpy": np.__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "mmcv": mmcv.__version__,
+            "mmseg": mmseg.__version__,
+            "numpy": np.__version__,
+        },
         "photos": PHOTOS + [PORTRAIT],
         "how": "segm.eval.miou.process_batch on a default_collate'd sample of the official val pipeline "
-               "(see reference/segmenter_official_side.py); ss: single scale, ms: --multiscale (ratios 0.5-1.75 "
-               "and flips)",
+        "(see reference/segmenter_official_side.py); ss: single scale, ms: --multiscale (ratios 0.5-1.75 "
+        "and flips)",
         "models": manifest_models,
     }
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1))

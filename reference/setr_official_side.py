@@ -125,16 +125,23 @@ def install_fork(setr_root: Path):
     losses = types.ModuleType("setr_fork.models.losses")
     losses.accuracy = lambda *a, **k: None
     sys.modules["setr_fork.models.losses"] = losses
-    for name in ("backbones.vit", "backbones.vit_mla", "decode_heads.vit_up_head", "decode_heads.vit_mla_head",
-                 "decode_heads.vit_mla_auxi_head"):
+    for name in (
+        "backbones.vit",
+        "backbones.vit_mla",
+        "decode_heads.vit_up_head",
+        "decode_heads.vit_mla_head",
+        "decode_heads.vit_mla_auxi_head",
+    ):
         importlib.import_module(f"setr_fork.models.{name}")
     return builder
 
 
 def no_sync_bn(cfg):
     if isinstance(cfg, dict):
-        return {k: (dict(v, type="BN") if k == "norm_cfg" and isinstance(v, dict) else no_sync_bn(v))
-                for k, v in cfg.items()}
+        return {
+            k: (dict(v, type="BN") if k == "norm_cfg" and isinstance(v, dict) else no_sync_bn(v))
+            for k, v in cfg.items()
+        }
     if isinstance(cfg, list):
         return [no_sync_bn(v) for v in cfg]
     return cfg
@@ -163,8 +170,11 @@ def build(builder, model_cfg: dict) -> EncoderDecoder:
     model_cfg = no_sync_bn(model_cfg)
     aux = model_cfg.get("auxiliary_head") or []
     aux = aux if isinstance(aux, list) else [aux]
-    return EncoderDecoder(make(builder.BACKBONES, model_cfg["backbone"]), make(builder.HEADS, model_cfg["decode_head"]),
-                          [make(builder.HEADS, a) for a in aux])
+    return EncoderDecoder(
+        make(builder.BACKBONES, model_cfg["backbone"]),
+        make(builder.HEADS, model_cfg["decode_head"]),
+        [make(builder.HEADS, a) for a in aux],
+    )
 
 
 def model_cfg_of(setr_root: Path, config: str) -> dict:
@@ -183,8 +193,9 @@ def tiny_cfg(model_cfg: dict) -> dict:
     for head in [cfg["decode_head"], *(cfg.get("auxiliary_head") or [])]:
         head.update(img_size=TINY_CROP, num_classes=TINY_CLASSES)
         if mla:
-            head.update(mla_channels=TINY_MLA, mlahead_channels=TINY_MLA_HEAD) if "mlahead_channels" in head else \
-                head.update(in_channels=TINY_MLA)
+            head.update(
+                mla_channels=TINY_MLA, mlahead_channels=TINY_MLA_HEAD
+            ) if "mlahead_channels" in head else head.update(in_channels=TINY_MLA)
         else:
             head.update(in_channels=TINY_WIDTH, embed_dim=TINY_WIDTH)
     return cfg
@@ -221,8 +232,12 @@ def main(argv: list[str] | None = None) -> None:
         cfg = tiny_cfg(model_cfg_of(args.setr, spec["config"]))
         model = build(builder, cfg).eval()
         types_by_name = {n: type(m) for n, m in model.named_modules()}
-        recipe = {"seed": spec["seed"], "keys": [[k, list(v.shape), *draw_of(k, tuple(v.shape), types_by_name)]
-                                                 for k, v in model.state_dict().items()]}
+        recipe = {
+            "seed": spec["seed"],
+            "keys": [
+                [k, list(v.shape), *draw_of(k, tuple(v.shape), types_by_name)] for k, v in model.state_dict().items()
+            ],
+        }
         model.load_state_dict(weights.weights_from_recipe(recipe), strict=True)
         x = torch.randn(1, 3, TINY_CROP, TINY_CROP, generator=torch.Generator().manual_seed(spec["seed"]))
         with torch.no_grad():
@@ -236,12 +251,27 @@ def main(argv: list[str] | None = None) -> None:
     import mmcv
     import mmseg
 
-    (args.out / "manifest.json").write_text(json.dumps({
-        "setr_commit": commit_id,
-        "versions": {"torch": torch.__version__, "mmcv": mmcv.__version__, "mmseg (core, ops)": mmseg.__version__},
-        "tiny": {"crop": TINY_CROP, "classes": TINY_CLASSES, "width": TINY_WIDTH, "heads": TINY_HEADS,
-                 "mla_channels": TINY_MLA, "mlahead_channels": TINY_MLA_HEAD},
-    }, indent=1))
+    (args.out / "manifest.json").write_text(
+        json.dumps(
+            {
+                "setr_commit": commit_id,
+                "versions": {
+                    "torch": torch.__version__,
+                    "mmcv": mmcv.__version__,
+                    "mmseg (core, ops)": mmseg.__version__,
+                },
+                "tiny": {
+                    "crop": TINY_CROP,
+                    "classes": TINY_CLASSES,
+                    "width": TINY_WIDTH,
+                    "heads": TINY_HEADS,
+                    "mla_channels": TINY_MLA,
+                    "mlahead_channels": TINY_MLA_HEAD,
+                },
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,11 +34,15 @@ def mmseg_datasets() -> Path:
     """The ``mmseg/datasets`` folder of the reference environment (found without importing mmseg)."""
     python = os.environ.get("SEGZOO_MMSEG_PYTHON", str(REPO / ".venv-mmseg" / "bin" / "python"))
     if not Path(python).exists():
-        pytest.fail(f"the mmsegmentation reference environment is missing ({python} not found): {SETUP_HINT}",
-                    pytrace=False)
+        pytest.fail(
+            f"the mmsegmentation reference environment is missing ({python} not found): {SETUP_HINT}", pytrace=False
+        )
     found = subprocess.run(
         [python, "-c", "import importlib.util; print(importlib.util.find_spec('mmseg').submodule_search_locations[0])"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     return Path(found.stdout.strip()) / "datasets"
 

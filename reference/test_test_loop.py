@@ -41,8 +41,20 @@ RUNS = [
 EVAL_RUNS = [("segformer-b0", "ss"), ("segformer-b0", "ms-0.x"), ("segmenter-t16-mask", "ss")]
 POINTS = 0.01  # aAcc / mIoU / mAcc, in %
 # one process, CPU, no logs: the recipes' 8-GPU trainer settings are for training
-TRAINER = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto",
-           "--trainer.sync_batchnorm", "false", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+TRAINER = [
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.devices",
+    "1",
+    "--trainer.strategy",
+    "auto",
+    "--trainer.sync_batchnorm",
+    "false",
+    "--trainer.logger",
+    "false",
+    "--trainer.enable_progress_bar",
+    "false",
+]
 
 
 def data_root(ref: Reference, key: str) -> Path:
@@ -92,8 +104,11 @@ def assert_scores_equal(confusion: torch.Tensor, ref: Reference, key: str, run: 
     theirs, their_areas = mmseg_scores(ref, key, run)
     printed = ref.manifest["models"][key]["runs"][run]["metrics"]
     moved = int((our_areas[0] - their_areas[0]).abs().sum())  # pixels counted as correct by one side only
-    record(what, " ".join(f"{k} {ours[k]:.4f} (mmseg {theirs[k]:.4f}, printed {printed[k]:.2f})" for k in ours)
-           + f"; correct-pixel count differs by {moved} of {int(their_areas[3].sum())}")
+    record(
+        what,
+        " ".join(f"{k} {ours[k]:.4f} (mmseg {theirs[k]:.4f}, printed {printed[k]:.2f})" for k in ours)
+        + f"; correct-pixel count differs by {moved} of {int(their_areas[3].sum())}",
+    )
     for name in ours:
         assert abs(ours[name] - theirs[name]) < POINTS, f"{what}: {name} {ours[name]:.4f} vs mmseg {theirs[name]:.4f}"
         assert abs(float(np.round(ours[name], 2)) - printed[name]) <= POINTS + 1e-6, (what, name, printed[name])
@@ -121,23 +136,41 @@ def train_py_test(args: list[str], tmp_path: Path, monkeypatch) -> tuple[torch.T
 
 
 @pytest.mark.parametrize(("case", "run"), RUNS)
-def test_train_py_test_of_a_saved_checkpoint_equals_runner_test(case, run, mmseg_test_loop, saved_folders, tmp_path,
-                                                                monkeypatch, record):
+def test_train_py_test_of_a_saved_checkpoint_equals_runner_test(
+    case, run, mmseg_test_loop, saved_folders, tmp_path, monkeypatch, record
+):
     """``train.py test --config <recipe> --model.init_from <folder>``: the checkpoint's own test pipeline."""
-    args = ["--config", str(RECIPES[case]), "--model.init_from", str(saved_folders[case]),
-            "--data.data_root", str(data_root(mmseg_test_loop, case)), "--data.num_workers", "0"]
+    args = [
+        "--config",
+        str(RECIPES[case]),
+        "--model.init_from",
+        str(saved_folders[case]),
+        "--data.data_root",
+        str(data_root(mmseg_test_loop, case)),
+        "--data.num_workers",
+        "0",
+    ]
     confusion, origin = train_py_test(args + tta_args(mmseg_test_loop, run, "train"), tmp_path, monkeypatch)
     assert origin == "checkpoint"
     assert_scores_equal(confusion, mmseg_test_loop, case, run, record, f"train.py test {case} {run}")
 
 
 @pytest.mark.parametrize("case", list(RECIPES))
-def test_train_py_test_with_the_recipes_pipeline_equals_runner_test(case, mmseg_ref, mmseg_test_loop, tmp_path,
-                                                                    monkeypatch, record):
+def test_train_py_test_with_the_recipes_pipeline_equals_runner_test(
+    case, mmseg_ref, mmseg_test_loop, tmp_path, monkeypatch, record
+):
     """``train.py test --config <recipe> --model.init_from <mmseg .pth>``: a bare file carries no test pipeline, so
     the recipe's DataModule and evaluation settings score it, and they are mmseg's config's."""
-    args = ["--config", str(RECIPES[case]), "--model.init_from", str(checkpoint(mmseg_ref, case)),
-            "--data.data_root", str(data_root(mmseg_test_loop, case)), "--data.num_workers", "0"]
+    args = [
+        "--config",
+        str(RECIPES[case]),
+        "--model.init_from",
+        str(checkpoint(mmseg_ref, case)),
+        "--data.data_root",
+        str(data_root(mmseg_test_loop, case)),
+        "--data.num_workers",
+        "0",
+    ]
     confusion, origin = train_py_test(args, tmp_path, monkeypatch)
     assert origin == "data"
     assert_scores_equal(confusion, mmseg_test_loop, case, "ss", record, f"train.py test (recipe's pipeline) {case}")
@@ -150,9 +183,22 @@ def test_segzoo_eval_equals_runner_test(case, run, mmseg_ref, mmseg_test_loop, t
     from segzoo._cli import main
 
     out = tmp_path / "eval.json"
-    status = main(["eval", "--model", MODELS[case], "--checkpoint", str(checkpoint(mmseg_ref, case)),
-                   "--data", str(data_root(mmseg_test_loop, case)), "--num-workers", "0", "--json", str(out),
-                   *tta_args(mmseg_test_loop, run, "eval")])
+    status = main(
+        [
+            "eval",
+            "--model",
+            MODELS[case],
+            "--checkpoint",
+            str(checkpoint(mmseg_ref, case)),
+            "--data",
+            str(data_root(mmseg_test_loop, case)),
+            "--num-workers",
+            "0",
+            "--json",
+            str(out),
+            *tta_args(mmseg_test_loop, run, "eval"),
+        ]
+    )
     assert status == 0
     result = json.loads(out.read_text())
     assert result["protocol_source"] == "checkpoint" and result["images"] == 3

@@ -61,8 +61,7 @@ def noise_calls(model: nn.Module, run) -> list[list]:
             hooks.append(module.register_forward_hook(lambda *_: state.update(branch="other")))
             for child, branch in (("attn", "attn"), ("mlp", "mlp"), ("ffn", "mlp")):
                 if child in children:
-                    hooks.append(children[child].register_forward_pre_hook(
-                        lambda *_, b=branch: state.update(branch=b)))
+                    hooks.append(children[child].register_forward_pre_hook(lambda *_, b=branch: state.update(branch=b)))
         if isinstance(module, nn.modules.dropout._DropoutNd):
             kind, prob = "dropout", (lambda m: m.p)
         elif hasattr(module, "drop_prob"):
@@ -197,8 +196,10 @@ def test_every_trained_parameter_has_an_mmseg_counterpart(key, sides, mmseg_trai
     params = dict(sides(key).module.model.named_parameters())
     pairs = counterparts(ref["names"])
     unpaired = [n for n in params if n not in pairs]
-    record("parameters without mmseg counterpart", f"{len(unpaired)} tensors, "
-           f"{sum(params[n].numel() for n in unpaired)} values {unpaired[:3]}")
+    record(
+        "parameters without mmseg counterpart",
+        f"{len(unpaired)} tensors, {sum(params[n].numel() for n in unpaired)} values {unpaired[:3]}",
+    )
     assert not unpaired
     # mmseg's SETR-MLA keeps a class token that it drops before the first block (never trained); segzoo has none
     never_trained = {"backbone.cls_token"} if key == "setr-mla" else set()
@@ -252,8 +253,11 @@ def test_three_optimizer_steps_change_the_weights_as_mmseg(key, sides, mmseg_tra
     steps = ref["steps"]
     dtype = getattr(torch, steps["dtype"])
     losses, loss_after, change = sides(key).three_steps(*mmseg_train_ref.batch(), steps["from_iteration"], dtype)
-    record("step losses and after", f"{[round(x, 6) for x in losses]} {loss_after:.6f}, mmseg "
-           f"{[round(x, 6) for x in steps['losses']]} {steps['loss_after']:.6f}")
+    record(
+        "step losses and after",
+        f"{[round(x, 6) for x in losses]} {loss_after:.6f}, mmseg "
+        f"{[round(x, 6) for x in steps['losses']]} {steps['loss_after']:.6f}",
+    )
     assert losses == pytest.approx(steps["losses"], abs=LOSS_TOL)
     assert loss_after == pytest.approx(steps["loss_after"], rel=LOSS_AFTER_REL[steps["dtype"]])
     pairs = counterparts(ref["state_shapes"])
@@ -268,12 +272,17 @@ def test_three_optimizer_steps_change_the_weights_as_mmseg(key, sides, mmseg_tra
         total, squares, largest = combined.get(theirs, (0.0, 0.0, 0.0))  # MLA's class token: never trained, 0
         norm, mm_norm = math.sqrt(squares), math.sqrt(mm_squares)
         root_n = math.sqrt(math.prod(ref["state_shapes"][theirs]))
-        errors = (abs(norm - mm_norm) / (rel * mm_norm + floor * root_n),
-                  abs(total - mm_total) / ((rel * mm_norm + floor) * root_n),
-                  abs(largest - mm_largest) / (rel * mm_largest + floor))
+        errors = (
+            abs(norm - mm_norm) / (rel * mm_norm + floor * root_n),
+            abs(total - mm_total) / ((rel * mm_norm + floor) * root_n),
+            abs(largest - mm_largest) / (rel * mm_largest + floor),
+        )
         if max(errors) > worst[0]:
-            worst = (max(errors), f"{theirs}: norm {norm:.6e} vs {mm_norm:.6e}, sum {total:.6e} vs {mm_total:.6e}, "
-                                  f"largest {largest:.6e} vs {mm_largest:.6e}")
+            worst = (
+                max(errors),
+                f"{theirs}: norm {norm:.6e} vs {mm_norm:.6e}, sum {total:.6e} vs {mm_total:.6e}, "
+                f"largest {largest:.6e} vs {mm_largest:.6e}",
+            )
     record(f"worst change difference / tolerance ({steps['dtype']})", f"{worst[0]:.3f} ({worst[1]})")
     assert worst[0] <= 1.0, worst[1]
 

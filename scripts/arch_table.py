@@ -28,8 +28,11 @@ def arch_table() -> str:
 
 
 # Who publishes each format's files, for the table's source column (Hub files show their repository).
-PUBLISHERS = {"mmseg": "mmsegmentation", "segmenter-official": "rstrudel/segmenter",
-              "setr-official": "fudan-zvg/SETR (Google Drive: download by hand)"}
+PUBLISHERS = {
+    "mmseg": "mmsegmentation",
+    "segmenter-official": "rstrudel/segmenter",
+    "setr-official": "fudan-zvg/SETR (Google Drive: download by hand)",
+}
 
 
 def test_pipeline(ev) -> str:
@@ -56,8 +59,10 @@ def checkpoint_table() -> str:
         scores = cfg.metrics.get("publisher") or cfg.metrics.get("paper") or {}
         miou = f"{scores.get('miou_ss', '-')} / {scores.get('miou_ms', '-')}"
         source = cfg.source.hf_hub_id or PUBLISHERS[cfg.format]
-        rows.append(f"| `{name}` | `{cfg.arch}` | {cfg.dataset} | {cfg.crop_size[0]}×{cfg.crop_size[1]} | "
-                    f"{test_pipeline(cfg.eval)} | {miou} | {source} | {cfg.license} |")
+        rows.append(
+            f"| `{name}` | `{cfg.arch}` | {cfg.dataset} | {cfg.crop_size[0]}×{cfg.crop_size[1]} | "
+            f"{test_pipeline(cfg.eval)} | {miou} | {source} | {cfg.license} |"
+        )
     return "\n".join(rows)
 
 

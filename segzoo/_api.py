@@ -176,8 +176,12 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> Segmenta
             f"nothing to load: segzoo.create_model({name!r}, pretrained_encoder=True) starts from ImageNet encoder "
             f"weights, segzoo.load({name!r}, checkpoint='path/or/url') from your own"
         )
-    log.info("create_model(%r, pretrained=True): loading %s, its first checkpoint of %s", name, published[0],
-             ", ".join(published))
+    log.info(
+        "create_model(%r, pretrained=True): loading %s, its first checkpoint of %s",
+        name,
+        published[0],
+        ", ".join(published),
+    )
     return SegmentationModel.from_pretrained(published[0], **kwargs)
 
 

@@ -155,13 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-overlay", action="store_true", help="write only the label maps")
     runtime = predict.add_argument_group("exported model (segzoo.runtime: onnxruntime or OpenVINO, no PyTorch)")
     runtime.add_argument("--onnx", type=Path, help="an ONNX file written by segzoo export, instead of --model")
-    runtime.add_argument("--backend", choices=("onnxruntime", "openvino"),
-                         help="engine for --onnx (default onnxruntime; openvino for --precision bf16)")
-    runtime.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                         help="bf16 (OpenVINO, CPUs with bf16): labels are first compared with fp32 on the first "
-                         "input images and refused below --min-agreement")
-    runtime.add_argument("--min-agreement", type=_fraction, default=0.99,
-                         help="share of pixels bf16 labels must share with fp32 (default 0.99)")
+    runtime.add_argument(
+        "--backend",
+        choices=("onnxruntime", "openvino"),
+        help="engine for --onnx (default onnxruntime; openvino for --precision bf16)",
+    )
+    runtime.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16 (OpenVINO, CPUs with bf16): labels are first compared with fp32 on the first "
+        "input images and refused below --min-agreement",
+    )
+    runtime.add_argument(
+        "--min-agreement",
+        type=_fraction,
+        default=0.99,
+        help="share of pixels bf16 labels must share with fp32 (default 0.99)",
+    )
 
     evaluate = commands.add_parser(
         "eval",
@@ -172,15 +183,30 @@ def build_parser() -> argparse.ArgumentParser:
         "in % rounded to 0.01, as mmsegmentation's Runner.test() does.",
     )
     _add_model_args(evaluate)
-    evaluate.add_argument("--data", type=Path, help="the dataset folder (as `segzoo data prepare` writes it, e.g. the "
-                          "folder holding ADEChallengeData2016); a .ckpt's own folder by default")
-    evaluate.add_argument("--dataset", choices=EVAL_DATASETS, help="which dataset --data holds (default: the "
-                          "model's; a .ckpt train.py wrote brings its own DataModule)")
+    evaluate.add_argument(
+        "--data",
+        type=Path,
+        help="the dataset folder (as `segzoo data prepare` writes it, e.g. the "
+        "folder holding ADEChallengeData2016); a .ckpt's own folder by default",
+    )
+    evaluate.add_argument(
+        "--dataset",
+        choices=EVAL_DATASETS,
+        help="which dataset --data holds (default: the model's; a .ckpt train.py wrote brings its own DataModule)",
+    )
     evaluate.add_argument("--tta", action="store_true", help="multi-scale + flip, by the checkpoint's rule")
-    evaluate.add_argument("--tta-style", choices=("mmseg-0.x", "mmseg-1.x"),
-                          help="multi-scale rule: ratio × the test scale (0.x) or × the image size (1.x)")
-    evaluate.add_argument("--tta-scales", type=float, nargs="+", metavar="RATIO",
-                          help="multi-scale ratios (default: 0.5 0.75 1.0 1.25 1.5 1.75)")
+    evaluate.add_argument(
+        "--tta-style",
+        choices=("mmseg-0.x", "mmseg-1.x"),
+        help="multi-scale rule: ratio × the test scale (0.x) or × the image size (1.x)",
+    )
+    evaluate.add_argument(
+        "--tta-scales",
+        type=float,
+        nargs="+",
+        metavar="RATIO",
+        help="multi-scale ratios (default: 0.5 0.75 1.0 1.25 1.5 1.75)",
+    )
     evaluate.add_argument("--mode", choices=("whole", "slide"), help="inference mode (default: the checkpoint's)")
     evaluate.add_argument("--crop-size", type=_positive_int, help="--mode slide window (default: the checkpoint's)")
     evaluate.add_argument("--stride", type=_positive_int, help="--mode slide stride (default: the checkpoint's)")
@@ -210,21 +236,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--static", action="store_true", help="fixed input size instead of dynamic axes")
     export.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
-    export.add_argument("--head-logits", action="store_true",
-                        help="output the decode head's low-resolution logits (for segzoo.runtime: less memory, faster)")
-    export.add_argument("--int8", type=Path, metavar="FILE",
-                        help="also write an int8 copy (static quantisation, onnxruntime), refused below "
-                        "--min-agreement with fp32 labels")
+    export.add_argument(
+        "--head-logits",
+        action="store_true",
+        help="output the decode head's low-resolution logits (for segzoo.runtime: less memory, faster)",
+    )
+    export.add_argument(
+        "--int8",
+        type=Path,
+        metavar="FILE",
+        help="also write an int8 copy (static quantisation, onnxruntime), refused below "
+        "--min-agreement with fp32 labels",
+    )
     export.add_argument("--calibration", type=Path, metavar="DIR", help="photos to calibrate --int8 on")
-    export.add_argument("--check-images", type=Path, metavar="DIR",
-                        help="photos to compare int8 and fp32 labels on (default: the calibration photos)")
-    export.add_argument("--min-agreement", type=_fraction, default=0.99,
-                        help="share of pixels int8 labels must share with fp32 (default 0.99)")
+    export.add_argument(
+        "--check-images",
+        type=Path,
+        metavar="DIR",
+        help="photos to compare int8 and fp32 labels on (default: the calibration photos)",
+    )
+    export.add_argument(
+        "--min-agreement",
+        type=_fraction,
+        default=0.99,
+        help="share of pixels int8 labels must share with fp32 (default 0.99)",
+    )
 
     demo = commands.add_parser("demo", help="a web page to try a checkpoint on your photos (runs offline)")
-    demo.add_argument("--model", default=None,
-                      help="checkpoint name, local folder, weights file or .onnx file to start with (default: none; "
-                      "pick one on the page)")
+    demo.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint name, local folder, weights file or .onnx file to start with (default: none; "
+        "pick one on the page)",
+    )
     demo.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine)")
     demo.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 picks a free one)")
 
@@ -265,8 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("dst", metavar="DST", type=Path, help="the folder to write the prepared dataset to")
 
     # ``segzoo train ...`` hands every argument to the LightningCLI (see main); listed here for --help.
-    commands.add_parser("train", help="train, validate, test or predict with LightningCLI (as python train.py)",
-                        add_help=False)
+    commands.add_parser(
+        "train", help="train, validate, test or predict with LightningCLI (as python train.py)", add_help=False
+    )
     return parser
 
 
@@ -296,8 +341,9 @@ def _check_model_args(args: argparse.Namespace) -> None:
             f"weights, add --checkpoint FILE for your weights, or pick a checkpoint: `segzoo list '{name}*'`"
         )
     if name and name in list_pretrained(kind="encoder"):
-        raise UsageError(f"--model {name} is an ImageNet encoder, not a segmentation model: pick a checkpoint from "
-                         "`segzoo list`")
+        raise UsageError(
+            f"--model {name} is an ImageNet encoder, not a segmentation model: pick a checkpoint from `segzoo list`"
+        )
 
 
 def load_model(args: argparse.Namespace) -> nn.Module:
@@ -419,9 +465,13 @@ def run_predict(args: argparse.Namespace) -> int:
         if overlay_path is not None:
             overlay_with_legend(Image.fromarray(rgb), labels, class_names, palette, alpha=args.alpha).save(overlay_path)
     written = len(files) - len(skipped)
-    console.print(f"wrote {written} prediction(s) to {args.out}" + (
-        f"; {len(skipped)} of {len(files)} image(s) skipped (named above)" if skipped else ""
-    ), markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {written} prediction(s) to {args.out}"
+        + (f"; {len(skipped)} of {len(files)} image(s) skipped (named above)" if skipped else ""),
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     return 0 if not skipped else 1 if written else 2
 
 
@@ -447,9 +497,17 @@ def run_eval(args: argparse.Namespace) -> None:
     device = args.device.split(":")
     accelerator = "cpu" if device[0] == "cpu" else "gpu"
     devices = [int(device[1])] if len(device) > 1 else 1
-    result = evaluate(model, datamodule, tta=args.tta, tta_style=args.tta_style, tta_scales=args.tta_scales,
-                      limit=args.limit,
-                      accelerator=accelerator, devices=devices, progress=sys.stderr.isatty())
+    result = evaluate(
+        model,
+        datamodule,
+        tta=args.tta,
+        tta_style=args.tta_style,
+        tta_scales=args.tta_scales,
+        limit=args.limit,
+        accelerator=accelerator,
+        devices=devices,
+        progress=sys.stderr.isatty(),
+    )
     scores = result.rounded()
     print(
         f"{args.model or args.arch}: aAcc {scores['aAcc']:.2f}  mIoU {scores['mIoU']:.2f}  mAcc {scores['mAcc']:.2f}  "
@@ -477,8 +535,13 @@ def run_predict_onnx(args: argparse.Namespace) -> int:
     # never silently: reduced precision is compared with fp32 on the first inputs and refused below the bar
     checks = files[:4] if args.precision != "fp32" else None
     try:
-        model = load(args.onnx, backend=args.backend, precision=args.precision, check_images=checks,
-                     min_agreement=args.min_agreement)
+        model = load(
+            args.onnx,
+            backend=args.backend,
+            precision=args.precision,
+            check_images=checks,
+            min_agreement=args.min_agreement,
+        )
     except (FileNotFoundError, ValueError, ImportError) as err:
         if isinstance(err, SegzooError) and not isinstance(err, (RuntimeModelError, BackendUnavailableError)):
             raise
@@ -503,8 +566,10 @@ def run_predict_onnx(args: argparse.Namespace) -> int:
         if overlay_path is not None:
             overlay_with_legend(image.astype("uint8"), labels, names, palette, alpha=args.alpha).save(overlay_path)
     written = len(files) - len(skipped)
-    print(f"wrote {written} prediction(s) to {args.out} ({model.backend.name}, {model.backend.precision})"
-          + (f"; {len(skipped)} of {len(files)} image(s) skipped (named above)" if skipped else ""))
+    print(
+        f"wrote {written} prediction(s) to {args.out} ({model.backend.name}, {model.backend.precision})"
+        + (f"; {len(skipped)} of {len(files)} image(s) skipped (named above)" if skipped else "")
+    )
     return 0 if not skipped else 1 if written else 2
 
 
@@ -514,8 +579,10 @@ def _check_slide_options(args: argparse.Namespace, protocol: EvalProtocol) -> No
 
     crop, stride = args.crop_size or protocol.crop, args.stride or protocol.stride
     if crop is None or stride is None:
-        raise UsageError("--mode slide needs --crop-size and --stride for this model (it has no published window), "
-                         "e.g. --crop-size 512 --stride 341")
+        raise UsageError(
+            "--mode slide needs --crop-size and --stride for this model (it has no published window), "
+            "e.g. --crop-size 512 --stride 341"
+        )
     crop, stride = size_pair(crop, "--crop-size"), size_pair(stride, "--stride")
     if stride[0] > crop[0] or stride[1] > crop[1]:
         raise UsageError(
@@ -544,8 +611,10 @@ def run_export(args: argparse.Namespace) -> None:
     out = args.out.expanduser().resolve()
     for source in _local_sources(args):
         if out == source or (source.is_dir() and out.parent == source and out.name in _WEIGHT_FILES):
-            raise UsageError(f"--out {args.out} is the checkpoint being exported: give another file, e.g. --out "
-                             f"{args.out.with_suffix('.onnx') if args.out.suffix != '.onnx' else 'model.onnx'}")
+            raise UsageError(
+                f"--out {args.out} is the checkpoint being exported: give another file, e.g. --out "
+                f"{args.out.with_suffix('.onnx') if args.out.suffix != '.onnx' else 'model.onnx'}"
+            )
     if args.int8 is not None and args.calibration is None:
         raise UsageError("--int8 needs --calibration DIR: a folder of photos like those the model will see")
     model = load_model(args)
@@ -566,8 +635,9 @@ def run_export(args: argparse.Namespace) -> None:
     if args.int8 is not None:
         from segzoo.runtime import quantize_int8
 
-        result = quantize_int8(args.out, args.int8, args.calibration, check_images=args.check_images,
-                               min_agreement=args.min_agreement)
+        result = quantize_int8(
+            args.out, args.int8, args.calibration, check_images=args.check_images, min_agreement=args.min_agreement
+        )
         print(f"wrote {args.int8}: int8 {result}")
 
 
@@ -601,8 +671,11 @@ def run_data(args: argparse.Namespace) -> int:
         try:
             print(prepare_dataset(args.dataset, args.src, args.dst))
         except KeyboardInterrupt:  # every file written is complete (written under a temporary name, then renamed)
-            print(f"segzoo data prepare: interrupted; the files written so far are complete: run the same command "
-                  f"again to finish {args.dst}", file=sys.stderr)
+            print(
+                f"segzoo data prepare: interrupted; the files written so far are complete: run the same command "
+                f"again to finish {args.dst}",
+                file=sys.stderr,
+            )
             return 130
         return 0
     from segzoo.tools import check_dataset

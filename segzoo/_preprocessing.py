@@ -42,8 +42,15 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 __all__ = [
-    "EVAL_MODES", "IMAGENET_MEAN", "IMAGENET_STD", "TTA_SCALES", "TTA_STYLES", "EvalProtocol", "keep_ratio_size",
-    "size_pair", "window_spans",
+    "EVAL_MODES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "TTA_SCALES",
+    "TTA_STYLES",
+    "EvalProtocol",
+    "keep_ratio_size",
+    "size_pair",
+    "window_spans",
 ]
 
 # RGB, 0–255 scale, as in mmsegmentation's data preprocessor.
@@ -80,6 +87,7 @@ def window_spans(size: int, crop: int, stride: int) -> list[tuple[int, int]]:
 def size_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     """An int (a square) or a (height, width) pair of ints as a tuple: segzoo's one reader of user-given sizes
     (crops, windows, strides, test scales). The error names the argument ``name``."""
+
     def whole(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 1
 

@@ -27,8 +27,22 @@ def test_accuracy_script_scores_predict_labels_against_original_size_ground_trut
     weights = tmp_path / "weights"
     segzoo.create_model("segformer-b0", num_classes=150).save_pretrained(weights)
     out = tmp_path / "acc.csv"
-    script("accuracy").main(["--model", "segformer-b0-ade", "--data", str(data), "--checkpoint", str(weights),
-                             "--num-workers", "0", "--limit", "1", "--csv", str(out)])
+    script("accuracy").main(
+        [
+            "--model",
+            "segformer-b0-ade",
+            "--data",
+            str(data),
+            "--checkpoint",
+            str(weights),
+            "--num-workers",
+            "0",
+            "--limit",
+            "1",
+            "--csv",
+            str(out),
+        ]
+    )
     table = capsys.readouterr().out
     assert "| segformer-b0-ade | ade20k | 1 | whole |" in table and "37.4" in table  # publisher's single-scale mIoU
     miou = float(out.read_text().splitlines()[1].split(",")[4])
@@ -71,12 +85,19 @@ def test_bf16_agreement_of_a_trained_lightning_checkpoint(tmp_path, capsys):
     """The --trained path reads a Lightning .ckpt (the quickstart's), regenerates its synthetic scenes and compares."""
     model = segzoo.create_model("segformer-test", num_classes=3)
     ckpt = tmp_path / "last.ckpt"
-    torch.save({
-        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-        "hyper_parameters": {"model": "segformer-test", "num_classes": 3, "model_args": {}},
-        "datamodule_hyper_parameters": {"_class_path": "segzoo.data.SyntheticDataModule", "num_classes": 3,
-                                        "image_size": 32, "seed": 0},
-    }, ckpt)
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "hyper_parameters": {"model": "segformer-test", "num_classes": 3, "model_args": {}},
+            "datamodule_hyper_parameters": {
+                "_class_path": "segzoo.data.SyntheticDataModule",
+                "num_classes": 3,
+                "image_size": 32,
+                "seed": 0,
+            },
+        },
+        ckpt,
+    )
     script("bf16").main(["--trained", str(ckpt), "--count", "4"])
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {ckpt} |")][0].split("|")
     assert int(row[2]) == 4 * 32 * 32
@@ -116,8 +137,10 @@ def test_gpu_script_smoke_run_writes_its_table_between_the_markers(tmp_path):
     readme.write_text("# Benchmarks\n\nbefore\n<!-- gpu-table:start -->\nold table\n<!-- gpu-table:end -->\nafter\n")
     rows = script("gpu").main(["--smoke", "--models", "setr-test-pup", "--readme", str(readme)])
     modes = [(row["step"], row["mode"]) for row in rows]
-    assert modes == [("inference", m) for m in script("gpu").INFERENCE_MODES] + [("train", "bf16"),
-                                                                                  ("train", "bf16+checkpointing")]
+    assert modes == [("inference", m) for m in script("gpu").INFERENCE_MODES] + [
+        ("train", "bf16"),
+        ("train", "bf16+checkpointing"),
+    ]
     assert all(row["ms"] and row["images_per_s"] for row in rows), rows  # every configuration ran
     text = readme.read_text()
     assert "old table" not in text and text.startswith("# Benchmarks\n\nbefore\n") and text.endswith("after\n")
@@ -125,8 +148,21 @@ def test_gpu_script_smoke_run_writes_its_table_between_the_markers(tmp_path):
 
 
 def test_deploy_script_runs_transformers_pipeline_beside_predict(tmp_path, capsys):
-    rows = script("deploy").main(["--models", "segformer-test", "--paths", "transformers", "segzoo-eager",
-                                  "--rounds", "1", "--photos", "chelsea", "--cache", str(tmp_path)])
+    rows = script("deploy").main(
+        [
+            "--models",
+            "segformer-test",
+            "--paths",
+            "transformers",
+            "segzoo-eager",
+            "--rounds",
+            "1",
+            "--photos",
+            "chelsea",
+            "--cache",
+            str(tmp_path),
+        ]
+    )
     assert [row["path"] for row in rows] == ["transformers", "segzoo-eager"]
     assert all(row["ms_per_image"] > 0 and row["agree_vs_fp32_eager"] == "100.000%" for row in rows)
     assert rows[0]["vs_fastest_baseline"] == 1.0

@@ -91,11 +91,21 @@ def test_predict_names_and_skips_bad_images_and_writes_the_others(tmp_path, caps
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    for name, why in (("b", "cannot read image file"), ("d", "at least 32×32"), ("f", "at least 32×32"),
-                      ("g", "symbolic link to")):
+    for name, why in (
+        ("b", "cannot read image file"),
+        ("d", "at least 32×32"),
+        ("f", "at least 32×32"),
+        ("g", "symbolic link to"),
+    ):
         (line,) = [line for line in err.splitlines() if f"skipped {photos / name}.png" in line]
         assert why in line
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_overlay.png", "c.png", "c_overlay.png", "e.png",
-                                                     "e_overlay.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.png",
+        "a_overlay.png",
+        "c.png",
+        "c_overlay.png",
+        "e.png",
+        "e_overlay.png",
+    ]
     assert "wrote 3 prediction(s)" in err and "4 of 7 image(s) skipped" in err
     assert main(["predict", "--arch", "segformer-test", str(photos / "b.png"), "--out", str(out)]) == 2  # none

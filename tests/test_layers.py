@@ -18,15 +18,24 @@ import grimp
 from support import REPO
 
 # The layers that may import the package root ``segzoo`` (its public names sit at the inference layer).
-ROOT_IMPORTERS = ("segzoo.inference", "segzoo._api", "segzoo.runtime", "segzoo.training", "segzoo.data",
-                  "segzoo.demo", "segzoo._cli", "segzoo.tools")
+ROOT_IMPORTERS = (
+    "segzoo.inference",
+    "segzoo._api",
+    "segzoo.runtime",
+    "segzoo.training",
+    "segzoo.data",
+    "segzoo.demo",
+    "segzoo._cli",
+    "segzoo.tools",
+)
 
 
 def test_the_import_contracts_hold():
     # in its own process: import-linter configures logging with dictConfig, which would silence this process's loggers
     lint_imports = Path(sys.executable).with_name("lint-imports")
-    run = subprocess.run([str(lint_imports), "--no-cache", "--no-logo"], cwd=REPO, capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [str(lint_imports), "--no-cache", "--no-logo"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
 
 

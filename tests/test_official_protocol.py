@@ -46,11 +46,14 @@ def test_the_float_resize_runs_on_the_normalised_tensor():
     assert protocol(photo, 0.5).shape[-2:] == (640, 960) and protocol.input_size(427, 640, 0.5) == (640, 960)
 
 
-@pytest.mark.parametrize(("ratio", "expected"), [(0.5, (512, 767)), (0.75, (512, 767)), (1.0, (512, 767)),
-                                                 (1.25, (640, 959)), (1.75, (896, 1343))])
+@pytest.mark.parametrize(
+    ("ratio", "expected"),
+    [(0.5, (512, 767)), (0.75, (512, 767)), (1.0, (512, 767)), (1.25, (640, 959)), (1.75, (896, 1343))],
+)
 def test_setr_multiscale_keeps_the_short_side_at_least_the_window(ratio, expected):
-    protocol = EvalProtocol(test_scale=(2048, 512), mode="slide", crop=(512, 512), stride=(341, 341),
-                            tta_style="setr-official")
+    protocol = EvalProtocol(
+        test_scale=(2048, 512), mode="slide", crop=(512, 512), stride=(341, 341), tta_style="setr-official"
+    )
     assert protocol.resize(image(427, 640), ratio).shape[:2] == expected
     assert protocol.resized_size(640, 427, ratio) == expected[::-1]  # a tall image, the same rule
 

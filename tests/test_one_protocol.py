@@ -17,8 +17,9 @@ from segzoo.training import SegmentationTask
 
 from support.lit_helpers import quiet_trainer
 
-SLIDE = EvalProtocol(mean=(1, 2, 3), std=(4, 5, 6), test_scale=(256, 64), mode="slide", crop=32, stride=24,
-                     tta_style="mmseg-1.x")
+SLIDE = EvalProtocol(
+    mean=(1, 2, 3), std=(4, 5, 6), test_scale=(256, 64), mode="slide", crop=32, stride=24, tta_style="mmseg-1.x"
+)
 
 
 def test_a_saved_folder_keeps_the_protocol_as_one_entry(tmp_path):
@@ -50,8 +51,9 @@ def test_a_folder_saved_with_the_flat_keys_of_before_loads_with_its_pipeline(tmp
 
 def test_a_training_checkpoint_records_the_protocol_its_validation_used(tmp_path):
     data = SyntheticDataModule(num_classes=3, image_size=64, num_train=4, num_val=2, batch_size=2)
-    module = SegmentationTask("segformer-test", num_classes=3, eval_mode="slide", eval_crop=48, eval_stride=32,
-                              num_log_images=0)
+    module = SegmentationTask(
+        "segformer-test", num_classes=3, eval_mode="slide", eval_crop=48, eval_stride=32, num_log_images=0
+    )
     trainer = quiet_trainer(max_steps=1, limit_val_batches=1, default_root_dir=tmp_path)
     trainer.fit(module, data)
     used, origin = module.eval_protocol()

@@ -75,7 +75,9 @@ class ArchMatch:
 
 
 def infer_architecture(
-    state_dict: Mapping[str, torch.Tensor], meta: Mapping | None = None, source: str | None = None,
+    state_dict: Mapping[str, torch.Tensor],
+    meta: Mapping | None = None,
+    source: str | None = None,
     fmt: str | None = None,
 ) -> ArchMatch:
     """The registry architecture whose weights have exactly these key names and shapes.
@@ -156,10 +158,14 @@ def _infer(state_dict: Mapping[str, torch.Tensor], meta: Mapping | None, path: s
             f"settings the weights do not show). Choose one: segzoo.load({names[0]!r}, checkpoint={path}).",
             names,
         )
-    (arch, num_classes), = fits.items()
+    ((arch, num_classes),) = fits.items()
     return ArchMatch(
-        arch=arch, num_classes=num_classes, img_size=_img_size(shapes, _signature(ARCHS[arch])), encoder=encoder,
-        confirmed_by_config=confirmed, class_names=_class_names(meta, num_classes),
+        arch=arch,
+        num_classes=num_classes,
+        img_size=_img_size(shapes, _signature(ARCHS[arch])),
+        encoder=encoder,
+        confirmed_by_config=confirmed,
+        class_names=_class_names(meta, num_classes),
     )
 
 
@@ -172,11 +178,14 @@ def describe_encoder(shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, dict[s
     names), and a description in words."""
 
     def depth(prefix: str) -> int:
-        return len({k[len(prefix):].split(".")[0] for k in shapes if k.startswith(prefix)})
+        return len({k[len(prefix) :].split(".")[0] for k in shapes if k.startswith(prefix)})
 
     if "backbone.patch_embed1.proj.weight" in shapes:
-        widths = tuple(shapes[f"backbone.patch_embed{i}.proj.weight"][0] for i in range(1, 5)
-                       if f"backbone.patch_embed{i}.proj.weight" in shapes)
+        widths = tuple(
+            shapes[f"backbone.patch_embed{i}.proj.weight"][0]
+            for i in range(1, 5)
+            if f"backbone.patch_embed{i}.proj.weight" in shapes
+        )
         depths = tuple(depth(f"backbone.block{i}.") for i in range(1, 5))
         args = {"embed_dims": widths, "depths": depths}
         size = next((s for s, row in MIT_SIZES.items() if row == args), None)
@@ -185,8 +194,12 @@ def describe_encoder(shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, dict[s
     hybrid = any(k.startswith("backbone.patch_embed.backbone.") for k in shapes)
     if "backbone.patch_embed.proj.weight" in shapes or hybrid:
         width = shapes["backbone.pos_embed"][-1] if "backbone.pos_embed" in shapes else None
-        args = {"embed_dim": width, "depth": depth("backbone.blocks."), "final_norm": "backbone.norm.weight" in shapes,
-                "dist_token": "backbone.reg_token" in shapes}
+        args = {
+            "embed_dim": width,
+            "depth": depth("backbone.blocks."),
+            "final_norm": "backbone.norm.weight" in shapes,
+            "dist_token": "backbone.reg_token" in shapes,
+        }
         if not hybrid:
             args["patch_size"] = shapes["backbone.patch_embed.proj.weight"][-1]
             width = shapes["backbone.patch_embed.proj.weight"][0]

@@ -65,8 +65,12 @@ def published_protocol(fmt: str, arch: str, num_classes: int, img_size: int | No
     classes and crop (official Segmenter and SETR files carry no config). Rows that differ only in training (40k or
     80k iterations) share it; rows that disagree give nothing. Empty when no row fits."""
     rows = [
-        cfg for name in list_pretrained() if (cfg := get_pretrained_cfg(name)).format == fmt and cfg.arch == arch
-        and cfg.num_classes == num_classes and (img_size is None or cfg.crop_size[0] == img_size)
+        cfg
+        for name in list_pretrained()
+        if (cfg := get_pretrained_cfg(name)).format == fmt
+        and cfg.arch == arch
+        and cfg.num_classes == num_classes
+        and (img_size is None or cfg.crop_size[0] == img_size)
     ]
     protocols = [{k: v for k, v in cfg.to_dict().items() if k not in _FILE_KEYS} for cfg in rows]
     if not protocols or any(p != protocols[0] for p in protocols):

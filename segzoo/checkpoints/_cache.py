@@ -84,6 +84,7 @@ def _write_atomically(state: dict[str, torch.Tensor], target: Path) -> bool:
             log.warning(
                 "cannot keep the converted checkpoint in %s (%s); using it converted in memory, so every load "
                 "converts again: point HF_HUB_CACHE (or cache_dir=) at a writable folder to keep it",
-                target.parent, getattr(err, "strerror", None) or err,
+                target.parent,
+                getattr(err, "strerror", None) or err,
             )
         return False

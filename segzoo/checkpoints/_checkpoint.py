@@ -68,12 +68,16 @@ class Checkpoint:
         state = adapt_to_model(self.state, model, pos_embed_interp=pos_embed_interp(model))
         own = model.state_dict()
         aux_in_ckpt = {k for k in state if k.startswith("auxiliary_head.")}
-        aux_fits = aux_in_ckpt and all(k in own and own[k].shape == state[k].shape for k in aux_in_ckpt) and all(
-            k in aux_in_ckpt for k in own if k.startswith("auxiliary_head.")
+        aux_fits = (
+            aux_in_ckpt
+            and all(k in own and own[k].shape == state[k].shape for k in aux_in_ckpt)
+            and all(k in aux_in_ckpt for k in own if k.startswith("auxiliary_head."))
         )
         if len(model.auxiliary_head) and not aux_fits:
-            log.info("%s: no matching auxiliary-head weights; the auxiliary heads are dropped (inference never uses "
-                     "them)", self.source)
+            log.info(
+                "%s: no matching auxiliary-head weights; the auxiliary heads are dropped (inference never uses them)",
+                self.source,
+            )
             model.drop_auxiliary_heads()
         if not aux_fits:
             state = {k: v for k, v in state.items() if k not in aux_in_ckpt}
@@ -129,8 +133,12 @@ def table_cfg_for(
     if num_classes == cfg.num_classes:
         return out
     log.warning(
-        "%s has %d classes, checkpoint %s %d: the model takes %s's preprocessing and evaluation, and %s", source,
-        num_classes, cfg.name, cfg.num_classes, cfg.name,
+        "%s has %d classes, checkpoint %s %d: the model takes %s's preprocessing and evaluation, and %s",
+        source,
+        num_classes,
+        cfg.name,
+        cfg.num_classes,
+        cfg.name,
         "the class names stored with the weights" if class_names else "no class names (a default palette)",
     )
     names = list(class_names) if class_names and len(class_names) == num_classes else None

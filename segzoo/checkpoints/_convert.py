@@ -41,15 +41,23 @@ def _stage(match: re.Match, group: int = 1) -> str:
 
 # Hugging Face transformers SegFormer (the on-disk layout of the nvidia/* Hub repos and of save_pretrained).
 _TRANSFORMERS_SEGFORMER_RULES: list[tuple[str, str | Callable]] = [
-    (r"segformer\.encoder\.patch_embeddings\.(\d)\.proj\.(weight|bias)",
-     lambda m: f"backbone.patch_embed{_stage(m)}.proj.{m.group(2)}"),
-    (r"segformer\.encoder\.patch_embeddings\.(\d)\.layer_norm\.(weight|bias)",
-     lambda m: f"backbone.patch_embed{_stage(m)}.norm.{m.group(2)}"),
+    (
+        r"segformer\.encoder\.patch_embeddings\.(\d)\.proj\.(weight|bias)",
+        lambda m: f"backbone.patch_embed{_stage(m)}.proj.{m.group(2)}",
+    ),
+    (
+        r"segformer\.encoder\.patch_embeddings\.(\d)\.layer_norm\.(weight|bias)",
+        lambda m: f"backbone.patch_embed{_stage(m)}.norm.{m.group(2)}",
+    ),
     (r"segformer\.encoder\.layer_norm\.(\d)\.(weight|bias)", lambda m: f"backbone.norm{_stage(m)}.{m.group(2)}"),
-    (r"segformer\.encoder\.block\.(\d)\.(\d+)\.(.+)",
-     lambda m: f"backbone.block{_stage(m)}.{m.group(2)}.{_block_part(m.group(3))}"),
-    (r"decode_head\.linear_c\.(\d)\.proj\.(weight|bias)",
-     lambda m: f"decode_head.linear_c{_stage(m)}.proj.{m.group(2)}"),
+    (
+        r"segformer\.encoder\.block\.(\d)\.(\d+)\.(.+)",
+        lambda m: f"backbone.block{_stage(m)}.{m.group(2)}.{_block_part(m.group(3))}",
+    ),
+    (
+        r"decode_head\.linear_c\.(\d)\.proj\.(weight|bias)",
+        lambda m: f"decode_head.linear_c{_stage(m)}.proj.{m.group(2)}",
+    ),
     (r"decode_head\.linear_fuse\.weight", "decode_head.linear_fuse.conv.weight"),
     (r"decode_head\.batch_norm\.(.+)", r"decode_head.linear_fuse.bn.\1"),
     (r"decode_head\.classifier\.(weight|bias)", r"decode_head.linear_pred.\1"),
@@ -131,11 +139,17 @@ _MMSEG_MIT_BLOCK_PARTS = {
     "ffn.layers.4": "mlp.fc2",  # 1×1 conv [C, 4C, 1, 1] -> Linear [C, 4C]
 }
 _MMSEG_SEGFORMER_RULES: list[tuple[str, str | Callable]] = [
-    (r"backbone\.layers\.(\d)\.0\.projection\.(weight|bias)",
-     lambda m: f"backbone.patch_embed{_stage(m)}.proj.{m.group(2)}"),
+    (
+        r"backbone\.layers\.(\d)\.0\.projection\.(weight|bias)",
+        lambda m: f"backbone.patch_embed{_stage(m)}.proj.{m.group(2)}",
+    ),
     (r"backbone\.layers\.(\d)\.0\.norm\.(weight|bias)", lambda m: f"backbone.patch_embed{_stage(m)}.norm.{m.group(2)}"),
-    (r"backbone\.layers\.(\d)\.1\.(\d+)\.(" + "|".join(map(re.escape, _MMSEG_MIT_BLOCK_PARTS)) + r")[._](weight|bias)",
-     lambda m: f"backbone.block{_stage(m)}.{m.group(2)}.{_MMSEG_MIT_BLOCK_PARTS[m.group(3)]}.{m.group(4)}"),
+    (
+        r"backbone\.layers\.(\d)\.1\.(\d+)\.("
+        + "|".join(map(re.escape, _MMSEG_MIT_BLOCK_PARTS))
+        + r")[._](weight|bias)",
+        lambda m: f"backbone.block{_stage(m)}.{m.group(2)}.{_MMSEG_MIT_BLOCK_PARTS[m.group(3)]}.{m.group(4)}",
+    ),
     (r"backbone\.layers\.(\d)\.2\.(weight|bias)", lambda m: f"backbone.norm{_stage(m)}.{m.group(2)}"),
     (r"(decode_head\.(?:convs\.\d+|fusion_conv)\.(?:conv\.weight|bn\.\w+))", r"\1"),
     (r"(decode_head\.conv_seg\.(?:weight|bias))", r"\1"),
@@ -179,8 +193,10 @@ _SEGMENTER_OFFICIAL_RULES = [
     (r"encoder\.dist_token", "backbone.reg_token"),
     (r"encoder\.blocks\.(.+)", r"backbone.blocks.\1"),
     (r"decoder\.head\.(weight|bias)", r"decode_head.conv_seg.\1"),
-    (r"decoder\.(proj_dec\.(?:weight|bias)|cls_emb|decoder_norm\.(?:weight|bias)|mask_norm\.(?:weight|bias))",
-     r"decode_head.\1"),
+    (
+        r"decoder\.(proj_dec\.(?:weight|bias)|cls_emb|decoder_norm\.(?:weight|bias)|mask_norm\.(?:weight|bias))",
+        r"decode_head.\1",
+    ),
     (r"decoder\.blocks\.(.+)", r"decode_head.blocks.\1"),
     (r"decoder\.(proj_patch|proj_classes)", r"decode_head.\1.weight"),
 ]
@@ -213,8 +229,11 @@ def convert_timm_vit(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     """timm / AugReg ImageNet ViT (and DeiT) → segzoo encoder keys (``backbone.*``); the classifiers are dropped and
     DeiT's distillation token becomes ``reg_token``."""
     skip = ("head.", "head_dist.", "fc_norm.", "attn_pool.")
-    return {f"backbone.{'reg_token' if k == 'dist_token' else k}": v for k, v in state_dict.items()
-            if not k.startswith(skip)}
+    return {
+        f"backbone.{'reg_token' if k == 'dist_token' else k}": v
+        for k, v in state_dict.items()
+        if not k.startswith(skip)
+    }
 
 
 # Official SETR (fudan-zvg/SETR, an mmseg 0.x fork): timm names in the ViT; heads of their own (see
@@ -226,15 +245,23 @@ _SETR_OFFICIAL_RULES: list[tuple[str, str | Callable]] = [
     (r"backbone\.blocks\.(.+)", r"backbone.blocks.\1"),
     (r"backbone\.norm_(\d)\.(weight|bias)", r"neck.norm.\1.\2"),
     (r"backbone\.mla\.mla_p(\d)_1x1\.0\.weight", lambda m: f"neck.mla.channel_proj.{int(m.group(1)) - 2}.conv.weight"),
-    (r"backbone\.mla\.mla_p(\d)_1x1\.1\." + _SETR_OFFICIAL_BN,
-     lambda m: f"neck.mla.channel_proj.{int(m.group(1)) - 2}.bn.{m.group(2)}"),
+    (
+        r"backbone\.mla\.mla_p(\d)_1x1\.1\." + _SETR_OFFICIAL_BN,
+        lambda m: f"neck.mla.channel_proj.{int(m.group(1)) - 2}.bn.{m.group(2)}",
+    ),
     (r"backbone\.mla\.mla_p(\d)\.0\.weight", lambda m: f"neck.mla.feat_extract.{5 - int(m.group(1))}.conv.weight"),
-    (r"backbone\.mla\.mla_p(\d)\.1\." + _SETR_OFFICIAL_BN,
-     lambda m: f"neck.mla.feat_extract.{5 - int(m.group(1))}.bn.{m.group(2)}"),
-    (r"decode_head\.mlahead\.head(\d)\.([03])\.weight",
-     lambda m: f"decode_head.up_convs.{5 - int(m.group(1))}.{int(m.group(2)) // 3}.conv.weight"),
-    (r"decode_head\.mlahead\.head(\d)\.([14])\." + _SETR_OFFICIAL_BN,
-     lambda m: f"decode_head.up_convs.{5 - int(m.group(1))}.{int(m.group(2)) // 3}.bn.{m.group(3)}"),
+    (
+        r"backbone\.mla\.mla_p(\d)\.1\." + _SETR_OFFICIAL_BN,
+        lambda m: f"neck.mla.feat_extract.{5 - int(m.group(1))}.bn.{m.group(2)}",
+    ),
+    (
+        r"decode_head\.mlahead\.head(\d)\.([03])\.weight",
+        lambda m: f"decode_head.up_convs.{5 - int(m.group(1))}.{int(m.group(2)) // 3}.conv.weight",
+    ),
+    (
+        r"decode_head\.mlahead\.head(\d)\.([14])\." + _SETR_OFFICIAL_BN,
+        lambda m: f"decode_head.up_convs.{5 - int(m.group(1))}.{int(m.group(2)) // 3}.bn.{m.group(3)}",
+    ),
     (r"decode_head\.cls\.(weight|bias)", r"decode_head.conv_seg.\1"),
     (r"decode_head\.norm\.(weight|bias)", r"decode_head.norm.\1"),
     # conv_k + syncbn_fc_k are one conv block; the last conv_k (after the last BatchNorm) is the classifier
@@ -253,13 +280,17 @@ def convert_setr_official(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     head builds, and the auxiliary heads (training only, with layers segzoo's heads do not have).
     """
     skip = ("auxiliary_head.", "decode_head.conv_seg.")
-    out = rename_keys({k: v for k, v in state_dict.items() if not k.startswith(skip)}, _SETR_OFFICIAL_RULES,
-                      "official SETR")
-    convs = sorted(int(k.split(".")[2]) for k in out if k.startswith("decode_head.official_conv.") and
-                   k.endswith(".weight"))
+    out = rename_keys(
+        {k: v for k, v in state_dict.items() if not k.startswith(skip)}, _SETR_OFFICIAL_RULES, "official SETR"
+    )
+    convs = sorted(
+        int(k.split(".")[2]) for k in out if k.startswith("decode_head.official_conv.") and k.endswith(".weight")
+    )
     for index in convs:
-        weight, bias = out.pop(f"decode_head.official_conv.{index}.weight"), out.pop(
-            f"decode_head.official_conv.{index}.bias")
+        weight, bias = (
+            out.pop(f"decode_head.official_conv.{index}.weight"),
+            out.pop(f"decode_head.official_conv.{index}.bias"),
+        )
         if index == convs[-1]:
             out["decode_head.conv_seg.weight"], out["decode_head.conv_seg.bias"] = weight, bias
             continue
@@ -326,8 +357,11 @@ def unwrap_checkpoint(obj: object) -> Mapping[str, torch.Tensor]:
 
 
 # The first convolution of each encoder: the one weight that depends on the number of input channels.
-INPUT_CONVS = ("backbone.patch_embed.proj.weight", "backbone.patch_embed1.proj.weight",
-               "backbone.patch_embed.backbone.conv1.weight")
+INPUT_CONVS = (
+    "backbone.patch_embed.proj.weight",
+    "backbone.patch_embed1.proj.weight",
+    "backbone.patch_embed.backbone.conv1.weight",
+)
 
 
 def adapt_to_model(state_dict: StateDict, model: torch.nn.Module, pos_embed_interp: str = "bicubic") -> StateDict:
@@ -356,7 +390,11 @@ def adapt_to_model(state_dict: StateDict, model: torch.nn.Module, pos_embed_inte
             new_grid = model.backbone.patch_embed.grid_size
             old = int(round((src.shape[1] - prefix) ** 0.5))
             sd["backbone.pos_embed"] = resample_abs_pos_embed(
-                src, new_size=list(new_grid), old_size=[old, old], num_prefix_tokens=prefix,
-                interpolation=pos_embed_interp, antialias=False,
+                src,
+                new_size=list(new_grid),
+                old_size=[old, old],
+                num_prefix_tokens=prefix,
+                interpolation=pos_embed_interp,
+                antialias=False,
             )
     return sd

@@ -21,7 +21,10 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth")
 
 
 def read_folder(
-    folder: Path, model_args: dict[str, Any], expected_arch: str | None = None, cfg: PretrainedCfg | None = None,
+    folder: Path,
+    model_args: dict[str, Any],
+    expected_arch: str | None = None,
+    cfg: PretrainedCfg | None = None,
     weights: Path | None = None,
 ) -> Checkpoint:
     """A segzoo folder (``config.json`` with ``architecture``) or a transformers SegFormer folder; ``weights`` is the
@@ -74,11 +77,13 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CorruptedFileError(f"{path} is not valid JSON ({err}): repair it, or write the folder again with "
-                                 "model.save_pretrained(folder)") from None
+        raise CorruptedFileError(
+            f"{path} is not valid JSON ({err}): repair it, or write the folder again with model.save_pretrained(folder)"
+        ) from None
     if not isinstance(config, dict):
-        raise CorruptedFileError(f"{path} holds a JSON {type(config).__name__}, not an object: expected a segzoo or "
-                                 "transformers config.json")
+        raise CorruptedFileError(
+            f"{path} holds a JSON {type(config).__name__}, not an object: expected a segzoo or transformers config.json"
+        )
     return config
 
 

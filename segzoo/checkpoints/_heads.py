@@ -18,12 +18,18 @@ log = logging.getLogger("segzoo")
 def replace_classes(model: EncoderDecoder, num_classes: int) -> EncoderDecoder:
     """A copy of ``model`` (of its class) for ``num_classes`` classes: every weight kept but the class-specific ones,
     which are freshly initialised."""
-    fresh = type(model).from_arch(model.arch_name, num_classes=num_classes, aux_heads=len(model.auxiliary_head) > 0,
-                                  **model.build_args)
+    fresh = type(model).from_arch(
+        model.arch_name, num_classes=num_classes, aux_heads=len(model.auxiliary_head) > 0, **model.build_args
+    )
     reinitialised = load_except_classes(fresh, model.state_dict(), model.arch_name)
     fresh.pretrained_cfg = dict(model.pretrained_cfg, num_classes=num_classes, class_names=None, palette=None)
-    log.warning("%s: re-initialised the %d-class layers (%s) for %d classes; all other weights kept", model.arch_name,
-                model.num_classes, ", ".join(sorted({k.rsplit(".", 1)[0] for k in reinitialised})), num_classes)
+    log.warning(
+        "%s: re-initialised the %d-class layers (%s) for %d classes; all other weights kept",
+        model.arch_name,
+        model.num_classes,
+        ", ".join(sorted({k.rsplit(".", 1)[0] for k in reinitialised})),
+        num_classes,
+    )
     return fresh
 
 
@@ -40,8 +46,10 @@ def load_except_classes(model: nn.Module, state: dict[str, torch.Tensor], source
     if hasattr(model, "class_specific_parameters"):
         structural = sorted(set(different) - set(model.class_specific_parameters()))
         if structural:
-            raise ConversionError(f"{source} does not match the model: other shapes for {structural[:5]}, which do "
-                                  "not depend on the number of classes; was it trained with the same architecture?")
+            raise ConversionError(
+                f"{source} does not match the model: other shapes for {structural[:5]}, which do "
+                "not depend on the number of classes; was it trained with the same architecture?"
+            )
     missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in different}, strict=False)
     if unexpected or set(missing) - set(different):
         raise ConversionError(

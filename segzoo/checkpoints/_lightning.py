@@ -34,7 +34,7 @@ def read_training_checkpoint(path: Path, model_args: dict[str, Any]) -> Checkpoi
             f"{path} is a Lightning checkpoint of a model given as a module, not a registry architecture ({arch!r}): "
             f"load it with segzoo.training.SegmentationTask.load_from_checkpoint({str(path)!r}).model"
         )
-    state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    state = {k[len("model.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     build_args = {k: v for k, v in (hparams.get("model_args") or {}).items() if k not in TRAINING_SWITCHES}
     num_classes = hparams.get("num_classes") or head_classes(state, arch)
     args = network_args(build_args | model_args, "segzoo", arch, state)

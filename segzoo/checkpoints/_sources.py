@@ -25,7 +25,10 @@ LOCAL_PREFIX = "local-dir:"
 
 def _looks_like_path(name: str) -> bool:
     return (
-        "/" in name or "\\" in name or name.startswith(("~", ".")) or Path(name).is_absolute()
+        "/" in name
+        or "\\" in name
+        or name.startswith(("~", "."))
+        or Path(name).is_absolute()
         or Path(name).suffix.lower() in _PATH_SUFFIXES
     )
 
@@ -38,15 +41,21 @@ def local_path(name: str) -> Path | None:
         FileNotFoundError: The path does not exist.
     """
     if name.startswith(LOCAL_PREFIX):
-        path = Path(name[len(LOCAL_PREFIX):]).expanduser()
+        path = Path(name[len(LOCAL_PREFIX) :]).expanduser()
     elif _looks_like_path(name) and not _URL_SCHEME.match(name):
         path = Path(name).expanduser()
     else:
         if Path(name).exists() and (name in ARCHS or is_published(name)):
             log.warning(
                 "%r is a published %s, which segzoo.load(%r) loads; the %s of that name in %s is not used: load it "
-                "with segzoo.load('./%s') (or 'local-dir:%s')", name, "architecture" if name in ARCHS else "checkpoint",
-                name, "folder" if Path(name).is_dir() else "file", Path.cwd(), name, name,
+                "with segzoo.load('./%s') (or 'local-dir:%s')",
+                name,
+                "architecture" if name in ARCHS else "checkpoint",
+                name,
+                "folder" if Path(name).is_dir() else "file",
+                Path.cwd(),
+                name,
+                name,
             )
         return None
     if not path.exists():
@@ -72,8 +81,14 @@ def refuse_unloadable_name(name: str) -> None:
         )
     if name in ARCHS:
         ckpts = list_pretrained(arch=name)
-        known = (f"; its published checkpoints: {', '.join(ckpts)} (segzoo.create_model({name!r}, pretrained=True) "
-                 f"loads {ckpts[0]})") if ckpts else ""
+        known = (
+            (
+                f"; its published checkpoints: {', '.join(ckpts)} (segzoo.create_model({name!r}, pretrained=True) "
+                f"loads {ckpts[0]})"
+            )
+            if ckpts
+            else ""
+        )
         raise ValueError(
             f"{name!r} is an architecture, which has no weights of its own: segzoo.create_model({name!r}, "
             f"num_classes=N) for a fresh model (pretrained_encoder=True for ImageNet encoder weights), or "

@@ -305,11 +305,17 @@ def parse_entry(raw: dict[str, Any]) -> PretrainedCfg:
         raise _fail(name, f"unknown format {raw['format']!r}; known formats are {list(FORMATS)}")
     num_classes = raw.get("num_classes")
     if num_classes is None and not ("num_classes" in raw and encoder_of):
-        raise _fail(name, "missing mandatory field(s) ['num_classes'] in the entry (null only for an encoder file "
-                          "without a classifier)")
+        raise _fail(
+            name,
+            "missing mandatory field(s) ['num_classes'] in the entry (null only for an encoder file "
+            "without a classifier)",
+        )
     if not (isinstance(num_classes, int) and num_classes > 0) and not (num_classes is None and encoder_of):
-        raise _fail(name, f"num_classes must be a positive integer (null only for an encoder without a classifier), "
-                          f"got {num_classes!r}")
+        raise _fail(
+            name,
+            f"num_classes must be a positive integer (null only for an encoder without a classifier), "
+            f"got {num_classes!r}",
+        )
     if arch is not None:
         _check_keys(
             name,
@@ -410,7 +416,8 @@ def list_pretrained(pattern: str | None = None, *, kind: str = "segmentation", a
     return [
         name
         for name, cfg in _default_table().items()
-        if (pattern is None or fnmatch.fnmatchcase(name, pattern)) and cfg.is_encoder == (kind == "encoder")
+        if (pattern is None or fnmatch.fnmatchcase(name, pattern))
+        and cfg.is_encoder == (kind == "encoder")
         and (arch is None or cfg.arch == arch)
     ]
 

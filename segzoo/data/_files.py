@@ -106,8 +106,10 @@ def index_images(folder: Path) -> dict[str, Path]:
 
 def same_name_message(paths: Sequence[Path], count: int) -> str:
     shown = " and ".join(f"'{path}'" for path in paths)
-    return (f"{count} image name(s) are used by more than one file, e.g. {shown}: each would pair with the same mask; "
-            "rename or remove all but one")
+    return (
+        f"{count} image name(s) are used by more than one file, e.g. {shown}: each would pair with the same mask; "
+        "rename or remove all but one"
+    )
 
 
 @dataclass

@@ -71,8 +71,11 @@ class FolderDataModule(FileSegmentationDataModule):
             )
         self.colors = _check_colors(colors)
         names = read_class_names(classes, self.data_root) if classes is not None else None
-        counts = {"classes": len(names) if names else None, "num_classes": num_classes,
-                  "colors": len(self.colors) if self.colors else None}
+        counts = {
+            "classes": len(names) if names else None,
+            "num_classes": num_classes,
+            "colors": len(self.colors) if self.colors else None,
+        }
         given = {key: count for key, count in counts.items() if count is not None}
         if not given:
             raise ValueError(
@@ -110,8 +113,11 @@ class FolderDataModule(FileSegmentationDataModule):
                 f"'{self.data_root / 'images'}', e.g. '{found.unknown[0]}' (looked for {', '.join(IMAGE_EXTENSIONS)})."
             )
         if found.same_name:
-            raise ValueError(f"{self.dataset_name}, split '{split}': "
-                             + same_name_message(found.same_name[0], len(found.same_name)) + ".")
+            raise ValueError(
+                f"{self.dataset_name}, split '{split}': "
+                + same_name_message(found.same_name[0], len(found.same_name))
+                + "."
+            )
         broken = [image for image in found.images.values() if not image.exists()]
         if broken:
             raise FileNotFoundError(

@@ -78,9 +78,14 @@ class DemoState:
             names, palette = self.class_names, self.palette
         counts = np.bincount(labels.ravel(), minlength=len(names))
         legend = [
-            {"index": int(c), "name": names[c] if c < len(names) else f"class {c}",
-             "color": "#" + bytes(palette[c % len(palette)]).hex(), "share": float(counts[c] / labels.size)}
-            for c in np.argsort(-counts) if counts[c]
+            {
+                "index": int(c),
+                "name": names[c] if c < len(names) else f"class {c}",
+                "color": "#" + bytes(palette[c % len(palette)]).hex(),
+                "share": float(counts[c] / labels.size),
+            }
+            for c in np.argsort(-counts)
+            if counts[c]
         ]
         label_png = io.BytesIO()
         save_label_png(labels, label_png, palette, len(names))
@@ -133,8 +138,10 @@ def _handler(state: DemoState) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_UPLOAD_BYTES:
-                self._json({"error": f"the upload is larger than {MAX_UPLOAD_BYTES >> 20} MB"},
-                           HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                self._json(
+                    {"error": f"the upload is larger than {MAX_UPLOAD_BYTES >> 20} MB"},
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                )
                 return
             body = self.rfile.read(length)
             try:

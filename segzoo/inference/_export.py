@@ -135,8 +135,7 @@ def verify_onnx(
             actual = session.run(None, {input_name: x.numpy()})[0]
         except Exception as err:  # onnxruntime's Fail, InvalidArgument...: the graph is wrong at this size
             raise ExportError(
-                f"onnxruntime cannot run the exported graph on a {batch}×3×{height}×{width} input "
-                f"({_first_line(err)})"
+                f"onnxruntime cannot run the exported graph on a {batch}×3×{height}×{width} input ({_first_line(err)})"
             ) from err
         if actual.shape != expected.shape:
             raise ExportError(

@@ -48,8 +48,9 @@ def _warn_if_not_unit_range(array: np.ndarray, source: str) -> None:
     """Float images are read as 0–1: say so when the values cannot be that (0–255 floats give wrong labels)."""
     finite = np.isfinite(array)
     if not finite.all():
-        warnings.warn(f"{source} holds {int((~finite).sum())} NaN or infinite values; their labels are meaningless",
-                      stacklevel=4)
+        warnings.warn(
+            f"{source} holds {int((~finite).sum())} NaN or infinite values; their labels are meaningless", stacklevel=4
+        )
     values = array[finite]
     if values.size and (values.min() < 0 or values.max() > 1):
         warnings.warn(

@@ -30,8 +30,14 @@ def _model_placement(model: nn.Module) -> dict[str, Any]:
     return {"device": param.device, "dtype": param.dtype} if param is not None else {"device": torch.device("cpu")}
 
 
-def _predict_labels(model: nn.Module, inputs: list[Tensor], protocol: EvalProtocol, original: tuple[int, int],
-                    tta: bool, batch_size: int) -> list[Tensor]:
+def _predict_labels(
+    model: nn.Module,
+    inputs: list[Tensor],
+    protocol: EvalProtocol,
+    original: tuple[int, int],
+    tta: bool,
+    batch_size: int,
+) -> list[Tensor]:
     """Labels at the original size for a batch of images (one input), or for one image from its multi-scale inputs
     (``tta``; each also mirrored when ``protocol.flip``). As mmseg, logits are brought to the original size before
     the argmax, and each multi-scale pass before its probabilities are averaged."""

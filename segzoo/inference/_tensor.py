@@ -26,7 +26,6 @@ def _resize(tensor: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(tensor, size, mode="bilinear", align_corners=False)
 
 
-
 def whole_inference(model: nn.Module, images: Tensor) -> Tensor:
     """Runs the model once on the whole (already normalised) images.
 

@@ -71,8 +71,14 @@ def _gather_rows(logits: Tensor, index: Tensor, weight: Tensor) -> Tensor:
     return out
 
 
-def fields_for_input(model: nn.Module, images: Tensor, protocol: EvalProtocol, output: tuple[int, int],
-                     flip: bool = False, batch_size: int = 4) -> list[LogitsField]:
+def fields_for_input(
+    model: nn.Module,
+    images: Tensor,
+    protocol: EvalProtocol,
+    output: tuple[int, int],
+    flip: bool = False,
+    batch_size: int = 4,
+) -> list[LogitsField]:
     """Run ``model`` on a batch (already resized and normalised) in the protocol's mode and describe each image's
     logits as a field at ``output`` size. A segzoo model in whole mode gives its decode head's low-resolution logits,
     so nothing of the output's size is ever allocated; other models and slide mode give logits at the input size."""

@@ -116,9 +116,7 @@ def overlay(
     return Image.blend(Image.fromarray(rgb), colorize(labels, palette), alpha)
 
 
-def save_label_png(
-    label_map: np.ndarray | torch.Tensor, path: str | Path, palette: Palette, num_classes: int
-) -> None:
+def save_label_png(label_map: np.ndarray | torch.Tensor, path: str | Path, palette: Palette, num_classes: int) -> None:
     """Writes an H×W label map as a PNG of class indices: 8-bit with ``palette`` as the file's colour table (viewers
     show colours, readers get the indices) when the classes fit in 256 values, else 16-bit grayscale."""
     labels = _label_array(label_map)
@@ -163,8 +161,10 @@ def _legend_entries(
     """(colour, name) of each class present in ``labels``, in label order."""
     present = [int(c) for c in np.unique(labels) if 0 <= c < len(colours)]
     return [
-        (tuple(int(v) for v in colours[c]), class_names[c] if class_names is not None and c < len(class_names)
-         else f"class {c}")
+        (
+            tuple(int(v) for v in colours[c]),
+            class_names[c] if class_names is not None and c < len(class_names) else f"class {c}",
+        )
         for c in present
     ]
 

@@ -114,20 +114,35 @@ class EncoderDecoder(nn.Module):
         def build_head(kind: str, args: dict[str, Any]) -> nn.Module:
             head_cls, takes_all = DECODERS[kind]
             index = args.get("in_index", -1)
-            in_channels = channels if takes_all else (
-                sum(channels[i] for i in index) if isinstance(index, (list, tuple)) else channels[index]
+            in_channels = (
+                channels
+                if takes_all
+                else (sum(channels[i] for i in index) if isinstance(index, (list, tuple)) else channels[index])
             )
             return head_cls(in_channels, num_classes, **args, **dd)
 
         decode_head = build_head(arch.decoder, dict(arch.decoder_args, **(decoder_args or {})))
         aux = [build_head(kind, args) for kind, args in arch.aux_heads] if aux_heads else []
         model = cls(
-            backbone, decode_head, neck=neck, auxiliary_heads=aux, aux_weights=[arch.aux_weight] * len(aux),
-            pad_to_multiple=arch.pad_to_multiple or backbone.patch_size, unpad=unpad or arch.unpad, in_chans=in_chans,
+            backbone,
+            decode_head,
+            neck=neck,
+            auxiliary_heads=aux,
+            aux_weights=[arch.aux_weight] * len(aux),
+            pad_to_multiple=arch.pad_to_multiple or backbone.patch_size,
+            unpad=unpad or arch.unpad,
+            in_chans=in_chans,
         )
         model.arch_name = name
-        overrides = dict(encoder=encoder, img_size=img_size, drop_path_rate=drop_path_rate, encoder_args=encoder_args,
-                         decoder_args=decoder_args, neck_args=neck_args, unpad=unpad)
+        overrides = dict(
+            encoder=encoder,
+            img_size=img_size,
+            drop_path_rate=drop_path_rate,
+            encoder_args=encoder_args,
+            decoder_args=decoder_args,
+            neck_args=neck_args,
+            unpad=unpad,
+        )
         model.build_args = {k: v for k, v in overrides.items() if v is not None}
         if in_chans != 3:
             model.build_args["in_chans"] = in_chans
@@ -289,8 +304,6 @@ class EncoderDecoder(nn.Module):
         logits, padded = self.forward_head(x)
         return self._to_input_size(logits, padded, (x.shape[2], x.shape[3]))
 
-
-
     def __prepare_scriptable__(self):
         # torch.jit.script calls this first: say what works instead of failing deep inside timm or torch
         raise RuntimeError(
@@ -303,8 +316,6 @@ class EncoderDecoder(nn.Module):
         """Remove the auxiliary heads (they only serve training losses)."""
         self.auxiliary_head = nn.ModuleList()
         self.aux_weights = []
-
-
 
     def class_specific_parameters(self) -> list[str]:
         """Names of the parameters and buffers whose shape depends on the number of classes.
@@ -325,4 +336,3 @@ class EncoderDecoder(nn.Module):
         if hasattr(self.decode_head, "no_weight_decay"):
             names |= {f"decode_head.{n}" for n in self.decode_head.no_weight_decay()}
         return names & {n for n, _ in self.named_parameters()}  # timm also lists tokens this ViT does not have
-

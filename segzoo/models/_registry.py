@@ -120,12 +120,20 @@ def _segformer_mmseg_arch(size: str) -> Arch:
 def _segmenter_arch(size: str, patch: int, decoder: str, img_size: int = 512) -> Arch:
     width, depth, heads = VIT_SIZES[size]
     vit = dict(
-        img_size=img_size, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads,
-        out_indices=(depth - 1,), final_norm=True, drop_path_rate=0.1,
+        img_size=img_size,
+        patch_size=patch,
+        embed_dim=width,
+        depth=depth,
+        num_heads=heads,
+        out_indices=(depth - 1,),
+        final_norm=True,
+        drop_path_rate=0.1,
         pos_embed_interp="bicubic",  # mmseg's Segmenter configs (the official code: bilinear, set per format)
     )
-    head = ("linear", {}) if decoder == "linear" else (
-        "mask_transformer", dict(depth=2, num_heads=width // 64, **SEGMENTER_MMSEG_MASK_NOISE)
+    head = (
+        ("linear", {})
+        if decoder == "linear"
+        else ("mask_transformer", dict(depth=2, num_heads=width // 64, **SEGMENTER_MMSEG_MASK_NOISE))
     )
     return Arch(
         name=f"segmenter-{size}{patch}-{decoder}",
@@ -143,7 +151,9 @@ def _segmenter_deit_arch(decoder: str) -> Arch:
     """Segmenter on DeiT-B/16 distilled (the official Seg-B†/16 models): ViT-B with DeiT's distillation token."""
     base = _segmenter_arch("b", 16, decoder)
     return dataclasses.replace(
-        base, name=f"segmenter-deit-b16-{decoder}", encoder_args=dict(base.encoder_args, dist_token=True),
+        base,
+        name=f"segmenter-deit-b16-{decoder}",
+        encoder_args=dict(base.encoder_args, dist_token=True),
         paper="Segmenter (arXiv 2105.05633) on DeiT-B/16 distilled (arXiv 2012.12877)",
     )
 
@@ -153,24 +163,40 @@ def _setr_arch(head: str, size: str, img_size: int = 512) -> Arch:
     # T-Base (12 blocks) reads the same relative depths as T-Large; no public T-Base config or checkpoint fixes them
     out_indices = SETR_OUT_INDICES[head] if depth == 24 else tuple(i // 2 for i in SETR_OUT_INDICES[head])
     vit = dict(
-        img_size=img_size, patch_size=16, embed_dim=width, depth=depth, num_heads=heads, out_indices=out_indices,
+        img_size=img_size,
+        patch_size=16,
+        embed_dim=width,
+        depth=depth,
+        num_heads=heads,
+        out_indices=out_indices,
         class_token=head != "mla",  # mmseg's SETR-MLA drops the class token before the blocks
         pos_embed_interp="bilinear",  # interpolate_mode='bilinear' in every mmseg SETR config
     )
     if head == "mla":
         return Arch(
-            name=f"setr-mla-{size}16", family="setr", encoder="vit", encoder_args=vit,
-            neck="mla", neck_args=dict(out_channels=256),
-            decoder="setr_mla", decoder_args=dict(mla_channels=128),
+            name=f"setr-mla-{size}16",
+            family="setr",
+            encoder="vit",
+            encoder_args=vit,
+            neck="mla",
+            neck_args=dict(out_channels=256),
+            decoder="setr_mla",
+            decoder_args=dict(mla_channels=128),
             aux_heads=tuple(("linear", dict(in_index=i)) for i in range(4)),
-            pad_to_multiple=16, paper="SETR (arXiv 2012.15840)",
+            pad_to_multiple=16,
+            paper="SETR (arXiv 2012.15840)",
         )
     main, aux = SETR_UP_HEADS[head]
     return Arch(
-        name=f"setr-{head}-{size}16", family="setr", encoder="vit", encoder_args=vit,
-        decoder="setr_up", decoder_args=dict(channels=256, in_index=3, **main),
+        name=f"setr-{head}-{size}16",
+        family="setr",
+        encoder="vit",
+        encoder_args=vit,
+        decoder="setr_up",
+        decoder_args=dict(channels=256, in_index=3, **main),
         aux_heads=tuple(("setr_up", dict(channels=256, in_index=i, **aux)) for i in range(3)),
-        pad_to_multiple=16, paper="SETR (arXiv 2012.15840)",
+        pad_to_multiple=16,
+        paper="SETR (arXiv 2012.15840)",
     )
 
 
@@ -191,8 +217,12 @@ def _setr_official_arch(head: str, size: str) -> Arch:
         vit["out_indices"] = (vit["depth"] - 1,)
         decoder_args = dict(mmseg_style.decoder_args, in_index=-1, up_scale=16 if head == "naive" else 2)
     return dataclasses.replace(
-        mmseg_style, name=f"setr-{head}-{size}16-official", encoder_args=vit, decoder_args=decoder_args,
-        aux_heads=(), checkpoint_format="setr-official",
+        mmseg_style,
+        name=f"setr-{head}-{size}16-official",
+        encoder_args=vit,
+        decoder_args=decoder_args,
+        aux_heads=(),
+        checkpoint_format="setr-official",
         paper="SETR (arXiv 2012.15840), official code (fudan-zvg/SETR)",
     )
 
@@ -202,8 +232,11 @@ def _setr_official_arch(head: str, size: str) -> Arch:
 # the rows name the head only; the encoder is a timm model name, DINOv2-S/14 with registers unless given.
 TIMM_DEFAULT_ENCODER = "vit_small_patch14_reg4_dinov2.lvd142m"
 # SETR reads blocks 10, 15, 20 and 24 of 24 (Naive, PUP) or 6, 12, 18, 24 (MLA): the same fractions of any depth.
-SETR_OUT_FRACTIONS = {"naive": (10 / 24, 15 / 24, 20 / 24, 1.0), "pup": (10 / 24, 15 / 24, 20 / 24, 1.0),
-                      "mla": (0.25, 0.5, 0.75, 1.0)}
+SETR_OUT_FRACTIONS = {
+    "naive": (10 / 24, 15 / 24, 20 / 24, 1.0),
+    "pup": (10 / 24, 15 / 24, 20 / 24, 1.0),
+    "mla": (0.25, 0.5, 0.75, 1.0),
+}
 
 
 def _timm_archs() -> list[Arch]:
@@ -211,36 +244,76 @@ def _timm_archs() -> list[Arch]:
         return dict(model_name=TIMM_DEFAULT_ENCODER, img_size=None, drop_path_rate=0.0, **args)
 
     archs = [
-        Arch(name="segmenter-linear", family="segmenter", encoder="timm_vit", encoder_args=vit(final_norm=True),
-             decoder="linear", pad_to_multiple=0, paper="Segmenter (arXiv 2105.05633) on a timm ViT"),
-        Arch(name="segmenter-mask", family="segmenter", encoder="timm_vit", encoder_args=vit(final_norm=True),
-             decoder="mask_transformer", decoder_args=dict(depth=2), pad_to_multiple=0,
-             paper="Segmenter (arXiv 2105.05633) on a timm ViT"),
+        Arch(
+            name="segmenter-linear",
+            family="segmenter",
+            encoder="timm_vit",
+            encoder_args=vit(final_norm=True),
+            decoder="linear",
+            pad_to_multiple=0,
+            paper="Segmenter (arXiv 2105.05633) on a timm ViT",
+        ),
+        Arch(
+            name="segmenter-mask",
+            family="segmenter",
+            encoder="timm_vit",
+            encoder_args=vit(final_norm=True),
+            decoder="mask_transformer",
+            decoder_args=dict(depth=2),
+            pad_to_multiple=0,
+            paper="Segmenter (arXiv 2105.05633) on a timm ViT",
+        ),
         # DINOv2's linear evaluation (arXiv 2304.07193, §7.3): BatchNorm + 1×1 conv on the normalised patch tokens
         # of the last block ("lin"), or of the last four concatenated (the "+ms" setting's head).
-        Arch(name="linear-probe", family="probe", encoder="timm_vit", encoder_args=vit(final_norm=True),
-             decoder="linear", decoder_args=dict(batch_norm=True), pad_to_multiple=0,
-             paper="DINOv2 linear evaluation (arXiv 2304.07193)"),
-        Arch(name="linear-probe-4", family="probe", encoder="timm_vit",
-             encoder_args=vit(final_norm=True, out_indices=(-4, -3, -2, -1)),
-             decoder="linear", decoder_args=dict(batch_norm=True, in_index=(0, 1, 2, 3)), pad_to_multiple=0,
-             paper="DINOv2 linear evaluation (arXiv 2304.07193), last four blocks"),
+        Arch(
+            name="linear-probe",
+            family="probe",
+            encoder="timm_vit",
+            encoder_args=vit(final_norm=True),
+            decoder="linear",
+            decoder_args=dict(batch_norm=True),
+            pad_to_multiple=0,
+            paper="DINOv2 linear evaluation (arXiv 2304.07193)",
+        ),
+        Arch(
+            name="linear-probe-4",
+            family="probe",
+            encoder="timm_vit",
+            encoder_args=vit(final_norm=True, out_indices=(-4, -3, -2, -1)),
+            decoder="linear",
+            decoder_args=dict(batch_norm=True, in_index=(0, 1, 2, 3)),
+            pad_to_multiple=0,
+            paper="DINOv2 linear evaluation (arXiv 2304.07193), last four blocks",
+        ),
     ]
     for head in ("naive", "pup", "mla"):
         real = _setr_arch(head, "l")
         encoder_args = vit(out_fractions=SETR_OUT_FRACTIONS[head], final_norm=False)
-        archs.append(dataclasses.replace(real, name=f"setr-{head}", encoder="timm_vit", encoder_args=encoder_args,
-                                         pad_to_multiple=0, paper="SETR (arXiv 2012.15840) on a timm ViT"))
+        archs.append(
+            dataclasses.replace(
+                real,
+                name=f"setr-{head}",
+                encoder="timm_vit",
+                encoder_args=encoder_args,
+                pad_to_multiple=0,
+                paper="SETR (arXiv 2012.15840) on a timm ViT",
+            )
+        )
     return archs
 
 
 def _setr_hybrid_arch(img_size: int = 512) -> Arch:
     naive = _setr_arch("naive", "b", img_size)
     return Arch(
-        name="setr-hybrid-naive", family="setr", encoder="hybrid_vit",
+        name="setr-hybrid-naive",
+        family="setr",
+        encoder="hybrid_vit",
         encoder_args={k: v for k, v in naive.encoder_args.items() if k != "patch_size"},
-        decoder=naive.decoder, decoder_args=naive.decoder_args, aux_heads=naive.aux_heads,
-        pad_to_multiple=16, paper="SETR (arXiv 2012.15840), Hybrid: ResNet-50 (output stride 16) + T-Base",
+        decoder=naive.decoder,
+        decoder_args=naive.decoder_args,
+        aux_heads=naive.aux_heads,
+        pad_to_multiple=16,
+        paper="SETR (arXiv 2012.15840), Hybrid: ResNet-50 (output stride 16) + T-Base",
     )
 
 
@@ -250,17 +323,24 @@ _TINY_VIT = dict(img_size=64, embed_dim=32, num_heads=2)
 
 def _test_archs() -> list[Arch]:
     segformer = Arch(
-        name="segformer-test", family="segformer", encoder="mit",
+        name="segformer-test",
+        family="segformer",
+        encoder="mit",
         encoder_args=dict(embed_dims=(8, 16, 24, 32), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2)),
-        decoder="segformer", decoder_args=dict(channels=16), paper="tiny test variant",
+        decoder="segformer",
+        decoder_args=dict(channels=16),
+        paper="tiny test variant",
     )
     segmenter = [
         Arch(
-            name=f"segmenter-test-{d}", family="segmenter", encoder="vit",
+            name=f"segmenter-test-{d}",
+            family="segmenter",
+            encoder="vit",
             encoder_args=dict(_TINY_VIT, patch_size=8, depth=2, out_indices=(1,), final_norm=True),
             decoder="linear" if d == "linear" else "mask_transformer",
             decoder_args={} if d == "linear" else dict(depth=2, num_heads=2, **SEGMENTER_MMSEG_MASK_NOISE),
-            pad_to_multiple=8, paper="tiny test variant",
+            pad_to_multiple=8,
+            paper="tiny test variant",
         )
         for d in ("linear", "mask")
     ]
@@ -271,17 +351,27 @@ def _test_archs() -> list[Arch]:
         aux = tuple((kind, dict(args, channels=16) if kind == "setr_up" else args) for kind, args in real.aux_heads)
         setr.append(
             Arch(
-                name=f"setr-test-{head}", family="setr", encoder="vit",
+                name=f"setr-test-{head}",
+                family="setr",
+                encoder="vit",
                 encoder_args=dict(real.encoder_args, **_TINY_VIT, depth=4, out_indices=(0, 1, 2, 3)),
-                neck=real.neck, neck_args=dict(out_channels=16) if real.neck else {},
-                decoder=real.decoder, decoder_args=small_head, aux_heads=aux,
-                pad_to_multiple=16, paper="tiny test variant",
+                neck=real.neck,
+                neck_args=dict(out_channels=16) if real.neck else {},
+                decoder=real.decoder,
+                decoder_args=small_head,
+                aux_heads=aux,
+                pad_to_multiple=16,
+                paper="tiny test variant",
             )
         )
     segformer_mmseg = Arch(
-        name="segformer-test-mmseg", family="segformer", encoder="mit",
+        name="segformer-test-mmseg",
+        family="segformer",
+        encoder="mit",
         encoder_args={**segformer.encoder_args, **MIT_MMSEG_NORM_EPS},
-        decoder="segformer_mmseg", decoder_args={"channels": 16}, paper="tiny test variant",
+        decoder="segformer_mmseg",
+        decoder_args={"channels": 16},
+        paper="tiny test variant",
     )
     return [segformer, segformer_mmseg, *segmenter, *setr]
 
@@ -296,8 +386,9 @@ def _all_archs() -> dict[str, Arch]:
     ]
     archs += [_segmenter_deit_arch(decoder) for decoder in ("linear", "mask")]
     archs += [_setr_arch(head, size) for head in ("naive", "pup", "mla") for size in ("b", "l")]
-    archs += [_setr_official_arch(head, size) for head, size in (("naive", "l"), ("naive", "b"), ("pup", "l"),
-                                                                   ("mla", "l"))]
+    archs += [
+        _setr_official_arch(head, size) for head, size in (("naive", "l"), ("naive", "b"), ("pup", "l"), ("mla", "l"))
+    ]
     archs += [_setr_hybrid_arch(), *_timm_archs(), *_test_archs()]
     return {a.name: a for a in archs}
 

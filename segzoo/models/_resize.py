@@ -62,8 +62,9 @@ def interpolation_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torc
 
 def _eager_inference(x: torch.Tensor) -> bool:
     # The fast paths write into views (no autograd) and branch on sizes (which exported graphs must not freeze).
-    return not (x.requires_grad or torch.compiler.is_compiling() or torch.jit.is_tracing()
-                or torch.onnx.is_in_onnx_export())
+    return not (
+        x.requires_grad or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    )
 
 
 def _use_phases(x: torch.Tensor, size: tuple[int, int]) -> bool:
@@ -73,7 +74,10 @@ def _use_phases(x: torch.Tensor, size: tuple[int, int]) -> bool:
         and x.device.type == "cpu"
         and x.shape[0] < torch.get_num_threads()  # PyTorch's kernel splits work by image only: idle threads
         and x.is_contiguous(memory_format=torch.channels_last)
-        and size[0] % h == 0 and size[1] % w == 0 and size[0] > h and size[1] > w
+        and size[0] % h == 0
+        and size[1] % w == 0
+        and size[0] > h
+        and size[1] > w
     )
 
 

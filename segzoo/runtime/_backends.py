@@ -105,8 +105,9 @@ class OpenVINOBackend(Backend):
         return np.asarray(result[self.compiled.output(0)], dtype=np.float32)
 
 
-def open_backend(path: str | Path, backend: str | None = None, precision: str = "fp32",
-                 threads: int | None = None) -> Backend:
+def open_backend(
+    path: str | Path, backend: str | None = None, precision: str = "fp32", threads: int | None = None
+) -> Backend:
     """The engine ``backend`` (default: onnxruntime if installed, else OpenVINO) on the ONNX file ``path``."""
     if backend is None:
         installed = available_backends()

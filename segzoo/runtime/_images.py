@@ -41,4 +41,3 @@ def read_image(image: ImageLike) -> np.ndarray:
     if array.dtype != np.uint8:
         return array.astype(np.float32)
     return array
-

@@ -32,8 +32,19 @@ logger = logging.getLogger("segzoo")
 # The protocol fields this runtime implements (through EvalProtocol's own resize and normalisation, or here). A
 # file whose protocol sets any other field to a non-default value is refused: it would be run without it.
 KNOWN_PROTOCOL_FIELDS = frozenset(
-    {"mean", "std", "test_scale", "size_divisor", "mode", "crop", "stride", "tta_scales", "tta_style", "flip",
-     "min_short_side"}
+    {
+        "mean",
+        "std",
+        "test_scale",
+        "size_divisor",
+        "mode",
+        "crop",
+        "stride",
+        "tta_scales",
+        "tta_style",
+        "flip",
+        "min_short_side",
+    }
 )
 KNOWN_MODES = ("whole", "slide")
 
@@ -129,8 +140,9 @@ class RuntimeModel:
         checked: The agreement with fp32 measured when the model was opened in reduced precision, or ``None``.
     """
 
-    def __init__(self, path: str | Path, backend: str | None = None, precision: str = "fp32",
-                 threads: int | None = None):
+    def __init__(
+        self, path: str | Path, backend: str | None = None, precision: str = "fp32", threads: int | None = None
+    ):
         self.path = Path(path)
         metadata = read_metadata(self.path)
         self.protocol = protocol_from_metadata(metadata, self.path)
@@ -143,12 +155,18 @@ class RuntimeModel:
         self.backend: Backend = open_backend(self.path, backend, precision, threads)
         self.checked: Agreement | None = None
         if self.precision_record:
-            logger.warning("%s is %s: %s", self.path.name, self.precision_record.get("precision"),
-                           self.precision_record.get("summary", "its agreement with fp32 was not recorded"))
+            logger.warning(
+                "%s is %s: %s",
+                self.path.name,
+                self.precision_record.get("precision"),
+                self.precision_record.get("summary", "its agreement with fp32 was not recorded"),
+            )
 
     def __repr__(self) -> str:
-        return (f"RuntimeModel({str(self.path)!r}, backend={self.backend.name!r}, "
-                f"precision={self.backend.precision!r}, mode={self.protocol.mode!r})")
+        return (
+            f"RuntimeModel({str(self.path)!r}, backend={self.backend.name!r}, "
+            f"precision={self.backend.precision!r}, mode={self.protocol.mode!r})"
+        )
 
     # --- predicting -------------------------------------------------------------------------------------------
 
@@ -176,15 +194,19 @@ class RuntimeModel:
             An int64 H×W label map, or a list of them for a list.
         """
         if isinstance(image_or_images, (list, tuple)):
-            return list(self.predict_stream(image_or_images, mode=mode, tta=tta, crop_size=crop_size,
-                                            stride=stride, batch_size=batch_size))
+            return list(
+                self.predict_stream(
+                    image_or_images, mode=mode, tta=tta, crop_size=crop_size, stride=stride, batch_size=batch_size
+                )
+            )
         return self.labels(read_image(image_or_images), self.settings(mode, crop_size, stride, batch_size), tta)
 
     def predict_stream(self, images: Iterable[ImageLike], **kwargs) -> Iterator[np.ndarray]:
         """Labels for each image of an iterable (a generator, a video reader...), one at a time: only one image and
         its labels are held at once."""
-        settings = self.settings(kwargs.get("mode"), kwargs.get("crop_size"), kwargs.get("stride"),
-                                 kwargs.get("batch_size", 4))
+        settings = self.settings(
+            kwargs.get("mode"), kwargs.get("crop_size"), kwargs.get("stride"), kwargs.get("batch_size", 4)
+        )
         for image in images:
             yield self.labels(read_image(image), settings, kwargs.get("tta", False))
 
@@ -194,8 +216,9 @@ class RuntimeModel:
         files = list_images(folder)
         yield from zip(files, self.predict_stream(files, **kwargs))
 
-    def settings(self, mode: str | None = None, crop_size: Any = None, stride: Any = None,
-                 batch_size: int = 4) -> dict[str, Any]:
+    def settings(
+        self, mode: str | None = None, crop_size: Any = None, stride: Any = None, batch_size: int = 4
+    ) -> dict[str, Any]:
         """The inference settings: the arguments, else the checkpoint's protocol."""
         mode = mode or self.protocol.mode
         if mode not in KNOWN_MODES:
@@ -205,11 +228,15 @@ class RuntimeModel:
             crop = _pair(crop_size) or self.protocol.crop
             stride = _pair(stride) or self.protocol.stride
             if crop is None or stride is None:
-                raise ValueError("slide mode needs a window size and stride, and this file's protocol has none: pass "
-                                 "crop_size=... and stride=... (e.g. 512 and 341)")
+                raise ValueError(
+                    "slide mode needs a window size and stride, and this file's protocol has none: pass "
+                    "crop_size=... and stride=... (e.g. 512 and 341)"
+                )
             if stride[0] > crop[0] or stride[1] > crop[1]:
-                raise ValueError(f"a stride of {stride} with windows of {crop} leaves pixels no window covers: use a "
-                                 "stride no larger than the window")
+                raise ValueError(
+                    f"a stride of {stride} with windows of {crop} leaves pixels no window covers: use a "
+                    "stride no larger than the window"
+                )
             settings.update(crop=crop, stride=stride)
         return settings
 
@@ -229,8 +256,9 @@ class RuntimeModel:
         ]
         return labels_from_fields(fields, original)
 
-    def fields(self, x: np.ndarray, settings: dict[str, Any], output: tuple[int, int],
-               flip: bool = False) -> list[Field]:
+    def fields(
+        self, x: np.ndarray, settings: dict[str, Any], output: tuple[int, int], flip: bool = False
+    ) -> list[Field]:
         """Run the engine on a normalised 1×3×h×w input (mirrored when ``flip``) and describe its logits as a field
         at ``output`` size."""
         if flip:
@@ -334,8 +362,11 @@ def load(
     if precision == "fp32":
         return model
     if check_images is None:
-        logger.warning("%s runs in %s, whose labels were not compared with fp32: pass check_images= (some "
-                       "photos) to measure it", Path(path).name, precision)
+        logger.warning(
+            "%s runs in %s, whose labels were not compared with fp32: pass check_images= (some photos) to measure it",
+            Path(path).name,
+            precision,
+        )
         return model
     if isinstance(check_images, (str, Path)):
         check_images = list_images(check_images)
@@ -344,8 +375,9 @@ def load(
     return model
 
 
-def check_agreement(model: RuntimeModel, reference: RuntimeModel, images: Sequence[ImageLike],
-                    min_agreement: float, what: str) -> Agreement:
+def check_agreement(
+    model: RuntimeModel, reference: RuntimeModel, images: Sequence[ImageLike], min_agreement: float, what: str
+) -> Agreement:
     """Measure the agreement, log it, and refuse below ``min_agreement``."""
     result = model.agreement(reference, images)
     if result.fraction < min_agreement:

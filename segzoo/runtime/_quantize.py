@@ -83,8 +83,11 @@ def quantize_int8(
     images = list_images(calibration) if isinstance(calibration, (str, Path)) else list(calibration)
     if not images:
         raise ValueError("quantisation needs calibration photos: give a folder with some images")
-    checks = images if check_images is None else (
-        list_images(check_images) if isinstance(check_images, (str, Path)) else list(check_images))
+    checks = (
+        images
+        if check_images is None
+        else (list_images(check_images) if isinstance(check_images, (str, Path)) else list(check_images))
+    )
     reference = RuntimeModel(path, "onnxruntime", "fp32", threads)
     with atomic_write(out) as draft:
         quantize_static(
@@ -102,8 +105,13 @@ def quantize_int8(
         _copy_metadata(path, draft, None)  # the protocol and classes, to run it; its precision once measured
         quantized = RuntimeModel(draft, "onnxruntime", "fp32", threads)
         result = check_agreement(quantized, reference, checks, min_agreement, what="int8")
-        record = {"precision": "int8", "agreement": round(result.fraction, 6), "images": result.images,
-                  "calibration_images": len(images), "summary": str(result)}
+        record = {
+            "precision": "int8",
+            "agreement": round(result.fraction, 6),
+            "images": result.images,
+            "calibration_images": len(images),
+            "summary": str(result),
+        }
         _copy_metadata(path, draft, record)
         onnx.checker.check_model(str(draft))
     return result

@@ -184,7 +184,7 @@ class DatasetReport:
         out.append(f"Masks read: {self.num_masks}" + (f" ({kinds})" if kinds else ""))
         out += self._table()
         for title, items in (
-            ("Findings (\"looks like\" is a guess; the reason follows it)", self.findings),
+            ('Findings ("looks like" is a guess; the reason follows it)', self.findings),
             ("Warnings (training runs, but look at these)", self.warnings),
             ("Problems (the data cannot be trained on as is)", self.problems),
         ):
@@ -341,11 +341,15 @@ def _find_samples(root: Path, report: DatasetReport) -> list[tuple[str, Path, Pa
         if not found.images:
             where = root / "images" / split if report.layout == "split folders" else root / f"{split}.txt"
             if split == "test":
-                report.warnings.append(f"the test split ('{where}') has no images: `test` would stop at it; remove "
-                                       "it to test on the val split")
+                report.warnings.append(
+                    f"the test split ('{where}') has no images: `test` would stop at it; remove "
+                    "it to test on the val split"
+                )
             else:
-                report.problems.append(f"the {split} split ('{where}') has no images: training needs train and val "
-                                       f"images ({', '.join(IMAGE_EXTENSIONS)})")
+                report.problems.append(
+                    f"the {split} split ('{where}') has no images: training needs train and val "
+                    f"images ({', '.join(IMAGE_EXTENSIONS)})"
+                )
         groups[split] = (found.images, found.mask_dir)
         same_name += [paths for paths in found.same_name if paths not in same_name]
     if same_name:
@@ -390,8 +394,11 @@ def _find_orphans(root: Path, report: DatasetReport) -> None:
     found = find_split(root, None)
     mask_root = found.mask_dir
     expected = {mask_root / f"{key}.png" for key in found.images}
-    orphans = [path for path in sorted(walk_files(mask_root)) if path.is_file() and path not in expected
-               and path.suffix.lower() in IMAGE_EXTENSIONS]
+    orphans = [
+        path
+        for path in sorted(walk_files(mask_root))
+        if path.is_file() and path not in expected and path.suffix.lower() in IMAGE_EXTENSIONS
+    ]
     report.orphan_masks = orphans
     if report.missing_masks:
         n = len(report.missing_masks)
@@ -954,8 +961,9 @@ def _class_balance(report: DatasetReport, masks: list[_Mask], mapped, num_classe
 
 
 def _wrap(item: str, first: str = "  - ", then: str = "    ") -> str:
-    return textwrap.fill(item, width=116, initial_indent=first, subsequent_indent=then, break_long_words=False,
-                         break_on_hyphens=False)
+    return textwrap.fill(
+        item, width=116, initial_indent=first, subsequent_indent=then, break_long_words=False, break_on_hyphens=False
+    )
 
 
 def _flow(mapping: dict[int, int]) -> str:

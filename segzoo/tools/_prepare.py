@@ -201,8 +201,12 @@ def _only_run_in(dst: Path, console: Console):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            console.print(f"another segzoo data prepare is writing into {dst}; waiting for it to finish",
-                          markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"another segzoo data prepare is writing into {dst}; waiting for it to finish",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -212,7 +216,6 @@ def _only_run_in(dst: Path, console: Console):
 
 def _is_under(path: str, folder: Path) -> bool:
     return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
-
 
 
 @dataclass(frozen=True)
@@ -348,8 +351,9 @@ def _check_png(path: Path) -> None:
         with Image.open(path) as image:
             image.verify()  # every chunk's checksum and the end of the file, without decoding
     except (OSError, SyntaxError, ValueError) as err:
-        raise CorruptedFileError(f"The label map '{path}' is truncated or corrupt ({err}); unpack or download it "
-                                 "again.") from err
+        raise CorruptedFileError(
+            f"The label map '{path}' is truncated or corrupt ({err}); unpack or download it again."
+        ) from err
 
 
 def _save_label(labels: np.ndarray, target: Path) -> None:

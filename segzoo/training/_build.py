@@ -66,8 +66,9 @@ def build_network(
             f"model={model!r} needs num_classes; it is linked from the DataModule's num_classes by train.py, or set "
             "model.num_classes in the config"
         )
-    return SegmentationModel.from_arch(model, num_classes=num_classes, pretrained_encoder=pretrained_encoder,
-                                       **model_args), None
+    return SegmentationModel.from_arch(
+        model, num_classes=num_classes, pretrained_encoder=pretrained_encoder, **model_args
+    ), None
 
 
 def _pipeline_of(model: nn.Module, num_classes: int | None) -> EvalProtocol | None:
@@ -89,8 +90,11 @@ def _fill_from_training_checkpoint(net: nn.Module, path: str, num_classes: int |
     state = checkpoint.get("state_dict")
     if not isinstance(state, dict):
         raise CheckpointReadError(f"init_from checkpoint {path} has no state_dict: not a Lightning checkpoint")
-    load_except_classes(net, {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")},
-                        f"init_from checkpoint {path}")
+    load_except_classes(
+        net,
+        {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")},
+        f"init_from checkpoint {path}",
+    )
     if not _same_classes((checkpoint.get("hyper_parameters") or {}).get("num_classes"), num_classes):
         return None
     return training_checkpoint_protocol(checkpoint)

@@ -113,8 +113,15 @@ _DATA_HINT = (
 )
 
 # jsonargparse's report lines that say how the value was tried, not why it failed
-_REPORT_LINES = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "Expected a <class 'NoneType'>",
-                 "Problem with given class_path", "Not a valid subclass")
+_REPORT_LINES = (
+    "Does not validate against",
+    "Subtypes:",
+    "Errors:",
+    "Given value",
+    "Expected a <class 'NoneType'>",
+    "Problem with given class_path",
+    "Not a valid subclass",
+)
 
 
 class SegzooCLI(LightningCLI):
@@ -164,8 +171,10 @@ class SegzooCLI(LightningCLI):
         if ckpt_path and ckpt_path not in _CKPT_KEYWORDS and "://" not in str(ckpt_path):
             if not Path(ckpt_path).is_file():
                 what = "is a folder: give the .ckpt file in it" if Path(ckpt_path).is_dir() else "does not exist"
-                raise CheckpointReadError(f"--ckpt_path {ckpt_path} {what} (or --ckpt_path last for the newest "
-                                          "last.ckpt of the recipe's runs)")
+                raise CheckpointReadError(
+                    f"--ckpt_path {ckpt_path} {what} (or --ckpt_path last for the newest "
+                    "last.ckpt of the recipe's runs)"
+                )
             checkpoint = read_checkpoint(ckpt_path, "--ckpt_path")
             _check_architecture(checkpoint, ckpt_path, self.config[subcommand].model)
             self._resume_from = (str(ckpt_path), checkpoint.get("hyper_parameters") or {})
@@ -188,8 +197,11 @@ class SegzooCLI(LightningCLI):
         if kwargs.get("ckpt_path") == "last":
             found = _newest_last_checkpoint(self.trainer)
             if found is None:  # a job that resumes whenever it can starts here; Lightning would hint at save_last
-                print(f"--ckpt_path last: no last.ckpt under {_last_checkpoint_folders(self.trainer)} yet, so "
-                      f"nothing to resume: {subcommand} starts from the config's model", file=sys.stderr)
+                print(
+                    f"--ckpt_path last: no last.ckpt under {_last_checkpoint_folders(self.trainer)} yet, so "
+                    f"nothing to resume: {subcommand} starts from the config's model",
+                    file=sys.stderr,
+                )
                 kwargs["ckpt_path"] = None
             else:
                 checkpoint = read_checkpoint(found, "--ckpt_path last")

@@ -58,8 +58,9 @@ class CrossEntropyLoss(nn.Module):
         average_over: ``"labelled"`` or ``"all"`` (see above).
     """
 
-    def __init__(self, class_weight: Sequence[float] | None = None, ignore_index: int = 255,
-                 average_over: str = "labelled"):
+    def __init__(
+        self, class_weight: Sequence[float] | None = None, ignore_index: int = 255, average_over: str = "labelled"
+    ):
         super().__init__()
         if average_over not in AVERAGES:
             raise ValueError(f"average_over must be one of {AVERAGES}, got {average_over!r}")
@@ -72,8 +73,9 @@ class CrossEntropyLoss(nn.Module):
         if not valid.any():
             return _no_labelled_pixel(logits)
         weight = _class_weight(self.class_weight, logits)
-        losses = F.cross_entropy(_upcast(logits), target, weight=weight, ignore_index=self.ignore_index,
-                                 reduction="none")  # w_c·ℓ per pixel, 0 where ignored
+        losses = F.cross_entropy(
+            _upcast(logits), target, weight=weight, ignore_index=self.ignore_index, reduction="none"
+        )  # w_c·ℓ per pixel, 0 where ignored
         if self.average_over == "all":
             return losses.sum() / target.numel()
         total_weight = valid.sum() if weight is None else weight[target[valid]].sum()
@@ -98,8 +100,13 @@ class OhemCrossEntropyLoss(nn.Module):
         ignore_index: Label left out of the loss.
     """
 
-    def __init__(self, thresh: float | None = 0.7, min_kept: int = 100000,
-                 class_weight: Sequence[float] | None = None, ignore_index: int = 255):
+    def __init__(
+        self,
+        thresh: float | None = 0.7,
+        min_kept: int = 100000,
+        class_weight: Sequence[float] | None = None,
+        ignore_index: int = 255,
+    ):
         super().__init__()
         if min_kept < 1:
             raise ValueError(f"min_kept must be at least 1, got {min_kept}")
@@ -112,8 +119,9 @@ class OhemCrossEntropyLoss(nn.Module):
         if not valid.any():
             return _no_labelled_pixel(logits)
         weight = _class_weight(self.class_weight, logits)
-        losses = F.cross_entropy(_upcast(logits), target, weight=weight, ignore_index=self.ignore_index,
-                                 reduction="none")
+        losses = F.cross_entropy(
+            _upcast(logits), target, weight=weight, ignore_index=self.ignore_index, reduction="none"
+        )
         kept = self.hard_pixels(logits.detach(), target, losses.detach())  # labelled pixels only
         if not kept.any():  # every probability saturated at 1: nothing hard left (mmseg's normalisation gives 0 too)
             return _no_labelled_pixel(logits)

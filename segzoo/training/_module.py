@@ -482,6 +482,7 @@ class SegmentationTask(L.LightningModule):
             mean, std = [m * 255 for m in mean], [s * 255 for s in std]
         return mean, std
 
+
 def _are_original_images(images: Any) -> bool:
     """Whether a batch's ``image`` holds images as read (H×W×3 ``uint8``: a list, or a B×H×W×3 tensor) rather than
     normalised B×3×H×W float tensors."""
@@ -489,7 +490,8 @@ def _are_original_images(images: Any) -> bool:
         return images.dtype == torch.uint8 and images.ndim == 4 and images.shape[-1] == 3
     return isinstance(images, (list, tuple)) and all(
         (isinstance(image, np.ndarray) or isinstance(image, Tensor) and image.dtype == torch.uint8)
-        and image.ndim == 3 and image.shape[-1] == 3
+        and image.ndim == 3
+        and image.shape[-1] == 3
         for image in images
     )
 
@@ -504,8 +506,14 @@ def _describe_protocol(stage: str, protocol: EvalProtocol, origin: str, data: Ev
     line = f"{stage}: scored at each image's own size with the {owner}'s test pipeline: {shown}"
     if origin == "checkpoint":
         differs = (data.mean, data.std, data.test_scale, data.size_divisor) != (
-            protocol.mean, protocol.std, protocol.test_scale, protocol.size_divisor)
+            protocol.mean,
+            protocol.std,
+            protocol.test_scale,
+            protocol.size_divisor,
+        )
         if differs:
-            line += (f" (not the DataModule's mean={data.mean}, std={data.std}, test_scale={data.test_scale}, "
-                     f"size_divisor={data.size_divisor}: --model.eval_protocol_source data uses that)")
+            line += (
+                f" (not the DataModule's mean={data.mean}, std={data.std}, test_scale={data.test_scale}, "
+                f"size_divisor={data.size_divisor}: --model.eval_protocol_source data uses that)"
+            )
     return line

@@ -276,8 +276,16 @@ class MMEnginePolyLR(_IterationSchedule):
         last_epoch: Index of the last step, for resuming (Lightning restores the state dict instead).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int | None = None, power: float = 1.0,
-                 min_lr: float = 0.0, warmup_iters: int = 0, warmup_ratio: float = 1e-6, last_epoch: int = -1):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int | None = None,
+        power: float = 1.0,
+        min_lr: float = 0.0,
+        warmup_iters: int = 0,
+        warmup_ratio: float = 1e-6,
+        last_epoch: int = -1,
+    ):
         if total_steps is not None and total_steps <= warmup_iters:
             raise ValueError(
                 f"MMEnginePolyLR needs total_steps > warmup_iters, got {total_steps} <= {warmup_iters}: the decay "

@@ -19,8 +19,11 @@ from support.checkpoint_formats import randomized, to_mmseg, to_mmseg_mit, to_se
 
 # the architectures with their own encoder; those on a timm ViT are saved with their config.json (encoder=...); the
 # official SETR rows are recognised from the official layout only (tests/checkpoints/test_official_setr.py)
-REAL_ARCHS = [name for name in segzoo.list_models()
-              if registry.ARCHS[name].encoder != "timm_vit" and registry.ARCHS[name].checkpoint_format is None]
+REAL_ARCHS = [
+    name
+    for name in segzoo.list_models()
+    if registry.ARCHS[name].encoder != "timm_vit" and registry.ARCHS[name].checkpoint_format is None
+]
 
 
 def meta_state(name, num_classes=150, **kwargs):
@@ -45,8 +48,10 @@ def mmseg_vit(sd):
 def nvlabs_segformer(sd):
     """The official SegFormer segmentation checkpoint: our names plus the unused ``conv_seg`` of mmseg's base head."""
     classes = sd["decode_head.linear_pred.weight"].shape[0]
-    return sd | {"decode_head.conv_seg.weight": torch.empty(classes, 128, 1, 1, device="meta"),
-                 "decode_head.conv_seg.bias": torch.empty(classes, device="meta")}
+    return sd | {
+        "decode_head.conv_seg.weight": torch.empty(classes, 128, 1, 1, device="meta"),
+        "decode_head.conv_seg.bias": torch.empty(classes, device="meta"),
+    }
 
 
 def transformers_segformer(size, num_labels):
@@ -56,8 +61,10 @@ def transformers_segformer(size, num_labels):
 
     row = registry.ARCHS[f"segformer-{size}"]
     config = transformers.SegformerConfig(
-        hidden_sizes=list(row.encoder_args["embed_dims"]), depths=list(row.encoder_args["depths"]),
-        decoder_hidden_size=row.decoder_args["channels"], num_labels=num_labels,
+        hidden_sizes=list(row.encoder_args["embed_dims"]),
+        depths=list(row.encoder_args["depths"]),
+        decoder_hidden_size=row.decoder_args["channels"],
+        num_labels=num_labels,
     )
     with torch.device("meta"):
         model = transformers.SegformerForSemanticSegmentation(config)
@@ -247,8 +254,10 @@ def test_load_mmseg_file_with_meta_infers_the_architecture_and_matches_loading_b
     sd = mmseg_vit(to_mmseg(source.state_dict()))
     del sd["backbone.patch_embed.projection.bias"]  # written by mmseg >= 1.1
     classes = [f"class{i}" for i in range(7)]
-    meta = {"cfg": "crop_size = (96, 96)\nmodel = dict(decode_head=dict(type='SETRUPHead', num_convs=4))",
-            "dataset_meta": {"classes": classes}}
+    meta = {
+        "cfg": "crop_size = (96, 96)\nmodel = dict(decode_head=dict(type='SETRUPHead', num_convs=4))",
+        "dataset_meta": {"classes": classes},
+    }
     path = tmp_path / "iter_160000.pth"
     torch.save({"state_dict": sd, "meta": meta}, path)
     with caplog.at_level(logging.INFO, logger="segzoo"):
@@ -297,21 +306,37 @@ def test_load_a_training_checkpoint_with_its_classes_and_test_pipeline(tmp_path)
     test scale from the DataModule's, evaluation mode from the module's."""
     reference = randomized("segformer-test", num_classes=3).eval()
     path = tmp_path / "last.ckpt"
-    torch.save({
-        "state_dict": {f"model.{k}": v for k, v in reference.state_dict().items()},
-        "hyper_parameters": {"model": "segformer-test", "num_classes": 3, "model_args": {"pretrained_encoder": True},
-                             "eval_mode": "slide", "eval_crop": 64, "eval_stride": 48, "class_names": ["a", "b", "c"]},
-        "datamodule_hyper_parameters": {"mean": [127.5] * 3, "std": [127.5] * 3, "eval_scale": [256, 64]},
-    }, path)
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in reference.state_dict().items()},
+            "hyper_parameters": {
+                "model": "segformer-test",
+                "num_classes": 3,
+                "model_args": {"pretrained_encoder": True},
+                "eval_mode": "slide",
+                "eval_crop": 64,
+                "eval_stride": 48,
+                "class_names": ["a", "b", "c"],
+            },
+            "datamodule_hyper_parameters": {"mean": [127.5] * 3, "std": [127.5] * 3, "eval_scale": [256, 64]},
+        },
+        path,
+    )
     model = segzoo.load(str(path))
     x = torch.randn(1, 3, 64, 80)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference(x))
     protocol = model.eval_protocol
-    assert (protocol.mean, protocol.test_scale, protocol.mode, protocol.crop) == ((127.5,) * 3, (256, 64), "slide",
-                                                                                 (64, 64))
+    assert (protocol.mean, protocol.test_scale, protocol.mode, protocol.crop) == (
+        (127.5,) * 3,
+        (256, 64),
+        "slide",
+        (64, 64),
+    )
     assert model.pretrained_cfg["class_names"] == ["a", "b", "c"] and model.predict(torch.rand(3, 50, 70)).shape == (
-        50, 70)
+        50,
+        70,
+    )
 
 
 def test_training_checkpoint_of_a_module_model_points_to_load_from_checkpoint(tmp_path):

@@ -51,8 +51,16 @@ print("SUM", float(model.decode_head.linear_pred.weight.double().sum()))
 
 def _env(fake_hub, cache: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env.update(HF_ENDPOINT=fake_hub.url, HF_HUB_CACHE=str(cache), HF_HOME=str(cache.parent), HF_TOKEN="hf_fake",
-               HF_HUB_DISABLE_TELEMETRY="1", NO_ALBUMENTATIONS_UPDATE="1", PYTHONDONTWRITEBYTECODE="1", **extra)
+    env.update(
+        HF_ENDPOINT=fake_hub.url,
+        HF_HUB_CACHE=str(cache),
+        HF_HOME=str(cache.parent),
+        HF_TOKEN="hf_fake",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        NO_ALBUMENTATIONS_UPDATE="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        **extra,
+    )
     return env
 
 
@@ -61,8 +69,14 @@ def test_three_processes_converting_into_an_empty_cache_all_succeed(fake_hub, tm
     serve_hf_model(fake_hub, reference, HUB_REPO, tmp_path)
     cache, go = tmp_path / "shared" / "hub", tmp_path / "go"
     workers = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / f"ready{i}"), str(go)], cwd=REPO,
-                         env=_env(fake_hub, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(tmp_path / f"ready{i}"), str(go)],
+            cwd=REPO,
+            env=_env(fake_hub, cache),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(3)
     ]
     try:
@@ -92,13 +106,22 @@ def test_read_only_cache_holding_the_download_loads_and_warns_once(fake_hub, tmp
     subprocess.run(["chmod", "-R", "a-w", str(cache.parent)], check=True)
     # root ignores file modes: run without the capabilities that let it, so the cache is read-only for real
     prefix = ["setpriv", "--bounding-set=-dac_override,-fowner"] if os.geteuid() == 0 else []
-    code = ("import logging, segzoo; logging.basicConfig(); a = segzoo.load('segformer-b0-ade'); "
-            "b = segzoo.load('segformer-b0-ade'); print('SAME', bool((a.decode_head.linear_pred.weight == "
-            "b.decode_head.linear_pred.weight).all()))")
+    code = (
+        "import logging, segzoo; logging.basicConfig(); a = segzoo.load('segformer-b0-ade'); "
+        "b = segzoo.load('segformer-b0-ade'); print('SAME', bool((a.decode_head.linear_pred.weight == "
+        "b.decode_head.linear_pred.weight).all()))"
+    )
     try:
         for offline in ("1", "0"):  # a shared read-only cache is used offline and online alike
-            run = subprocess.run([*prefix, sys.executable, "-c", code], check=False, cwd=REPO, capture_output=True,
-                                 text=True, env=_env(fake_hub, cache, HF_HUB_OFFLINE=offline), timeout=300)
+            run = subprocess.run(
+                [*prefix, sys.executable, "-c", code],
+                check=False,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                env=_env(fake_hub, cache, HF_HUB_OFFLINE=offline),
+                timeout=300,
+            )
             assert run.returncode == 0, run.stderr[-3000:]
             assert "SAME True" in run.stdout
             assert run.stderr.count("cannot keep the converted checkpoint") == 1, run.stderr[-3000:]

@@ -62,7 +62,7 @@ def test_segformer_official_checkpoints():
     target.load_state_dict(CONVERTERS["segformer-official"](sd), strict=True)
     assert same_logits(source, target) < 1e-6
     # ImageNet mit_bX.pth: no prefix, an ImageNet head
-    mit = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    mit = {k[len("backbone.") :]: v for k, v in sd.items() if k.startswith("backbone.")}
     mit["head.weight"], mit["head.bias"] = torch.randn(1000, 32), torch.randn(1000)
     assert detect_format(mit) == "segformer-official"
     encoder = CONVERTERS["segformer-official"](mit)

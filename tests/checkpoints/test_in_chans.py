@@ -23,8 +23,9 @@ def test_rgb_weights_load_into_a_model_with_more_or_fewer_channels(arch, tmp_pat
     g = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         # a fourth channel of zeros, and RGB scaled by 4/3, gives the RGB model's features
-        torch.testing.assert_close(four.backbone(torch.cat([x * 4 / 3, torch.zeros_like(g)], 1))[-1],
-                                   rgb.backbone(x)[-1], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            four.backbone(torch.cat([x * 4 / 3, torch.zeros_like(g)], 1))[-1], rgb.backbone(x)[-1], rtol=1e-4, atol=1e-5
+        )
         # one channel: the RGB model's features of that channel repeated as R = G = B
         torch.testing.assert_close(gray.backbone(g)[-1], rgb.backbone(g.expand(1, 3, 64, 64))[-1], rtol=1e-4, atol=1e-5)
     assert four(torch.rand(2, 4, 40, 56)).shape == (2, 3, 40, 56)

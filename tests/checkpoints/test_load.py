@@ -109,8 +109,12 @@ def use_local_url(monkeypatch, fake_hub, name, data):
 
 def test_load_mmseg_segmenter_from_url(fake_hub, monkeypatch):
     source = randomized("segmenter-t16-mask", num_classes=150, img_size=512)
-    use_local_url(monkeypatch, fake_hub, "segmenter-t16-mask-ade",
-                  torch_bytes({"meta": {"CLASSES": ["wall"]}, "state_dict": to_mmseg(source.state_dict())}))
+    use_local_url(
+        monkeypatch,
+        fake_hub,
+        "segmenter-t16-mask-ade",
+        torch_bytes({"meta": {"CLASSES": ["wall"]}, "state_dict": to_mmseg(source.state_dict())}),
+    )
     model = segzoo.load("segmenter-t16-mask-ade")
     assert model.eval_protocol.mode == "slide" and model.pretrained_cfg["mean"] == [127.5] * 3
     assert logits_diff(model, source, size=(96, 80)) < 1e-5
@@ -178,8 +182,11 @@ def test_pretrained_encoders(fake_hub, tmp_path):
     from safetensors.torch import save_file
 
     save_file(vit.state_dict(), tmp_path / "vit.safetensors")
-    fake_hub.add_file("timm/vit_tiny_patch16_384.augreg_in21k_ft_in1k", "model.safetensors",
-                      (tmp_path / "vit.safetensors").read_bytes())
+    fake_hub.add_file(
+        "timm/vit_tiny_patch16_384.augreg_in21k_ft_in1k",
+        "model.safetensors",
+        (tmp_path / "vit.safetensors").read_bytes(),
+    )
     model = segzoo.create_model("segmenter-t16-mask", num_classes=5, img_size=384, pretrained_encoder=True)
     assert torch.equal(model.backbone.blocks[3].attn.qkv.weight, vit.blocks[3].attn.qkv.weight)
     assert torch.equal(model.backbone.pos_embed, vit.pos_embed)
@@ -191,8 +198,10 @@ def test_pretrained_encoders(fake_hub, tmp_path):
     mit = transformers.SegformerForImageClassification(transformers.SegformerConfig(num_labels=1000))
     serve_hf_model(fake_hub, mit, "nvidia/mit-b0", tmp_path)
     segformer = segzoo.create_model("segformer-b0", num_classes=5, pretrained_encoder=True)
-    assert torch.equal(segformer.backbone.block1[0].attn.q.weight,
-                       mit.state_dict()["segformer.stages.0.blocks.0.attention.q_proj.weight"])
+    assert torch.equal(
+        segformer.backbone.block1[0].attn.q.weight,
+        mit.state_dict()["segformer.stages.0.blocks.0.attention.q_proj.weight"],
+    )
 
 
 def test_clear_errors(tmp_path):

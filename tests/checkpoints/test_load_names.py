@@ -77,8 +77,9 @@ def test_a_named_safetensors_file_is_the_one_read_beside_config_json(tiny, tmp_p
     loaded = segzoo.load(str(tmp_path / "run" / "epoch5.safetensors"))
     for name, value in other.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
-    assert not torch.equal(loaded.state_dict()["decode_head.linear_pred.weight"],
-                           tiny.state_dict()["decode_head.linear_pred.weight"])
+    assert not torch.equal(
+        loaded.state_dict()["decode_head.linear_pred.weight"], tiny.state_dict()["decode_head.linear_pred.weight"]
+    )
 
 
 def test_checkpoint_weights_with_other_classes_load_alike_from_a_file_and_a_folder(tmp_path, caplog):
@@ -101,8 +102,11 @@ def test_checkpoint_weights_with_other_classes_load_alike_from_a_file_and_a_fold
 
 @pytest.mark.parametrize(
     ("text", "said"),
-    [("{not json", "is not valid JSON"), ("[1, 2]", "not an object"), ('{"architecture": "segformer-test"}',
-                                                                       "has no 'num_classes'")],
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "not an object"),
+        ('{"architecture": "segformer-test"}', "has no 'num_classes'"),
+    ],
 )
 def test_a_broken_config_json_is_named(tiny, tmp_path, capsys, text, said):
     tiny.save_pretrained(tmp_path / "run")

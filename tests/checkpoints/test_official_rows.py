@@ -28,11 +28,19 @@ def tiny_args(arch: str) -> dict:
     """Overrides that keep an architecture's layout at a test width."""
     row = segzoo.get_arch(arch)
     if row.encoder == "mit":
-        return dict(encoder_args=dict(embed_dims=(8, 16, 24, 32), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2)),
-                    decoder_args=dict(channels=16))
+        return dict(
+            encoder_args=dict(embed_dims=(8, 16, 24, 32), depths=(1, 1, 1, 1), num_heads=(1, 1, 2, 2)),
+            decoder_args=dict(channels=16),
+        )
     depth = 4 if row.neck else 2
-    args = dict(encoder_args=dict(embed_dim=32, depth=depth, num_heads=2, out_indices=tuple(range(depth))[-len(
-        row.encoder_args["out_indices"]):]))
+    args = dict(
+        encoder_args=dict(
+            embed_dim=32,
+            depth=depth,
+            num_heads=2,
+            out_indices=tuple(range(depth))[-len(row.encoder_args["out_indices"]) :],
+        )
+    )
     if row.decoder == "mask_transformer":
         args["decoder_args"] = dict(num_heads=2)
     elif row.decoder == "setr_mla":
@@ -157,11 +165,17 @@ def test_deit_distilled_imagenet_weights_initialise_the_official_seg_b_dagger_en
     name = "deit-b16-distilled-384"
     fake_hub.urls["/deit.pth"] = buffer.getvalue()
     rows = table._default_table()
-    monkeypatch.setitem(rows, name, dataclasses.replace(rows[name], source=Source(url=fake_hub.url + "/deit.pth"),
-                                                        sha256=None))
-    model = segzoo.create_model("segmenter-deit-b16-mask", num_classes=5, img_size=224, pretrained_encoder=name,
-                                encoder_args=dict(embed_dim=192, num_heads=3, norm_eps=1e-6),
-                                decoder_args=dict(num_heads=3)).eval()
+    monkeypatch.setitem(
+        rows, name, dataclasses.replace(rows[name], source=Source(url=fake_hub.url + "/deit.pth"), sha256=None)
+    )
+    model = segzoo.create_model(
+        "segmenter-deit-b16-mask",
+        num_classes=5,
+        img_size=224,
+        pretrained_encoder=name,
+        encoder_args=dict(embed_dim=192, num_heads=3, norm_eps=1e-6),
+        decoder_args=dict(num_heads=3),
+    ).eval()
     assert torch.equal(model.backbone.reg_token, deit.dist_token)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():

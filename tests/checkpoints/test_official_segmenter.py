@@ -78,8 +78,12 @@ def load_official(key: str, folder: Path) -> torch.nn.Module:
     if recorded["widths"] is None:
         return segzoo.load(path)
     variant = recipe["variant"]
-    encoder = dict(embed_dim=variant["d_model"], depth=variant["n_layers"], num_heads=variant["n_heads"],
-                   out_indices=(variant["n_layers"] - 1,))
+    encoder = dict(
+        embed_dim=variant["d_model"],
+        depth=variant["n_layers"],
+        num_heads=variant["n_heads"],
+        out_indices=(variant["n_layers"] - 1,),
+    )
     decoder = {} if variant["decoder"]["name"] == "linear" else dict(num_heads=variant["d_model"] // 64)
     return segzoo.load(recorded["row"], checkpoint=path, encoder_args=encoder, decoder_args=decoder)
 

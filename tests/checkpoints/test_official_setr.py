@@ -24,8 +24,12 @@ from support.official_weights import meta_state_dict, weights_from_recipe
 DATA = ASSETS / "official_setr"
 LAYOUTS = json.loads(gzip.open(DATA / "layouts.json.gz", "rt").read())
 TINY = json.loads((DATA / "manifest.json").read_text())["tiny"]
-ARCHS = {"naive": "setr-naive-l16-official", "pup": "setr-pup-l16-official", "mla": "setr-mla-l16-official",
-         "naive-base": "setr-naive-b16-official"}
+ARCHS = {
+    "naive": "setr-naive-l16-official",
+    "pup": "setr-pup-l16-official",
+    "mla": "setr-mla-l16-official",
+    "naive-base": "setr-naive-b16-official",
+}
 
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
@@ -65,8 +69,9 @@ def test_logits_equal_the_official_modules(head, tmp_path):
     torch.save({"state_dict": weights_from_recipe(recipe), "meta": {}}, tmp_path / "setr.pth")
     args = dict(img_size=TINY["crop"], encoder_args=dict(embed_dim=TINY["width"], num_heads=TINY["heads"]))
     if head == "mla":
-        args |= dict(neck_args=dict(out_channels=TINY["mla_channels"]),
-                     decoder_args=dict(mla_channels=TINY["mlahead_channels"]))
+        args |= dict(
+            neck_args=dict(out_channels=TINY["mla_channels"]), decoder_args=dict(mla_channels=TINY["mlahead_channels"])
+        )
     model = segzoo.load(ARCHS[head], checkpoint=tmp_path / "setr.pth", **args)
     with torch.no_grad():
         logits = model(torch.from_numpy(recorded[f"{head}/input"])).numpy()
@@ -79,9 +84,13 @@ def test_mmsegs_head_numerics_differ_from_the_official_ones(tmp_path):
     recipe = json.loads((DATA / "naive.json").read_text())
     recorded = np.load(DATA / "logits.npz")
     torch.save({"state_dict": weights_from_recipe(recipe), "meta": {}}, tmp_path / "setr.pth")
-    model = segzoo.load("setr-naive-l16-official", checkpoint=tmp_path / "setr.pth", img_size=TINY["crop"],
-                        encoder_args=dict(embed_dim=TINY["width"], num_heads=TINY["heads"]),
-                        decoder_args=dict(up_scale=4))
+    model = segzoo.load(
+        "setr-naive-l16-official",
+        checkpoint=tmp_path / "setr.pth",
+        img_size=TINY["crop"],
+        encoder_args=dict(embed_dim=TINY["width"], num_heads=TINY["heads"]),
+        decoder_args=dict(up_scale=4),
+    )
     with torch.no_grad():
         logits = model(torch.from_numpy(recorded["naive/input"])).numpy()
     assert np.abs(logits - recorded["naive"]).max() > 1e-2
@@ -94,8 +103,9 @@ def test_a_released_file_takes_the_tables_protocol_and_class_names_not_its_meta(
     from segzoo.checkpoints._bare import _bare_file_cfg
 
     voc_first = ("background", "aeroplane", "bicycle", "bird") + tuple(f"class {i}" for i in range(56))
-    match = ArchMatch(arch="setr-pup-l16-official", num_classes=60, img_size=480, encoder="a ViT-L/16 encoder",
-                      class_names=voc_first)
+    match = ArchMatch(
+        arch="setr-pup-l16-official", num_classes=60, img_size=480, encoder="a ViT-L/16 encoder", class_names=voc_first
+    )
     cfg = _bare_file_cfg("setr-official", match)
     expected = segzoo.get_pretrained_cfg("setr-pup-pascal-context-official")
     assert cfg["name"] == expected.name and cfg["class_names"] == list(expected.class_names)

@@ -272,11 +272,16 @@ def _mmseg_block_reference(sd, prefix, x, hw, num_heads, sr_ratio):
     """mmseg's TransformerEncoderLayer written with torch primitives on mmseg's own tensors: efficient attention
     through torch's nn.MultiheadAttention (mmseg's ``attn.attn``), then the 1×1-conv Mix-FFN, LayerNorms eps 1e-6."""
     B, _, C = x.shape
-    t = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    t = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     mha = nn.MultiheadAttention(C, num_heads, batch_first=True)
-    mha.load_state_dict({"in_proj_weight": t["attn.attn.in_proj_weight"], "in_proj_bias": t["attn.attn.in_proj_bias"],
-                         "out_proj.weight": t["attn.attn.out_proj.weight"],
-                         "out_proj.bias": t["attn.attn.out_proj.bias"]})
+    mha.load_state_dict(
+        {
+            "in_proj_weight": t["attn.attn.in_proj_weight"],
+            "in_proj_bias": t["attn.attn.in_proj_bias"],
+            "out_proj.weight": t["attn.attn.out_proj.weight"],
+            "out_proj.bias": t["attn.attn.out_proj.bias"],
+        }
+    )
     q = F.layer_norm(x, (C,), t["norm1.weight"], t["norm1.bias"], eps=1e-6)
     kv = q
     if sr_ratio > 1:
@@ -290,8 +295,9 @@ def _mmseg_block_reference(sd, prefix, x, hw, num_heads, sr_ratio):
     return x + y.flatten(2).transpose(1, 2)
 
 
-@pytest.mark.parametrize(("stage", "num_heads", "sr_ratio", "hw"), [(0, 1, 8, (16, 24)), (1, 2, 4, (8, 12)),
-                                                                     (3, 8, 1, (5, 7))])
+@pytest.mark.parametrize(
+    ("stage", "num_heads", "sr_ratio", "hw"), [(0, 1, 8, (16, 24)), (1, 2, 4, (8, 12)), (3, 8, 1, (5, 7))]
+)
 def test_converted_blocks_compute_what_mmsegs_blocks_compute(stage, num_heads, sr_ratio, hw):
     sd = mmseg_b0_state_dict(seed=stage)
     with torch.no_grad():  # small SR weights: tiny LayerNorm inputs, where eps 1e-6 vs 1e-5 shows
@@ -317,8 +323,17 @@ def test_patch_embedding_uses_mmsegs_eps():
     img = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         tokens, H, W = model.backbone.patch_embed1(img)
-        y = F.conv2d(img, sd["backbone.layers.0.0.projection.weight"], sd["backbone.layers.0.0.projection.bias"],
-                     stride=4, padding=3).flatten(2).transpose(1, 2)
+        y = (
+            F.conv2d(
+                img,
+                sd["backbone.layers.0.0.projection.weight"],
+                sd["backbone.layers.0.0.projection.bias"],
+                stride=4,
+                padding=3,
+            )
+            .flatten(2)
+            .transpose(1, 2)
+        )
         gamma, beta = sd["backbone.layers.0.0.norm.weight"], sd["backbone.layers.0.0.norm.bias"]
         ref = F.layer_norm(y, (32,), gamma, beta, eps=1e-6)
         official_eps = F.layer_norm(y, (32,), gamma, beta, eps=1e-5)
@@ -328,7 +343,7 @@ def test_patch_embedding_uses_mmsegs_eps():
 
 def test_imagenet_mit_files_initialise_the_mmseg_encoder():
     """mmseg's ``mit_bN_20220624-*.pth`` (mit2mmseg.py output): backbone keys without the ``backbone.`` prefix."""
-    imagenet = {k[len("backbone."):]: v for k, v in mmseg_b0_state_dict().items() if k.startswith("backbone.")}
+    imagenet = {k[len("backbone.") :]: v for k, v in mmseg_b0_state_dict().items() if k.startswith("backbone.")}
     converted = CONVERTERS["mmseg"](imagenet)
     model = segzoo.create_model("segformer-b0-mmseg", num_classes=150)
     assert set(converted) == {k for k in model.state_dict() if k.startswith("backbone.")}
@@ -345,7 +360,8 @@ def test_pretrained_encoder_reads_mmsegs_imagenet_file(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     import segzoo.checkpoints._download as hub
-    imagenet = {k[len("backbone."):]: v for k, v in mmseg_b0_state_dict(seed=3).items() if k.startswith("backbone.")}
+
+    imagenet = {k[len("backbone.") :]: v for k, v in mmseg_b0_state_dict(seed=3).items() if k.startswith("backbone.")}
     path = tmp_path / "mit_b0_20220624-7e0fe6dd.pth"
     torch.save(imagenet, path)
     asked = []
@@ -390,7 +406,11 @@ def test_table_rows_carry_mmsegs_own_settings():
     assert big.crop_size == (640, 640) and big.eval.test_scale == (2048, 640)
     city = get_pretrained_cfg("segformer-b4-cityscapes-mmseg")
     assert (city.eval.mode, city.eval.crop, city.eval.stride, city.eval.test_scale) == (
-        "slide", (1024, 1024), (768, 768), (2048, 1024))
+        "slide",
+        (1024, 1024),
+        (768, 768),
+        (2048, 1024),
+    )
     assert city.num_classes == 19 and not city.reduce_zero_label
     names = segzoo.list_pretrained("segformer-*-mmseg")
     assert len(names) == 13

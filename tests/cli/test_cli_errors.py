@@ -93,8 +93,9 @@ def test_predict_into_a_separate_folder_runs_twice(photos, tmp_path):
         (["--alpha", "3"], "argument --alpha: must be from 0 to 1"),
     ],
 )
-def test_predict_option_errors_end_in_one_line_with_exit_status_2(options, expected, photos, tmp_path, capsys,
-                                                                  monkeypatch):
+def test_predict_option_errors_end_in_one_line_with_exit_status_2(
+    options, expected, photos, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a machine with a GPU
     with pytest.raises(SystemExit) as exit_info:
         main([*PREDICT, str(photos), "--out", str(tmp_path / "out"), *options])
@@ -141,8 +142,10 @@ def test_export_option_errors_end_in_one_line_with_exit_status_2(options, expect
         (["--model", "segformer-b0-adee"], "Unknown checkpoint 'segformer-b0-adee'. Closest: segformer-b0-ade"),
         (["--arch", "segformer-test", "--checkpoint", "ftp://host/w.pth"], "not ftp:// URLs"),
         (["--arch", "segformer-test", "--mode", "slide"], "--mode slide needs --crop-size and --stride"),
-        (["--arch", "segformer-test", "--mode", "slide", "--crop-size", "16", "--stride", "24"],
-         "larger than the window 16×16"),
+        (
+            ["--arch", "segformer-test", "--mode", "slide", "--crop-size", "16", "--stride", "24"],
+            "larger than the window 16×16",
+        ),
     ],
 )
 def test_predict_model_errors_end_in_one_line_with_exit_status_2(options, expected, photos, tmp_path, capsys):

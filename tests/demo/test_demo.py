@@ -38,11 +38,21 @@ class Browser:
             os.dup2(to_child, 3)
             os.dup2(from_child, 4)
 
-        args = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--no-first-run", "--remote-debugging-pipe", f"--user-data-dir={profile}", "--window-size=1280,900",
-                "about:blank"]
-        self.process = subprocess.Popen(args, pass_fds=(3, 4), preexec_fn=plumb, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        args = [
+            CHROMIUM,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,900",
+            "about:blank",
+        ]
+        self.process = subprocess.Popen(
+            args, pass_fds=(3, 4), preexec_fn=plumb, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         os.close(to_child)
         os.close(from_child)
         self._buffer, self._next_id, self.session = b"", 0, None
@@ -144,7 +154,8 @@ def test_demo_page_in_headless_chromium(demo_server, tmp_path):
         browser.wait_for("!$('result').hidden && $('overlay').complete && $('overlay').naturalWidth > 0")
         legend = browser.evaluate(
             "[...document.querySelectorAll('#legend li')].map(li => [li.dataset.name, "
-            "li.querySelector('.share').textContent])")
+            "li.querySelector('.share').textContent])"
+        )
         size = browser.evaluate("[$('overlay').naturalWidth, $('overlay').naturalHeight]")
         download = browser.evaluate("$('download').href")
         shot = browser.send("Page.captureScreenshot", format="png")["data"]

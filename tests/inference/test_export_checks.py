@@ -36,8 +36,11 @@ def _leftovers(folder):
 
 
 def test_export_refuses_an_opset_it_could_not_write_and_leaves_no_file(tmp_path):
-    with pytest.raises(ExportError, match=r"asked for ONNX opset 5, but torch.onnx could only write opset 18.*"
-                                          r"--opset 18 or higher"):
+    with pytest.raises(
+        ExportError,
+        match=r"asked for ONNX opset 5, but torch.onnx could only write opset 18.*"
+        r"--opset 18 or higher",
+    ):
         export_onnx(_Normed(), tmp_path / "n.onnx", height=32, width=32, opset=5)
     assert _leftovers(tmp_path) == []
 

@@ -19,8 +19,9 @@ def full_resolution_logits(model, image, tta):
     size = image.shape[:2]
     with torch.no_grad():
         if tta:
-            return merge_multiscale_flip(model, protocol.tta_inputs(image), size, True, protocol.mode, protocol.crop,
-                                         protocol.stride)[0]
+            return merge_multiscale_flip(
+                model, protocol.tta_inputs(image), size, True, protocol.mode, protocol.crop, protocol.stride
+            )[0]
         return _resize(_run(model, protocol(image), protocol.mode, protocol.crop, protocol.stride, 4).float(), size)[0]
 
 

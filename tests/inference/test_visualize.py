@@ -97,7 +97,7 @@ def test_validation_panel_is_readable_titled_and_its_legend_holds_the_classes_pr
     assert (draw(title="another_image.png")[:35] != panel[:35]).any()
     # the pictures: ground truth and prediction in their classes' colours at 320 px
     top = panel.shape[0] - 320 - 10  # the strip is followed by a bottom margin of pad = 10 px
-    ground_truth = panel[top + 200, width + 8:2 * width + 8]
+    ground_truth = panel[top + 200, width + 8 : 2 * width + 8]
     assert tuple(ground_truth[10]) == palette[0] and tuple(ground_truth[-10]) == palette[2]
 
 

@@ -28,8 +28,15 @@ def test_registry_holds_every_published_variant_and_nothing_else():
     # the official SETR code's heads (fudan-zvg/SETR files): Naive (L and Base), PUP, MLA
     expected |= {"setr-naive-l16-official", "setr-naive-b16-official", "setr-pup-l16-official", "setr-mla-l16-official"}
     # the ViT heads on any timm ViT (encoder=...)
-    expected |= {"segmenter-linear", "segmenter-mask", "setr-naive", "setr-pup", "setr-mla", "linear-probe",
-                 "linear-probe-4"}
+    expected |= {
+        "segmenter-linear",
+        "segmenter-mask",
+        "setr-naive",
+        "setr-pup",
+        "setr-mla",
+        "linear-probe",
+        "linear-probe-4",
+    }
     assert set(ALL) == expected
 
 
@@ -145,7 +152,9 @@ def test_segformer_matches_transformers(size, tmp_path):
 
     dims = MIT_SIZES[size]
     config = transformers.SegformerConfig(
-        num_labels=150, hidden_sizes=list(dims["embed_dims"]), depths=list(dims["depths"]),
+        num_labels=150,
+        hidden_sizes=list(dims["embed_dims"]),
+        depths=list(dims["depths"]),
         decoder_hidden_size=256 if size == "b0" else 768,
     )
     reference = transformers.SegformerForSemanticSegmentation(config).eval()

@@ -18,12 +18,15 @@ def reference(x, size):
     return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False)
 
 
-@pytest.mark.parametrize("shape,size", [
-    ((2, 5, 7, 9), (28, 36)),  # ×4 both axes, odd sizes
-    ((1, 3, 4, 6), (8, 18)),  # ×2 and ×3
-    ((1, 4, 1, 5), (8, 40)),  # a single row
-    ((1, 150, 16, 16), (64, 64)),
-])
+@pytest.mark.parametrize(
+    "shape,size",
+    [
+        ((2, 5, 7, 9), (28, 36)),  # ×4 both axes, odd sizes
+        ((1, 3, 4, 6), (8, 18)),  # ×2 and ×3
+        ((1, 4, 1, 5), (8, 40)),  # a single row
+        ((1, 150, 16, 16), (64, 64)),
+    ],
+)
 def test_phases_match_interpolate(shape, size):
     x = channels_last(*shape)
     got = rz._upsample_by_phases(x, size[0] // shape[2], size[1] // shape[3])
@@ -33,8 +36,9 @@ def test_phases_match_interpolate(shape, size):
     assert (got.float() - ref).abs().max() <= 2 * 2**-8 * x.float().abs().max()
     # in fp32 the phases are the same arithmetic as the kernel, to the last bits
     x32 = x.float().contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(rz._upsample_by_phases(x32, size[0] // shape[2], size[1] // shape[3]), ref,
-                               atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        rz._upsample_by_phases(x32, size[0] // shape[2], size[1] // shape[3]), ref, atol=1e-6, rtol=1e-6
+    )
 
 
 @pytest.fixture
@@ -62,8 +66,11 @@ def test_phases_only_where_they_apply(two_threads):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_resize_and_sum_matches_resize_then_add(dtype):
     base = channels_last(2, 6, 16, 20, dtype=dtype, seed=1)
-    maps = [channels_last(2, 6, 8, 10, dtype=dtype, seed=2), channels_last(2, 6, 3, 7, dtype=dtype, seed=3),
-            channels_last(2, 6, 16, 20, dtype=dtype, seed=4)]  # one already at full size
+    maps = [
+        channels_last(2, 6, 8, 10, dtype=dtype, seed=2),
+        channels_last(2, 6, 3, 7, dtype=dtype, seed=3),
+        channels_last(2, 6, 16, 20, dtype=dtype, seed=4),
+    ]  # one already at full size
     ref = base.float() + sum(reference(m, (16, 20)) for m in maps)
     got = rz.resize_and_sum(base.clone(), maps)
     assert got.shape == base.shape and got.is_contiguous(memory_format=torch.channels_last)
@@ -86,6 +93,7 @@ def test_segformer_bf16_takes_the_fast_paths_and_matches_fp32(monkeypatch, two_t
         original = getattr(rz, name)
         monkeypatch.setattr(rz, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
     import segzoo.models.heads.segformer as segformer_module
+
     monkeypatch.setattr(segformer_module, "resize_and_sum", rz.resize_and_sum)
     torch.manual_seed(0)
     model = segzoo.create_model("segformer-test", num_classes=7).eval()

@@ -36,8 +36,9 @@ def tiny(img_size: int) -> dict:
 def build(arch: str, family: str, **kwargs) -> segzoo.SegmentationModel:
     name, size = FAMILIES[family]
     decoder_args = dict(channels=16) if arch in ("setr-naive", "setr-pup") else None
-    return segzoo.create_model(arch, encoder=name, num_classes=5, encoder_args=tiny(size), decoder_args=decoder_args,
-                               **kwargs)
+    return segzoo.create_model(
+        arch, encoder=name, num_classes=5, encoder_args=tiny(size), decoder_args=decoder_args, **kwargs
+    )
 
 
 def reference_vit(family: str, model: segzoo.SegmentationModel) -> torch.nn.Module:
@@ -58,7 +59,7 @@ def test_encoder_maps_equal_timms_own_features(family):
     x = torch.randn(2, 3, 3 * patch, 5 * patch)
     with torch.no_grad():
         ours = model.backbone(x)
-        tokens = reference.forward_features(x)[:, reference.num_prefix_tokens:]
+        tokens = reference.forward_features(x)[:, reference.num_prefix_tokens :]
         expected_last = tokens.transpose(1, 2).reshape(2, 32, 3, 5)
         expected = reference.forward_intermediates(x, indices=[0, 1, 2, 3], norm=True, intermediates_only=True)
     assert model.backbone.out_indices == (0, 1, 2, 3)
@@ -89,8 +90,10 @@ def test_setr_reads_unnormalised_tokens_and_keeps_no_unused_norm():
 
 
 def test_setr_heads_read_the_papers_relative_depths_of_any_encoder():
-    on = {arch: segzoo.create_model(arch, num_classes=3, device="meta").backbone.out_indices
-          for arch in ("setr-naive", "setr-mla")}
+    on = {
+        arch: segzoo.create_model(arch, num_classes=3, device="meta").backbone.out_indices
+        for arch in ("setr-naive", "setr-mla")
+    }
     assert on == {"setr-naive": (4, 7, 9, 11), "setr-mla": (2, 5, 8, 11)}  # DINOv2-S/14: 12 blocks, as SETR T-Base
     large = segzoo.create_model("setr-mla", encoder="vit_large_patch14_dinov2.lvd142m", num_classes=3, device="meta")
     assert large.backbone.out_indices == (5, 11, 17, 23)  # 24 blocks: SETR-MLA's own layers 6, 12, 18, 24
@@ -201,11 +204,23 @@ def test_a_frozen_timm_encoder_trains_through_the_cli(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["train.py"])
-    model_args = ("{encoder: vit_small_patch14_dinov2.lvd142m, freeze_encoder: true, "
-                  "encoder_args: {embed_dim: 32, depth: 2, num_heads: 2, img_size: 28}}")
-    cli = cli_main(["--config", str(TINY_CONFIG), "--model.model", "linear-probe",
-                    f"--model.model_args={model_args}", "--trainer.max_steps=2", "--trainer.enable_progress_bar=false",
-                    "--trainer.enable_model_summary=false"], run=False)
+    model_args = (
+        "{encoder: vit_small_patch14_dinov2.lvd142m, freeze_encoder: true, "
+        "encoder_args: {embed_dim: 32, depth: 2, num_heads: 2, img_size: 28}}"
+    )
+    cli = cli_main(
+        [
+            "--config",
+            str(TINY_CONFIG),
+            "--model.model",
+            "linear-probe",
+            f"--model.model_args={model_args}",
+            "--trainer.max_steps=2",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+        ],
+        run=False,
+    )
     encoder_before = {k: v.clone() for k, v in cli.model.model.backbone.state_dict().items()}
     cli.trainer.fit(cli.model, cli.datamodule)
     assert cli.trainer.global_step == 2

@@ -84,8 +84,11 @@ def exported(tmp_path_factory):
             output["unpad"] = unpad
         protocol = EvalProtocol(**pipeline).to_dict()
         cfg = {**NAMES, "eval": protocol}
-        set_metadata(folder / f"{graph}.onnx", folder / f"{case}.onnx", **{"segzoo.eval_protocol": protocol,
-                                                                           "segzoo.output": output})
+        set_metadata(
+            folder / f"{graph}.onnx",
+            folder / f"{case}.onnx",
+            **{"segzoo.eval_protocol": protocol, "segzoo.output": output},
+        )
         cases[case] = (model, folder / f"{case}.onnx", unpad, cfg)
     return cases
 
@@ -108,8 +111,9 @@ def torch_logits(model, image: np.ndarray, tta: bool) -> torch.Tensor:
     size = image.shape[:2]
     with torch.no_grad():
         if tta:
-            return merge_multiscale_flip(model, protocol.tta_inputs(image), size, True, protocol.mode, protocol.crop,
-                                         protocol.stride)[0]
+            return merge_multiscale_flip(
+                model, protocol.tta_inputs(image), size, True, protocol.mode, protocol.crop, protocol.stride
+            )[0]
         return _resize(_run(model, protocol(image), protocol.mode, protocol.crop, protocol.stride, 4), size)[0]
 
 
@@ -184,8 +188,12 @@ def test_runtime_never_imports_torch(case, tmp_path):
     _, path = case("segformer-ade")
     photo = tmp_path / "chelsea.png"
     Image.fromarray(PHOTOS["chelsea"]).save(photo)
-    out = subprocess.run([sys.executable, "-c", NO_TORCH, str(path), str(photo), str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(path), str(photo), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[] (300, 451)"
 
@@ -218,8 +226,9 @@ def test_int8_file_records_its_agreement_or_is_not_written(case, tmp_path):
     for name, photo in PHOTOS.items():
         Image.fromarray(photo).save(tmp_path / f"{name}.png")
     result = rt.quantize_int8(path, tmp_path / "int8.onnx", tmp_path, min_agreement=0.5)
-    record = json.loads({p.key: p.value for p in onnx.load(str(tmp_path / "int8.onnx")).metadata_props}[
-        "segzoo.precision"])
+    record = json.loads(
+        {p.key: p.value for p in onnx.load(str(tmp_path / "int8.onnx")).metadata_props}["segzoo.precision"]
+    )
     assert record["precision"] == "int8" and record["agreement"] == round(result.fraction, 6)
     assert rt.load(tmp_path / "int8.onnx").precision_record == record
     assert result.fraction < 1.0  # int8 does change some labels of this model: the check below can refuse
@@ -252,8 +261,18 @@ def test_files_the_runtime_cannot_run_are_refused_clearly(case, tmp_path):
 def test_predict_onnx_in_bf16_prints_its_agreement_first(case, tmp_path, capsys):
     _, path = case("segformer-ade")
     Image.fromarray(PHOTOS["chelsea"]).save(tmp_path / "chelsea.png")
-    args = ["predict", "--onnx", str(path), str(tmp_path / "chelsea.png"), "--out", str(tmp_path / "out"),
-            "--precision", "bf16", "--min-agreement", "0.5"]
+    args = [
+        "predict",
+        "--onnx",
+        str(path),
+        str(tmp_path / "chelsea.png"),
+        "--out",
+        str(tmp_path / "out"),
+        "--precision",
+        "bf16",
+        "--min-agreement",
+        "0.5",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "bf16: labels agree with fp32 on" in printed and "openvino, bf16" in printed

@@ -46,8 +46,12 @@ def smooth_logits(seed: int, h: int, w: int, k: int) -> np.ndarray:
 
 def test_one_pass_and_multiscale_flip_labels_equal_the_dense_argmax():
     output = (150, 125)
-    crop = Field(smooth_logits(0, 32, 43, 9), [("resize", 100), ("crop", 95), ("resize", 150)],
-                 [("resize", 130), ("crop", 120), ("resize", 125)], flip=True)
+    crop = Field(
+        smooth_logits(0, 32, 43, 9),
+        [("resize", 100), ("crop", 95), ("resize", 150)],
+        [("resize", 130), ("crop", 120), ("resize", 125)],
+        flip=True,
+    )
     assert crop.rows[1] == ("crop", 95)
     plain = Field(smooth_logits(1, 20, 17, 9), [("resize", 150)], [("resize", 125)])
     torch_crop, torch_plain = dense(crop, output), dense(plain, output)
@@ -60,8 +64,11 @@ def test_labels_memory_stays_far_below_full_resolution_logits():
     """150 classes, 600×800 labels from noisy 1/4-resolution logits (most pixels near a boundary): numpy's peak
     allocation stays within twice the int64 labels plus three strips (STRIP_BYTES each), where full-resolution
     logits would take 288 MB."""
-    field = Field(np.random.default_rng(0).standard_normal((150, 200, 150)).astype(np.float32),
-                  [("resize", 600)], [("resize", 800)])
+    field = Field(
+        np.random.default_rng(0).standard_normal((150, 200, 150)).astype(np.float32),
+        [("resize", 600)],
+        [("resize", 800)],
+    )
     tracemalloc.start()
     try:
         labels = labels_from_fields([field], (600, 800))

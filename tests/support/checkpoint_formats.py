@@ -92,8 +92,10 @@ def to_setr_official(sd, num_classes=None):
         elif not k.startswith("auxiliary_head."):
             raise KeyError(f"no official SETR name for {k}")
     classes = num_classes or sd["decode_head.conv_seg.bias"].shape[0]
-    out["decode_head.conv_seg.weight"], out["decode_head.conv_seg.bias"] = torch.randn(classes, 512, 1, 1), torch.randn(
-        classes)
+    out["decode_head.conv_seg.weight"], out["decode_head.conv_seg.bias"] = (
+        torch.randn(classes, 512, 1, 1),
+        torch.randn(classes),
+    )
     if mla:  # the official MLA backbone keeps a class token and its position embedding, then drops both
         dim = sd["backbone.pos_embed"].shape[-1]
         out["backbone.cls_token"] = torch.randn(1, 1, dim)

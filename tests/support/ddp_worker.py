@@ -41,8 +41,9 @@ def build(data: str | os.PathLike) -> tuple[SegmentationTask, FolderDataModule]:
     torch.manual_seed(0)
     net = segzoo.create_model("segformer-test", num_classes=NUM_CLASSES)
     module = SegmentationTask(net, num_classes=NUM_CLASSES)
-    datamodule = FolderDataModule(data, num_classes=NUM_CLASSES, eval_scale=(128, 64), val_batch_size=2,
-                                  num_workers=0, crop_size=32)
+    datamodule = FolderDataModule(
+        data, num_classes=NUM_CLASSES, eval_scale=(128, 64), val_batch_size=2, num_workers=0, crop_size=32
+    )
     return module, datamodule
 
 

@@ -172,8 +172,9 @@ def make_pascal_context_download(
     return root
 
 
-def bordered_mask(values: Sequence[int], border: int = 0, border_width: int = 2, height: int = HEIGHT,
-                  width: int = WIDTH) -> np.ndarray:
+def bordered_mask(
+    values: Sequence[int], border: int = 0, border_width: int = 2, height: int = HEIGHT, width: int = WIDTH
+) -> np.ndarray:
     """Vertical stripes of ``values`` separated by ``border_width``-pixel lines of ``border`` (as ADE20K's 0 or VOC's
     255 between objects)."""
     mask = stripes_mask(values, height, width)

@@ -68,8 +68,9 @@ class ColourDataset(Dataset):
 class ColourDataModule(L.LightningDataModule):
     """DataModule over :class:`ColourDataset` with the attributes segzoo DataModules expose."""
 
-    def __init__(self, num_train: int = 16, num_val: int = 8, batch_size: int = 4, num_classes: int = 3,
-                 size: int = 16):
+    def __init__(
+        self, num_train: int = 16, num_val: int = 8, batch_size: int = 4, num_classes: int = 3, size: int = 16
+    ):
         super().__init__()
         self.num_classes = num_classes
         self.ignore_index = 255

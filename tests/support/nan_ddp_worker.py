@@ -43,12 +43,26 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.manual_seed(0)
-    module = SegmentationTask(TinySegNet(with_aux=False), num_classes=3, loss=NanOnRankOne(), num_log_images=0,
-                                optimizer=lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9))
+    module = SegmentationTask(
+        TinySegNet(with_aux=False),
+        num_classes=3,
+        loss=NanOnRankOne(),
+        num_log_images=0,
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.1, momentum=0.9),
+    )
     recorder = HeadWeightEachStep()
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=4, limit_val_batches=0, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-                        callbacks=[recorder])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_steps=4,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        callbacks=[recorder],
+    )
     trainer.fit(module, ColourDataModule(num_train=16, batch_size=2))
     report = {
         "skipped": module.skipped_steps,

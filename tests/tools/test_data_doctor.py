@@ -476,8 +476,10 @@ def test_the_saved_settings_merge_into_the_recipe(tmp_path, capsys, monkeypatch)
         cli_main(["fit", "--config", str(recipe), "--config", str(saved), "--print_config"])
     config = yaml.safe_load(capsys.readouterr().out)
     model, data = config["model"], config["data"]["init_args"]
-    assert model["loss"]["init_args"]["class_weight"] == yaml.safe_load(saved.read_text())["model"]["loss"][
-        "init_args"]["class_weight"]
+    assert (
+        model["loss"]["init_args"]["class_weight"]
+        == yaml.safe_load(saved.read_text())["model"]["loss"]["init_args"]["class_weight"]
+    )
     assert model["optimizer"]["init_args"]["lr"] == 6e-5 and model["lr_scheduler"]["init_args"]["warmup_iters"] == 500
     assert data["data_root"] == str(tmp_path) and data["label_map"] in ({255: 1}, {"255": 1})
     assert data["crop_size"] == 512 and config["trainer"]["max_steps"] == 20000  # the recipe's, kept

@@ -78,12 +78,16 @@ def wait_for(proc: subprocess.Popen, done, what: str, log: Path) -> None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
             kill_group(proc)
-            pytest.fail(f"HANG while {what}: the run is alive but used no CPU for {STALL_LIMIT} s (blocked); its "
-                        f"output and its threads' stacks:\n{log.read_text()[-6000:]}")
+            pytest.fail(
+                f"HANG while {what}: the run is alive but used no CPU for {STALL_LIMIT} s (blocked); its "
+                f"output and its threads' stacks:\n{log.read_text()[-6000:]}"
+            )
         if now - start > RUN_LIMIT:
             kill_group(proc)
-            pytest.fail(f"SLOW while {what}: still running and using CPU after {RUN_LIMIT} s ({last_cpu} s of CPU): "
-                        f"an overloaded machine, not a hang; its output:\n{log.read_text()[-3000:]}")
+            pytest.fail(
+                f"SLOW while {what}: still running and using CPU after {RUN_LIMIT} s ({last_cpu} s of CPU): "
+                f"an overloaded machine, not a hang; its output:\n{log.read_text()[-3000:]}"
+            )
 
 
 def run_until_step_then_signal(run_dir: Path, signum: int, step: int = 3) -> tuple[int, str]:

@@ -47,8 +47,7 @@ def test_every_private_override_of_segzoo_cli_is_checked():
 def test_the_trainer_has_the_signal_hooks_the_sigterm_watchdog_replaces():
     """``SigtermWatchdog.setup`` swaps them only where they exist (``hasattr``), so without this check a Lightning
     without them would leave a stuck multi-process run unstoppable by SIGTERM, silently."""
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     connector = trainer._signal_connector
     assert parameters(connector._sigterm_notifier_fn) == ["signum", "_"]
     assert connector.received_sigterm is False

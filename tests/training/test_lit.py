@@ -193,8 +193,11 @@ def test_test_and_predict_through_trainer():
     masks = torch.cat([batch["mask"] for batch in datamodule.test_dataloader()]).numpy()
     valid = masks != 255
     preds, masks = preds[valid], masks[valid]
-    ious = [((preds == k) & (masks == k)).sum() / ((preds == k) | (masks == k)).sum()
-            for k in range(3) if ((preds == k) | (masks == k)).any()]
+    ious = [
+        ((preds == k) & (masks == k)).sum() / ((preds == k) | (masks == k)).sum()
+        for k in range(3)
+        if ((preds == k) | (masks == k)).any()
+    ]
     assert results[0]["test/miou"] == pytest.approx(float(np.mean(ious)), abs=1e-6)
 
 

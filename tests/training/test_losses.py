@@ -48,7 +48,13 @@ def test_ohem_keeps_pixels_below_the_threshold_or_the_min_kept_hardest():
     assert ohem(logits, target).item() == pytest.approx((ce[1] + ce[2] + ce[4]) / 3, rel=1e-6)
     many = OhemCrossEntropyLoss(thresh=0.7, min_kept=3)  # p_k = 4th smallest (0.8) > 0.7: keep p < 0.8
     assert many.hard_pixels(logits, target, torch.zeros(1, 1, 6)).flatten().tolist() == [
-        False, True, True, False, True, False]
+        False,
+        True,
+        True,
+        False,
+        True,
+        False,
+    ]
     largest = OhemCrossEntropyLoss(thresh=None, min_kept=2)  # the two largest losses: p = 0.3 and 0.5
     assert largest(logits, target).item() == pytest.approx((ce[2] + ce[4]) / 2, rel=1e-6)
 
@@ -95,8 +101,14 @@ def test_a_batch_without_labelled_pixels_gives_a_zero_that_reaches_the_parameter
 def test_module_trains_with_a_chosen_loss_and_reports_foreground_iou_for_binary_data():
     torch.manual_seed(0)
     loss = LossSum([CrossEntropyLoss(), DiceLoss()])
-    module = SegmentationTask(TinySegNet(num_classes=2), num_classes=2, loss=loss, num_log_images=0,
-                                optimizer=partial(torch.optim.AdamW, lr=1e-2), lr_scheduler=partial(PolyLR, power=1.0))
+    module = SegmentationTask(
+        TinySegNet(num_classes=2),
+        num_classes=2,
+        loss=loss,
+        num_log_images=0,
+        optimizer=partial(torch.optim.AdamW, lr=1e-2),
+        lr_scheduler=partial(PolyLR, power=1.0),
+    )
     assert module.loss.ignore_index == 255
     datamodule = ColourDataModule(num_train=8, num_val=4, batch_size=2, num_classes=2)
     trainer = quiet_trainer(max_steps=4)

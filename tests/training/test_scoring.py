@@ -31,14 +31,16 @@ from support.lit_helpers import quiet_trainer
 TINY = str(REPO / "configs" / "test" / "tiny.yaml")
 # the DataModule's test pipeline, and another one a checkpoint carries
 DATA_PIPELINE = {"eval_scale": (128, 64), "mean": (123.675, 116.28, 103.53), "std": (58.395, 57.12, 57.375)}
-CHECKPOINT_PIPELINE = EvalProtocol(mean=(127.5,) * 3, std=(127.5,) * 3, test_scale=(2048, 80), size_divisor=8,
-                                   tta_style="mmseg-1.x")
+CHECKPOINT_PIPELINE = EvalProtocol(
+    mean=(127.5,) * 3, std=(127.5,) * 3, test_scale=(2048, 80), size_divisor=8, tta_style="mmseg-1.x"
+)
 CHECKPOINT_CFG = {"num_classes": 3, "eval": CHECKPOINT_PIPELINE.to_dict()}
 
 
 def folder_data(root: Path, **kwargs) -> FolderDataModule:
-    return FolderDataModule(make_folder_of_sizes(root), num_classes=3, num_workers=0, batch_size=2, crop_size=32,
-                            **DATA_PIPELINE, **kwargs)
+    return FolderDataModule(
+        make_folder_of_sizes(root), num_classes=3, num_workers=0, batch_size=2, crop_size=32, **DATA_PIPELINE, **kwargs
+    )
 
 
 def tiny_model(cfg: dict | None = None) -> torch.nn.Module:
@@ -122,7 +124,8 @@ def test_a_checkpoints_own_pipeline_scores_it_until_it_is_trained(tmp_path, capl
 
 def test_a_pipeline_is_the_checkpoints_only_with_its_classes(tmp_path):
     assert SegmentationTask(tiny_model(CHECKPOINT_CFG | {"num_classes": 150}), num_classes=3).eval_protocol()[1] == (
-        "data")
+        "data"
+    )
     with pytest.raises(ValueError, match="carry no test pipeline"):
         SegmentationTask(tiny_model(), num_classes=3, eval_protocol_source="checkpoint").eval_protocol()
     with pytest.raises(ValueError, match="eval_protocol_source"):
@@ -170,8 +173,9 @@ def test_segzoo_eval_takes_the_dataset_from_the_file_or_the_flag(tmp_path, capsy
     for index in range(len(dm.datasets["test"])):
         image, mask, _ = dm.datasets["test"].load_sample(index)
         labels, valid = torch.from_numpy(loaded.predict(image)), torch.from_numpy(mask != 255)
-        expected.index_put_((torch.from_numpy(mask[mask != 255]).long(), labels[valid]), torch.tensor(1),
-                            accumulate=True)
+        expected.index_put_(
+            (torch.from_numpy(mask[mask != 255]).long(), labels[valid]), torch.tensor(1), accumulate=True
+        )
     assert torch.equal(torch.tensor(result["confusion"]), expected)
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert f"aAcc {result['aAcc']:.2f}  mIoU {result['mIoU']:.2f}  mAcc {result['mAcc']:.2f}" in printed
@@ -180,8 +184,26 @@ def test_segzoo_eval_takes_the_dataset_from_the_file_or_the_flag(tmp_path, capsy
     torch.save(model.state_dict(), weights)
     assert main(["eval", "--model", str(weights), "--data", str(data), "--num-workers", "0"]) == 2
     assert "--dataset ade20k" in capsys.readouterr().err
-    assert main(["eval", "--model", str(weights), "--dataset", "ade20k", "--data", str(data), "--num-workers", "0",
-                 "--limit", "1", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(weights),
+                "--dataset",
+                "ade20k",
+                "--data",
+                str(data),
+                "--num-workers",
+                "0",
+                "--limit",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["images"] == 1
 
 

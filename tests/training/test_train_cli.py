@@ -162,8 +162,20 @@ def test_wandb_logger_offline_gets_metrics_table_and_overlays(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")  # no network: the run is written under wandb/offline-run-*
     monkeypatch.setenv("WANDB_SILENT", "true")
-    cli_main(["fit", "--config", TINY, "--trainer.logger", "lightning.pytorch.loggers.WandbLogger",
-              "--trainer.logger.save_dir", str(tmp_path), "--trainer.logger.project", "segzoo-test", *QUIET])
+    cli_main(
+        [
+            "fit",
+            "--config",
+            TINY,
+            "--trainer.logger",
+            "lightning.pytorch.loggers.WandbLogger",
+            "--trainer.logger.save_dir",
+            str(tmp_path),
+            "--trainer.logger.project",
+            "segzoo-test",
+            *QUIET,
+        ]
+    )
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     media = list((runs[0] / "files" / "media").rglob("*.png"))
@@ -185,8 +197,16 @@ def test_the_progress_bar_of_an_iteration_based_run_counts_steps(tmp_path, monke
     from segzoo.training import StepProgressBar
 
     monkeypatch.chdir(tmp_path)
-    cli = cli_main(["--config", TINY, "--trainer.max_steps=6", "--trainer.limit_val_batches=0",
-                    "--trainer.enable_model_summary=false"], run=False)
+    cli = cli_main(
+        [
+            "--config",
+            TINY,
+            "--trainer.max_steps=6",
+            "--trainer.limit_val_batches=0",
+            "--trainer.enable_model_summary=false",
+        ],
+        run=False,
+    )
     bar = cli.trainer.progress_bar_callback
     assert isinstance(bar, StepProgressBar)  # train.py's bar unless --trainer.enable_progress_bar false
     seen = []
@@ -225,11 +245,24 @@ def test_the_folder_fine_tune_recipe_trains_on_a_folder(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     root = make_folder(tmp_path / "my-dataset")
-    cli = cli_main([
-        "fit", "--config", str(REPO / "configs" / "finetune-folder.yaml"), "--model.init_from=null",
-        "--model.model=segformer-test", f"--data.init_args.data_root={root}", "--data.init_args.num_classes=3",
-        "--data.init_args.crop_size=32", "--data.init_args.scale=[64, 32]", "--data.init_args.eval_scale=[64, 32]",
-        "--data.init_args.batch_size=2", "--data.init_args.num_workers=0", "--trainer.accelerator=cpu",
-        "--trainer.max_steps=2", "--trainer.val_check_interval=2", *QUIET,
-    ])
+    cli = cli_main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs" / "finetune-folder.yaml"),
+            "--model.init_from=null",
+            "--model.model=segformer-test",
+            f"--data.init_args.data_root={root}",
+            "--data.init_args.num_classes=3",
+            "--data.init_args.crop_size=32",
+            "--data.init_args.scale=[64, 32]",
+            "--data.init_args.eval_scale=[64, 32]",
+            "--data.init_args.batch_size=2",
+            "--data.init_args.num_workers=0",
+            "--trainer.accelerator=cpu",
+            "--trainer.max_steps=2",
+            "--trainer.val_check_interval=2",
+            *QUIET,
+        ]
+    )
     assert cli.trainer.global_step == 2 and cli.model.num_classes == 3 and "val/miou" in cli.trainer.callback_metrics

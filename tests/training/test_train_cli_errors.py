@@ -39,19 +39,27 @@ def run_train(args: list[str], monkeypatch, capsys) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--data", "FolderDataModule", "--data.num_classes", "3"],
-         "--data (segzoo.data.FolderDataModule): the following arguments are required: data_root: give "
-         "--data.data_root"),
-        (["--data", "FolderDataModule", "--data.num_classes", "3", "--data.data_root", "/no/such/folder"],
-         "segzoo.data.FolderDataModule: Folder dataset: data_root '/no/such/folder' does not exist"),
+        (
+            ["--data", "FolderDataModule", "--data.num_classes", "3"],
+            "--data (segzoo.data.FolderDataModule): the following arguments are required: data_root: give "
+            "--data.data_root",
+        ),
+        (
+            ["--data", "FolderDataModule", "--data.num_classes", "3", "--data.data_root", "/no/such/folder"],
+            "segzoo.data.FolderDataModule: Folder dataset: data_root '/no/such/folder' does not exist",
+        ),
         (["--data.batch_size", "0"], "segzoo.data.SyntheticDataModule: batch_size must be at least 1, got 0"),
         (["--data.batch_size", "two"], "--data.batch_size (segzoo.data.SyntheticDataModule): expected int, got 'two'"),
         (["--model.lr_scheduler.power", "x"], "--model.lr_scheduler.power: expected float, got 'x'"),
         (["--model.model", "segformr-b0"], "--model: unknown architecture 'segformr-b0'. Did you mean: segformer-b0"),
-        (["--model.model", "segmenter-mask", "--model.model_args", "{encoder: vit_smal_patch14_dinov2}"],
-         "timm has no model 'vit_smal_patch14_dinov2'; closest: vit_small_patch14_dinov2"),
-        (["--model.loss", "segzoo.training.CrossEntropyLoss", "--model.loss.class_weight", "[1.0, 2.0]"],
-         "CrossEntropyLoss's class_weight has 2 values for 3 classes"),
+        (
+            ["--model.model", "segmenter-mask", "--model.model_args", "{encoder: vit_smal_patch14_dinov2}"],
+            "timm has no model 'vit_smal_patch14_dinov2'; closest: vit_small_patch14_dinov2",
+        ),
+        (
+            ["--model.loss", "segzoo.training.CrossEntropyLoss", "--model.loss.class_weight", "[1.0, 2.0]"],
+            "CrossEntropyLoss's class_weight has 2 values for 3 classes",
+        ),
         (["--ckpt_path", "/no/such/last.ckpt"], "--ckpt_path /no/such/last.ckpt does not exist"),
     ],
 )
@@ -105,8 +113,9 @@ def test_resuming_with_another_class_count_is_one_line(three_class_checkpoint, h
     else:
         monkeypatch.chdir(tmp_path)
         ckpt = str(three_class_checkpoint)
-    status, err = run_train(["fit", "--config", TINY, *QUIET, "--data.num_classes", "5", "--ckpt_path", ckpt],
-                            monkeypatch, capsys)
+    status, err = run_train(
+        ["fit", "--config", TINY, *QUIET, "--data.num_classes", "5", "--ckpt_path", ckpt], monkeypatch, capsys
+    )
     assert status == 2 and "Traceback" not in err and "size mismatch" not in err
     line = err.strip().splitlines()[-1]
     assert "was trained for 3 classes, and the data has 5" in line and "--model.init_from" in line
@@ -114,8 +123,20 @@ def test_resuming_with_another_class_count_is_one_line(three_class_checkpoint, h
 
 def test_ckpt_path_last_with_nothing_to_resume_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    status, err = run_train(["fit", "--config", TINY, *QUIET, "--trainer.max_steps=1",
-                             "--trainer.limit_val_batches=0", "--ckpt_path", "last"], monkeypatch, capsys)
+    status, err = run_train(
+        [
+            "fit",
+            "--config",
+            TINY,
+            *QUIET,
+            "--trainer.max_steps=1",
+            "--trainer.limit_val_batches=0",
+            "--ckpt_path",
+            "last",
+        ],
+        monkeypatch,
+        capsys,
+    )
     assert status == 0
     expected = f"no last.ckpt under {Path('runs') / 'tiny' / 'version_*' / 'checkpoints'} yet, so nothing to resume"
     assert expected in err and "save_last" not in err

@@ -57,8 +57,9 @@ def test_cross_entropy_over_all_pixels_divides_by_every_pixel_of_the_batch():
     assert CrossEntropyLoss(average_over="all")(logits, target).item() == pytest.approx(per_pixel.sum() / 40)
     assert CrossEntropyLoss()(logits, target).item() == pytest.approx(per_pixel.sum() / labelled)
     weights = [1.0, 2.0, 0.5]
-    weighted = torch.nn.functional.cross_entropy(logits, target, torch.tensor(weights), ignore_index=IGNORE,
-                                                 reduction="none")
+    weighted = torch.nn.functional.cross_entropy(
+        logits, target, torch.tensor(weights), ignore_index=IGNORE, reduction="none"
+    )
     assert CrossEntropyLoss(weights, average_over="all")(logits, target).item() == pytest.approx(weighted.sum() / 40)
     with pytest.raises(ValueError, match="average_over"):
         CrossEntropyLoss(average_over="labeled")
@@ -112,8 +113,13 @@ class WeightsAtEachStep(Callback):
 
 def test_a_nan_loss_skips_the_step_with_a_warning_and_changes_no_weight():
     torch.manual_seed(0)
-    module = SegmentationTask(TinySegNet(with_aux=False), num_classes=3, loss=NanLoss(bad={1, 2}),
-                                optimizer=partial(torch.optim.SGD, lr=0.1, momentum=0.9), num_log_images=0)
+    module = SegmentationTask(
+        TinySegNet(with_aux=False),
+        num_classes=3,
+        loss=NanLoss(bad={1, 2}),
+        optimizer=partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+        num_log_images=0,
+    )
     recorder = WeightsAtEachStep()
     with pytest.warns(UserWarning, match=r"the loss is NaN or infinite .* this step is skipped"):
         quiet_trainer(max_steps=4, limit_val_batches=0, callbacks=[recorder]).fit(module, ColourDataModule())
@@ -126,8 +132,9 @@ def test_a_nan_loss_skips_the_step_with_a_warning_and_changes_no_weight():
 
 def test_a_run_whose_loss_stays_nan_stops_with_a_clear_error(monkeypatch):
     monkeypatch.setattr(SegmentationTask, "MAX_CONSECUTIVE_SKIPS", 3)
-    module = SegmentationTask(TinySegNet(with_aux=False), num_classes=3, loss=NanLoss(bad=set(range(100))),
-                                num_log_images=0)
+    module = SegmentationTask(
+        TinySegNet(with_aux=False), num_classes=3, loss=NanLoss(bad=set(range(100))), num_log_images=0
+    )
     with pytest.warns(UserWarning), pytest.raises(segzoo.NonFiniteLossError, match="3 steps in a row"):
         quiet_trainer(max_steps=10, limit_val_batches=0).fit(module, ColourDataModule())
 
@@ -137,9 +144,10 @@ def test_under_ddp_a_nan_on_one_process_drops_the_step_on_every_process(tmp_path
     """Gradients are averaged over the processes, so one process's NaN reaches all: every process drops that update
     (one all-reduced flag), and they stay in step and equal."""
     out = tmp_path / "report"
-    proc = start([sys.executable, str(TESTS / "support" / "nan_ddp_worker.py"), "--out", str(out)], tmp_path,
-                 clean_env())
-    (code, stdout, stderr), = finish([proc], timeout=150)
+    proc = start(
+        [sys.executable, str(TESTS / "support" / "nan_ddp_worker.py"), "--out", str(out)], tmp_path, clean_env()
+    )
+    ((code, stdout, stderr),) = finish([proc], timeout=150)
     assert code == 0, stderr[-3000:]
     reports = [json.loads(Path(f"{out}.rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["skipped"] for r in reports] == [1, 1] and [r["global_step"] for r in reports] == [4, 4]
@@ -172,8 +180,12 @@ def test_training_switches_work_on_loaded_models(tmp_path):
     loaded = segzoo.load(str(tmp_path / "start"), freeze_encoder=True, grad_checkpointing=True)
     assert not any(p.requires_grad for p in loaded.backbone.parameters())
     assert loaded.backbone.grad_checkpointing
-    module = SegmentationTask("segmenter-test-linear", num_classes=3, init_from=str(tmp_path / "start"),
-                                model_args={"freeze_encoder": True, "grad_checkpointing": True})
+    module = SegmentationTask(
+        "segmenter-test-linear",
+        num_classes=3,
+        init_from=str(tmp_path / "start"),
+        model_args={"freeze_encoder": True, "grad_checkpointing": True},
+    )
     assert not any(p.requires_grad for p in module.model.backbone.parameters())
     assert module.model.training and not module.model.backbone.training  # a frozen encoder stays in eval mode
     with pytest.raises(ValueError, match="pretrained_encoder does not apply"):
@@ -190,8 +202,13 @@ def lr_and_decay(model: nn.Module, **rules) -> dict[str, tuple[float, float]]:
 
 def test_custom_keys_take_the_longest_key_then_the_alphabetically_first_and_only_that_one():
     model = TinySegNet()  # backbone.0 conv, backbone.1 BatchNorm, backbone.pos_embed, decode_head.*, auxiliary_head.*
-    keys = {"head": {"lr_mult": 10.0}, "pos": {"decay_mult": 0.0}, "aux": {"lr_mult": 3.0, "decay_mult": 0.5},
-            "backbone.1": {"decay_mult": 0.0}, "backbone": {"lr_mult": 2.0}}
+    keys = {
+        "head": {"lr_mult": 10.0},
+        "pos": {"decay_mult": 0.0},
+        "aux": {"lr_mult": 3.0, "decay_mult": 0.5},
+        "backbone.1": {"decay_mult": 0.0},
+        "backbone": {"lr_mult": 2.0},
+    }
     groups = lr_and_decay(model, custom_keys=keys, norm_decay_mult=7.0, head_lr_mult=5.0)
     assert groups["backbone.0.weight"] == (2.0, 1.0)
     assert groups["backbone.1.weight"] == (1.0, 0.0)  # "backbone.1" is longer than "backbone": only it applies
@@ -220,10 +237,12 @@ def test_setr_recipes_train_the_mla_neck_at_the_base_lr_as_mmseg():
 def test_segformer_recipes_decay_what_their_publisher_decays():
     """mmseg's keys act on mmseg's names (stage norms ``layers.{i}.2`` decay); NVlabs' on NVlabs' names, which are
     segzoo's (stage norms ``norm{i}`` do not); in both the head's BatchNorms decay ('head' is found first)."""
-    mmseg = lr_and_decay(segzoo.create_model("segformer-test-mmseg", num_classes=3),
-                         custom_keys=recipe_keys("segformer-mmseg.yaml"))
-    nvlabs = lr_and_decay(segzoo.create_model("segformer-test", num_classes=3),
-                          custom_keys=recipe_keys("segformer.yaml"))
+    mmseg = lr_and_decay(
+        segzoo.create_model("segformer-test-mmseg", num_classes=3), custom_keys=recipe_keys("segformer-mmseg.yaml")
+    )
+    nvlabs = lr_and_decay(
+        segzoo.create_model("segformer-test", num_classes=3), custom_keys=recipe_keys("segformer.yaml")
+    )
     for groups in (mmseg, nvlabs):
         assert groups["backbone.block1.0.norm1.weight"] == (1.0, 0.0)
         assert groups["backbone.patch_embed1.norm.bias"] == (1.0, 0.0)
@@ -325,15 +344,29 @@ def test_the_two_schedules_differ_where_mmseg_1x_and_0x_do():
 def test_resuming_with_more_steps_continues_on_the_longer_schedule(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["train.py"])
-    common = ["--config", str(REPO / "configs/test/tiny.yaml"), "--trainer.enable_progress_bar=false",
-              "--trainer.enable_model_summary=false", "--trainer.check_val_every_n_epoch=null",
-              "--trainer.val_check_interval=4", "--last_checkpoint.every_n_train_steps=0"]
+    common = [
+        "--config",
+        str(REPO / "configs/test/tiny.yaml"),
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.check_val_every_n_epoch=null",
+        "--trainer.val_check_interval=4",
+        "--last_checkpoint.every_n_train_steps=0",
+    ]
     cli_main(["fit", *common, "--trainer.max_steps=4", "--trainer.logger.init_args.name=short"])
     last = tmp_path / "runs/short/version_0/checkpoints/last.ckpt"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        resumed = cli_main(["fit", *common, "--trainer.max_steps=8", "--trainer.logger.init_args.name=resumed",
-                            "--ckpt_path", str(last)])
+        resumed = cli_main(
+            [
+                "fit",
+                *common,
+                "--trainer.max_steps=8",
+                "--trainer.logger.init_args.name=resumed",
+                "--ckpt_path",
+                str(last),
+            ]
+        )
     fresh = cli_main(["fit", *common, "--trainer.max_steps=8", "--trainer.logger.init_args.name=fresh"])
     resumed_lrs, fresh_lrs = logged_lrs(resumed.trainer.log_dir), logged_lrs(fresh.trainer.log_dir)
     assert sorted(resumed_lrs) == [4, 5, 6, 7]
@@ -396,8 +429,10 @@ def test_vit_noise_is_placed_as_the_publisher_placed_it(tmp_path):
     dropouts = [m.p for m in mmseg_row.decode_head.modules() if isinstance(m, nn.Dropout)]
     assert set(dropouts) == {0.0}  # mmseg's Segmenter head: dropout_ratio=0
     official = tmp_path / "checkpoint.pth"
-    torch.save({"model": to_segmenter_official(segzoo.create_model("segmenter-test-mask", num_classes=3).state_dict())},
-               official)
+    torch.save(
+        {"model": to_segmenter_official(segzoo.create_model("segmenter-test-mask", num_classes=3).state_dict())},
+        official,
+    )
     model = segzoo.load("segmenter-test-mask", checkpoint=official, drop_path_rate=0.1)
     assert type(model.backbone.blocks[1].drop_path1).__name__ == "DropPath"  # the official block: both branches
     head = model.decode_head.blocks[0]
@@ -411,8 +446,9 @@ def test_every_paper_recipe_names_its_origin():
     for recipe in recipes:
         text = " ".join(line.lstrip("# ") for line in recipe.read_text().splitlines() if line.startswith("#"))
         if recipe.stem.startswith("segformer") and not recipe.stem.endswith("-mmseg"):
-            assert re.search(r"Origin: NVlabs/SegFormer `local_configs/segformer/B\d/segformer\.b\d\.\S+\.160k\.py`",
-                             text), recipe
+            assert re.search(
+                r"Origin: NVlabs/SegFormer `local_configs/segformer/B\d/segformer\.b\d\.\S+\.160k\.py`", text
+            ), recipe
             assert "_base/segformer.yaml" in recipe.read_text(), recipe
         else:
             assert re.search(r"Origin: mmseg 1\.x `configs/(segformer|setr|segmenter)/\S+\.py`", text), recipe

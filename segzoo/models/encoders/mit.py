@@ -36,7 +36,13 @@ class OverlapPatchEmbed(nn.Module):
     """Strided conv with overlapping windows (kernel > stride), then LayerNorm over channels."""
 
     def __init__(
-        self, in_chans: int, embed_dim: int, patch_size: int, stride: int, norm_eps: float = 1e-5, device=None,
+        self,
+        in_chans: int,
+        embed_dim: int,
+        patch_size: int,
+        stride: int,
+        norm_eps: float = 1e-5,
+        device=None,
         dtype=None,
     ):
         super().__init__()
@@ -54,8 +60,16 @@ class EfficientSelfAttention(nn.Module):
     """Multi-head attention whose keys and values come from a sequence shrunk ``sr_ratio``² times by a strided conv."""
 
     def __init__(
-        self, dim: int, num_heads: int, sr_ratio: int, qkv_bias: bool = True, attn_drop: float = 0.0,
-        proj_drop: float = 0.0, sr_norm_eps: float = 1e-5, device=None, dtype=None,
+        self,
+        dim: int,
+        num_heads: int,
+        sr_ratio: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        sr_norm_eps: float = 1e-5,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         if dim % num_heads:
@@ -111,8 +125,19 @@ class MixFFN(nn.Module):
 
 class MixBlock(nn.Module):
     def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int, qkv_bias: bool, drop: float,
-        attn_drop: float, drop_path: float, norm_eps: float, sr_norm_eps: float = 1e-5, device=None, dtype=None,
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        sr_ratio: int,
+        qkv_bias: bool,
+        drop: float,
+        attn_drop: float,
+        drop_path: float,
+        norm_eps: float,
+        sr_norm_eps: float = 1e-5,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
@@ -174,8 +199,19 @@ class MixTransformer(nn.Module):
             patch_embed = OverlapPatchEmbed(prev_dim, dim, patch_sizes[i - 1], strides[i - 1], patch_norm_eps, **dd)
             self.add_module(f"patch_embed{i}", patch_embed)
             blocks = [
-                MixBlock(dim, num_heads[i - 1], mlp_ratios[i - 1], sr_ratios[i - 1], qkv_bias, drop_rate,
-                         attn_drop_rate, dpr[first + j], norm_eps, sr_norm_eps, **dd)
+                MixBlock(
+                    dim,
+                    num_heads[i - 1],
+                    mlp_ratios[i - 1],
+                    sr_ratios[i - 1],
+                    qkv_bias,
+                    drop_rate,
+                    attn_drop_rate,
+                    dpr[first + j],
+                    norm_eps,
+                    sr_norm_eps,
+                    **dd,
+                )
                 for j in range(depth)
             ]
             self.add_module(f"block{i}", nn.ModuleList(blocks))
@@ -208,7 +244,7 @@ class MixTransformer(nn.Module):
         if indices is None:
             return outs
         if isinstance(indices, int):
-            return outs[len(outs) - indices:]
+            return outs[len(outs) - indices :]
         return [outs[i] for i in indices]
 
 

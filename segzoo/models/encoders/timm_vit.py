@@ -64,7 +64,8 @@ def check_timm_name(model_name: str) -> None:
         raise UnknownModelError(f"timm's {arch} has no weights tagged {tag!r}; its tags: {', '.join(tags) or 'none'}")
     close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
     raise UnknownModelError(
-        f"timm has no model {model_name!r}" + (f"; closest: {', '.join(close)}" if close else "")
+        f"timm has no model {model_name!r}"
+        + (f"; closest: {', '.join(close)}" if close else "")
         + f". Tested encoders: segzoo.models.KNOWN_TIMM_ENCODERS, e.g. {KNOWN_TIMM_ENCODERS[0]}"
     )
 

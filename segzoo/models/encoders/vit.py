@@ -141,8 +141,9 @@ class ResNetPatchEmbed(nn.Module):
     ``dynamic_img_size``.
     """
 
-    def __init__(self, img_size: int, embed_dim: int, in_chans: int = 3, bias: bool = True, device=None, dtype=None,
-                 **_):
+    def __init__(
+        self, img_size: int, embed_dim: int, in_chans: int = 3, bias: bool = True, device=None, dtype=None, **_
+    ):
         super().__init__()
         self.backbone = timm.create_model(
             "resnet50", features_only=True, out_indices=(4,), output_stride=16, in_chans=in_chans, pretrained=False

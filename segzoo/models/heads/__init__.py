@@ -5,5 +5,11 @@ from segzoo.models.heads.segmenter import LinearHead, MaskTransformer
 from segzoo.models.heads.setr import MlaNeck, SetrMlaHead, SetrUpHead
 
 __all__ = [
-    "LinearHead", "MaskTransformer", "MlaNeck", "MmsegSegformerHead", "SegformerHead", "SetrMlaHead", "SetrUpHead",
+    "LinearHead",
+    "MaskTransformer",
+    "MlaNeck",
+    "MmsegSegformerHead",
+    "SegformerHead",
+    "SetrMlaHead",
+    "SetrUpHead",
 ]

@@ -50,8 +50,13 @@ class SegformerHead(nn.Module):
     classifier_names = ("linear_pred",)
 
     def __init__(
-        self, in_channels: Sequence[int], num_classes: int, channels: int = 256, dropout: float = 0.1,
-        device=None, dtype=None,
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        channels: int = 256,
+        dropout: float = 0.1,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
@@ -131,8 +136,13 @@ class MmsegSegformerHead(nn.Module):
     classifier_names = ("conv_seg",)
 
     def __init__(
-        self, in_channels: Sequence[int], num_classes: int, channels: int = 256, dropout: float = 0.1,
-        device=None, dtype=None,
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        channels: int = 256,
+        dropout: float = 0.1,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         dd = {"device": device, "dtype": dtype}

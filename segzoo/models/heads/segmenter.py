@@ -36,8 +36,14 @@ class LinearHead(nn.Module):
     classifier_names = ("conv_seg",)
 
     def __init__(
-        self, in_channels: int, num_classes: int, in_index: int | Sequence[int] = -1, dropout: float = 0.0,
-        batch_norm: bool = False, device=None, dtype=None,
+        self,
+        in_channels: int,
+        num_classes: int,
+        in_index: int | Sequence[int] = -1,
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -111,8 +117,17 @@ class MaskTransformer(nn.Module):
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, proj_drop=dropout, attn_drop=dropout,
-                  drop_path=dpr[i], norm_layer=norm_layer, **dd)
+            Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias=True,
+                proj_drop=dropout,
+                attn_drop=dropout,
+                drop_path=dpr[i],
+                norm_layer=norm_layer,
+                **dd,
+            )
             for i in range(depth)
         )
         if drop_path_branches == "mlp":

@@ -89,8 +89,9 @@ class MlaModule(nn.Module):
 class MlaNeck(nn.Module):
     """SETR's multi-level feature aggregation: LayerNorm on each ViT map, then :class:`MlaModule`."""
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int = 256, norm_eps: float = 1e-6, device=None,
-                 dtype=None):
+    def __init__(
+        self, in_channels: Sequence[int], out_channels: int = 256, norm_eps: float = 1e-6, device=None, dtype=None
+    ):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
         self.norm = nn.ModuleList(nn.LayerNorm(c, eps=norm_eps, **dd) for c in in_channels)
