@@ -7,6 +7,7 @@ import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -418,10 +419,12 @@ def test_a_malformed_detail_json_names_the_entry(tmp_path: Path, edit, said):
 
 def test_ctrl_c_during_prepare_is_one_line_and_the_next_run_finishes(tmp_path: Path, monkeypatch, capsys):
     src, dst = make_cityscapes(tmp_path / "src"), tmp_path / "dst"
-    write = prepare_module.atomic_write
+    write, labels_started = prepare_module.atomic_write, itertools.count()
 
-    def interrupted(target):  # Ctrl-C while the third label is being written
-        if target.name.endswith("_labelTrainIds.png") and len(list(dst.rglob("*_labelTrainIds.png"))) >= 2:
+    # Ctrl-C when the third label starts. Counted, not globbed: the worker threads create and remove their temporary
+    # folders under DST meanwhile, and a walk of DST can fail on a folder that vanishes under it.
+    def interrupted(target):
+        if target.name.endswith("_labelTrainIds.png") and next(labels_started) >= 2:
             raise KeyboardInterrupt
         return write(target)
 
