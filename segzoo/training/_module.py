@@ -288,6 +288,8 @@ class SegmentationTask(L.LightningModule):
         protocol = self._recorded_protocol()
         if protocol is not None:  # the test pipeline segzoo.load and --ckpt_path score these weights with
             checkpoint["eval_protocol"] = protocol.to_dict()
+        # the saved-model config, in the shape config.json and the ONNX metadata hold it too; eval_protocol above
+        # stays for segzoo versions that read only that
         checkpoint[CHECKPOINT_KEY] = self.model_config(protocol).to_dict()
         hparams = checkpoint.get("hyper_parameters")
         if hparams is None:
