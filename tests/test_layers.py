@@ -2,9 +2,9 @@
 its own layer and those below, lazy imports included; every top-level module has a layer; no import cycles), which CI
 also runs as ``lint-imports``, and the rule import-linter cannot express: which modules import the package root.
 
-    base (errors, version, preprocessing, image files, datasets, atomic writes) -> models -> checkpoints -> inference
-    (and the public API, and the torch-free runtime) -> training, data (Lightning, albumentations, wandb) and the demo
-    page -> command line
+    base (errors, version, preprocessing, image files, datasets, atomic writes, model config) -> models -> checkpoints
+    -> inference (and the public API, and the torch-free runtime) -> training, data (Lightning, albumentations, wandb)
+    and the demo page -> command line
 """
 
 from __future__ import annotations

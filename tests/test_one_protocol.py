@@ -1,5 +1,6 @@
 """The test pipeline is one object, EvalProtocol, wherever segzoo keeps it: a table row's ``eval``,
-``model.pretrained_cfg["eval"]`` and the ``config.json`` it is saved to, a train.py checkpoint's ``eval_protocol``;
+``model.pretrained_cfg["eval"]`` and the ``config.json`` it is saved to, a train.py checkpoint's ``eval_protocol``
+(and its model config's ``pretrained_cfg["eval"]``);
 each is read back by ``EvalProtocol.from_dict``. Folders and checkpoints written before it was kept so load with the
 pipeline they held."""
 
@@ -65,7 +66,7 @@ def test_a_training_checkpoint_records_the_protocol_its_validation_used(tmp_path
     assert segzoo.load(str(path)).eval_protocol == used
     # a checkpoint written before segzoo recorded it: the same facts, from the DataModule's and the module's
     # hyperparameters (the multi-scale settings at their defaults)
-    del checkpoint["eval_protocol"]
+    del checkpoint["eval_protocol"], checkpoint["segzoo_config"]
     torch.save(checkpoint, tmp_path / "before.ckpt")
     defaults = {field: getattr(EvalProtocol(), field) for field in ("tta_scales", "tta_style", "flip")}
     assert segzoo.load(str(tmp_path / "before.ckpt")).eval_protocol == dataclasses.replace(used, **defaults)

@@ -1,6 +1,6 @@
 """Reading a saved model's folder: segzoo's own (``config.json`` + ``model.safetensors``, as ``save_pretrained``
-writes it) and transformers SegFormer folders. :func:`read_config` and :func:`current_pretrained_cfg` are the one
-reader of the saved-model schema."""
+writes it) and transformers SegFormer folders. A segzoo ``config.json`` is read by the one reader of the saved-model
+schema, :meth:`segzoo._model_config.ModelConfig.from_dict`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from segzoo._errors import ConversionError, CorruptedFileError
-from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, EvalProtocol
+from segzoo._model_config import ModelConfig
 from segzoo.checkpoints._cache import read_converted
 from segzoo.checkpoints._checkpoint import Checkpoint, table_cfg_for
 from segzoo.checkpoints._table import PretrainedCfg
@@ -43,11 +43,10 @@ def read_folder(
         raise ConversionError(f"{config_path} describes neither a segzoo model nor a transformers SegFormer")
     try:
         if "architecture" in config:  # ours
-            arch, num_classes = config["architecture"], config["num_classes"]
-            if not isinstance(num_classes, int):
-                raise TypeError(f"num_classes is {num_classes!r}, not a whole number")
-            args = dict(config.get("model_args") or {}) | model_args
-            pretrained_cfg = current_pretrained_cfg(dict(config.get("pretrained_cfg") or {}))
+            saved = ModelConfig.from_dict(config)
+            arch, num_classes = saved.architecture, config["num_classes"]  # a segzoo folder always states it
+            args = saved.model_args | model_args
+            pretrained_cfg = dict(saved.pretrained_cfg)
         else:
             key = (tuple(config["hidden_sizes"]), tuple(config["depths"]))
             labels = dict(config.get("id2label") or {})
@@ -85,29 +84,6 @@ def read_config(path: Path) -> dict[str, Any]:
             f"{path} holds a JSON {type(config).__name__}, not an object: expected a segzoo or transformers config.json"
         )
     return config
-
-
-# pretrained_cfg keys of folders saved before the test pipeline was kept as one entry ("eval")
-_FLAT_PROTOCOL_KEYS = ("eval_mode", "test_scale", "size_divisor", "stride", "tta", "min_short_side", "train_crop_size")
-
-
-def current_pretrained_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A ``config.json``'s ``pretrained_cfg`` in today's shape. Folders saved by segzoo before it kept the test
-    pipeline as one entry (``eval``, an :class:`EvalProtocol`) held it as flat keys: ``eval_mode``, ``test_scale``,
-    ``size_divisor``, ``stride``, ``min_short_side``, ``tta``, and ``crop_size`` meaning the window in slide mode
-    (the training crop then in ``train_crop_size``)."""
-    if "eval" in cfg or not ("eval_mode" in cfg or "mean" in cfg):
-        return cfg
-    mode = cfg.get("eval_mode") or "whole"
-    protocol = EvalProtocol(
-        mean=cfg.get("mean") or IMAGENET_MEAN, std=cfg.get("std") or IMAGENET_STD, test_scale=cfg.get("test_scale"),
-        size_divisor=cfg.get("size_divisor"), mode=mode, crop=cfg.get("crop_size") if mode == "slide" else None,
-        stride=cfg.get("stride") if mode == "slide" else None, tta_style=cfg.get("tta") or "mmseg-0.x",
-        min_short_side=cfg.get("min_short_side"),
-    )  # fmt: skip
-    current = {key: value for key, value in cfg.items() if key not in _FLAT_PROTOCOL_KEYS}
-    current["crop_size"] = cfg.get("train_crop_size") or (cfg.get("crop_size") if mode == "whole" else None)
-    return current | {"mean": list(protocol.mean), "std": list(protocol.std), "eval": protocol.to_dict()}
 
 
 def _first_existing(folder: Path, names: tuple[str, ...]) -> Path:

@@ -12,6 +12,7 @@ import torch
 from huggingface_hub import CommitInfo, EvalResult, HfApi, ModelCard, ModelCardData
 
 from segzoo._atomic import atomic_write
+from segzoo._model_config import ModelConfig
 from segzoo._preprocessing import EvalProtocol
 from segzoo._version import __version__
 from segzoo.checkpoints._table import PretrainedCfg
@@ -23,16 +24,8 @@ _LICENSE_LINKS = {"nvidia-source-code-license-nc": "https://github.com/NVlabs/Se
 _TEMPLATE = Path(__file__).with_name("model_card_template.md")
 
 
-def _cfg_dict(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | None) -> dict[str, Any]:
-    if isinstance(pretrained_cfg, PretrainedCfg):
-        return pretrained_cfg.to_dict()
-    if pretrained_cfg is not None:
-        return dict(pretrained_cfg)
-    return dict(getattr(model, "pretrained_cfg", None) or {})
-
-
 def model_config(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | None = None) -> dict[str, Any]:
-    """The ``config.json`` content for a model.
+    """The ``config.json`` content for a model: its :class:`~segzoo._model_config.ModelConfig` as a dict.
 
     Args:
         model: A segzoo model (``arch_name``, ``num_classes``; optional ``build_args`` and ``pretrained_cfg``).
@@ -44,19 +37,14 @@ def model_config(model: torch.nn.Module, pretrained_cfg: PretrainedCfg | dict | 
     Raises:
         ValueError: The model has no ``arch_name`` (it was not built by ``segzoo.create_model``).
     """
-    arch = getattr(model, "arch_name", None)
-    if not arch:
+    if not getattr(model, "arch_name", None):
         raise ValueError(
             "The model has no arch_name, so segzoo could not rebuild it from config.json: build it with "
             "segzoo.create_model(name, ...) or set model.arch_name to a name from segzoo.list_models()."
         )
-    return {
-        "architecture": arch,
-        "num_classes": int(model.num_classes),
-        "model_args": dict(getattr(model, "build_args", None) or {}),
-        "pretrained_cfg": _cfg_dict(model, pretrained_cfg),
-        "segzoo_version": __version__,
-    }
+    if isinstance(pretrained_cfg, PretrainedCfg):
+        pretrained_cfg = pretrained_cfg.to_dict()
+    return ModelConfig.of(model, pretrained_cfg).to_dict()
 
 
 def _model_card(config: dict[str, Any], repo_id: str | None) -> ModelCard:

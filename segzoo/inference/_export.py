@@ -15,6 +15,7 @@ the ways above instead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import warnings
@@ -26,6 +27,7 @@ from torch import nn
 
 from segzoo._atomic import atomic_write
 from segzoo._errors import ExportError
+from segzoo._model_config import ONNX_KEY, ModelConfig
 
 __all__ = ["ExportError", "HeadLogits", "export_onnx", "verify_onnx"]
 
@@ -250,21 +252,25 @@ def _export_and_check(
 
 
 def _record_preprocessing(model: nn.Module, path: Path, output: dict) -> None:
-    """The graph takes normalised images: write how to make them (the checkpoint's :class:`EvalProtocol`, as JSON
-    under ``segzoo.eval_protocol``), the class names and palette, and what the output is (``segzoo.output``: logits
-    at the input size, or the decode head's and how they reach the input size) into the file's
-    ``metadata_props``."""
+    """The graph takes normalised images: write the model's config (:class:`~segzoo._model_config.ModelConfig`, as
+    JSON under ``segzoo.config``, with the test pipeline it was exported with under ``pretrained_cfg["eval"]``) and
+    what the output is (``segzoo.output``: logits at the input size, or the decode head's and how they reach the input
+    size) into the file's ``metadata_props``. The test pipeline, class names and palette are also written under the
+    keys segzoo wrote before ``segzoo.config`` (``segzoo.eval_protocol``, ``segzoo.class_names``,
+    ``segzoo.palette``), so that an older ``segzoo.runtime`` runs the file too."""
     import onnx
 
     protocol = getattr(model, "eval_protocol", None)
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    props = {"segzoo.output": json.dumps(output)}
+    config = ModelConfig.of(model)
+    if protocol is not None:
+        config = dataclasses.replace(config, pretrained_cfg={**config.pretrained_cfg, "eval": protocol.to_dict()})
+    props = {ONNX_KEY: config.to_json(), "segzoo.output": json.dumps(output)}
     if protocol is not None:
         props["segzoo.eval_protocol"] = json.dumps(protocol.to_dict())
-    if cfg.get("class_names"):
-        props["segzoo.class_names"] = json.dumps(list(cfg["class_names"]))
-    if cfg.get("palette"):
-        props["segzoo.palette"] = json.dumps([list(map(int, color)) for color in cfg["palette"]])
+    if config.class_names:
+        props["segzoo.class_names"] = json.dumps(config.class_names)
+    if config.palette:
+        props["segzoo.palette"] = json.dumps(config.palette)
     graph = onnx.load(str(path), load_external_data=False)  # external weights stay where they are
     onnx.helper.set_model_props(graph, props)
     onnx.save(graph, str(path))

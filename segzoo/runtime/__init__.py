@@ -9,7 +9,7 @@ OpenVINO, numpy, OpenCV).
     fast = segzoo.runtime.load("segformer-b0-ade.onnx", backend="openvino", precision="bf16",
                                check_images="photos/")                # bf16, refused below 99% agreement with fp32
 
-The file carries its test pipeline (``segzoo.eval_protocol``) and class names; the runtime applies the pipeline with
+The file carries its test pipeline and class names (``segzoo.config``); the runtime applies the pipeline with
 the same code as ``predict`` (:class:`segzoo.EvalProtocol`'s numpy/OpenCV resize and normalisation), in whole,
 sliding-window and multi-scale + flip modes, and builds labels at the original size tile by tile. Importing it never
 imports torch, timm or Lightning.

@@ -1,12 +1,13 @@
 """An exported segzoo ONNX file as a model that gives ``predict``'s labels, without PyTorch.
 
-The file's metadata says everything: ``segzoo.eval_protocol`` (the checkpoint's test pipeline, JSON of
-:class:`segzoo.EvalProtocol`, whose numpy/OpenCV implementation this module shares with ``predict``),
-``segzoo.class_names`` / ``segzoo.palette``, and ``segzoo.output``: whether the graph gives logits at its input size
-(``segzoo export``'s default) or the decode head's low-resolution logits (``segzoo export --head-logits``), and how
-those reach the input size. With the head's logits, whole-image labels never need logits at the input size; with
-either, labels at the original size are made tile by tile (:mod:`segzoo.runtime._labels`), never from
-full-resolution logits.
+The file's metadata says everything: ``segzoo.config`` (the model's config, JSON of
+:class:`segzoo._model_config.ModelConfig`: the checkpoint's test pipeline, an :class:`segzoo.EvalProtocol` whose
+numpy/OpenCV implementation this module shares with ``predict``, the class names and palette; files exported before it
+hold these under ``segzoo.eval_protocol``, ``segzoo.class_names`` and ``segzoo.palette``), and ``segzoo.output``:
+whether the graph gives logits at its input size (``segzoo export``'s default) or the decode head's low-resolution
+logits (``segzoo export --head-logits``), and how those reach the input size. With the head's logits, whole-image labels
+never need logits at the input size; with either, labels at the original size are made tile by tile
+(:mod:`segzoo.runtime._labels`), never from full-resolution logits.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from segzoo._errors import AgreementError, RuntimeModelError
+from segzoo._model_config import ModelConfig
 from segzoo._preprocessing import EvalProtocol, window_spans
 from segzoo.runtime._backends import Backend, open_backend
 from segzoo.runtime._images import ImageLike, list_images, read_image
@@ -63,14 +65,24 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
+def config_from_metadata(metadata: dict[str, str], path: Path) -> ModelConfig:
+    """The file's :class:`~segzoo._model_config.ModelConfig` (``segzoo.config``, or the separate keys of files
+    exported before it); a clear error for a file without either or whose config cannot be read."""
+    try:
+        config = ModelConfig.from_onnx_metadata(metadata)
+    except (KeyError, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        raise RuntimeModelError(f"{path}: its segzoo.config metadata cannot be read ({err}); upgrade segzoo") from err
+    if config is None or not config.pretrained_cfg.get("eval"):
+        raise RuntimeModelError(
+            f"{path} has no segzoo.config metadata with a test pipeline, so its test pipeline is unknown: export it "
+            "with `segzoo export` (or model.export_onnx), which records it"
+        )
+    return config
+
+
 def protocol_from_metadata(metadata: dict[str, str], path: Path) -> EvalProtocol:
     """The file's :class:`EvalProtocol`; a clear error for a file without one or with one this runtime cannot run."""
-    if "segzoo.eval_protocol" not in metadata:
-        raise RuntimeModelError(
-            f"{path} has no segzoo.eval_protocol metadata, so its test pipeline is unknown: export it with "
-            "`segzoo export` (or model.export_onnx), which records it"
-        )
-    values = json.loads(metadata["segzoo.eval_protocol"])
+    values = config_from_metadata(metadata, path).pretrained_cfg["eval"]
     if values.get("mode", "whole") not in KNOWN_MODES:
         raise RuntimeModelError(
             f"{path}: inference mode {values['mode']!r} is not implemented by segzoo.runtime (it knows "
@@ -132,6 +144,7 @@ class RuntimeModel:
     ``segzoo.predict`` gives for the PyTorch model (bar near-ties), at the image's size.
 
     Attributes:
+        config: The model's config as the file records it (:class:`segzoo._model_config.ModelConfig`).
         protocol: The checkpoint's test pipeline (:class:`segzoo.EvalProtocol`).
         class_names: Class names from the file, or ``None``.
         palette: RGB colour per class from the file, or ``None``.
@@ -145,9 +158,10 @@ class RuntimeModel:
     ):
         self.path = Path(path)
         metadata = read_metadata(self.path)
+        self.config = config_from_metadata(metadata, self.path)
         self.protocol = protocol_from_metadata(metadata, self.path)
-        self.class_names = json.loads(metadata["segzoo.class_names"]) if "segzoo.class_names" in metadata else None
-        self.palette = json.loads(metadata["segzoo.palette"]) if "segzoo.palette" in metadata else None
+        self.class_names = self.config.class_names
+        self.palette = self.config.palette
         self.output = json.loads(metadata.get("segzoo.output", '{"logits": "input"}'))
         if self.output.get("logits") not in ("input", "head"):
             raise RuntimeModelError(f"{self.path}: unknown output kind {self.output!r}; upgrade segzoo")

@@ -16,8 +16,9 @@ from torch import nn
 
 from segzoo._api import SegmentationModel
 from segzoo._errors import CheckpointReadError
+from segzoo._model_config import ModelConfig
 from segzoo._preprocessing import EvalProtocol
-from segzoo.checkpoints import load_except_classes, read_state_dict, replace_classes, training_checkpoint_protocol
+from segzoo.checkpoints import load_except_classes, read_state_dict, replace_classes
 
 TRAINING_SWITCHES = ("freeze_encoder", "grad_checkpointing")  # model_args that say how a model trains
 
@@ -95,6 +96,5 @@ def _fill_from_training_checkpoint(net: nn.Module, path: str, num_classes: int |
         {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")},
         f"init_from checkpoint {path}",
     )
-    if not _same_classes((checkpoint.get("hyper_parameters") or {}).get("num_classes"), num_classes):
-        return None
-    return training_checkpoint_protocol(checkpoint)
+    saved = ModelConfig.from_checkpoint(checkpoint)
+    return saved.eval_protocol if _same_classes(saved.num_classes, num_classes) else None

@@ -42,6 +42,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from segzoo._errors import CheckpointMismatchError, CheckpointReadError, SegzooError
+from segzoo._model_config import ModelConfig
 from segzoo.checkpoints import read_state_dict as read_checkpoint
 from segzoo.data import (  # noqa: F401  (imported so that --data takes their short names)
     ADE20KDataModule,
@@ -130,7 +131,7 @@ class SegzooCLI(LightningCLI):
     Errors in what the user gave end in one line (``SegzooArgumentParser``; :class:`ConfigError` after parsing)."""
 
     def __init__(self, *args, **kwargs):
-        self._resume_from: tuple[str, dict] | None = None  # (--ckpt_path, its hyper_parameters)
+        self._resume_from: tuple[str, ModelConfig] | None = None  # (--ckpt_path, its model config)
         super().__init__(*args, parser_class=kwargs.pop("parser_class", SegzooArgumentParser), **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -177,7 +178,7 @@ class SegzooCLI(LightningCLI):
                 )
             checkpoint = read_checkpoint(ckpt_path, "--ckpt_path")
             _check_architecture(checkpoint, ckpt_path, self.config[subcommand].model)
-            self._resume_from = (str(ckpt_path), checkpoint.get("hyper_parameters") or {})
+            self._resume_from = (str(ckpt_path), ModelConfig.from_checkpoint(checkpoint))
         super()._parse_ckpt_path()
 
     def after_instantiate_classes(self) -> None:
@@ -206,7 +207,7 @@ class SegzooCLI(LightningCLI):
             else:
                 checkpoint = read_checkpoint(found, "--ckpt_path last")
                 _check_architecture(checkpoint, found, self.model.hparams)
-                _check_num_classes(str(found), checkpoint.get("hyper_parameters") or {}, self.model.num_classes)
+                _check_num_classes(str(found), ModelConfig.from_checkpoint(checkpoint), self.model.num_classes)
                 print(f"--ckpt_path last: resuming from {found}", file=sys.stderr)
                 kwargs["ckpt_path"] = str(found)
         return kwargs
@@ -314,7 +315,7 @@ def _read_mapping_node(path: Path) -> yaml.MappingNode | None:
 def _check_architecture(checkpoint: dict, path: str | os.PathLike, model_config) -> None:
     """Raises :class:`CheckpointMismatchError` when the checkpoint was trained as another registry architecture than
     ``model_config["model"]`` (a name; module objects given in the config are not compared)."""
-    saved = (checkpoint.get("hyper_parameters") or {}).get("model")
+    saved = ModelConfig.from_checkpoint(checkpoint).architecture
     asked = model_config.get("model") if hasattr(model_config, "get") else None
     if isinstance(saved, str) and isinstance(asked, str) and saved != asked:
         raise CheckpointMismatchError(
@@ -331,8 +332,8 @@ class ConfigError(SegzooError, ValueError):
     """A config (or command line) that cannot train as given; ``main`` prints it as one line, exit status 2."""
 
 
-def _check_num_classes(path: str, hparams: dict, num_classes: int) -> None:
-    saved = hparams.get("num_classes")
+def _check_num_classes(path: str, config: ModelConfig, num_classes: int) -> None:
+    saved = config.num_classes
     if isinstance(saved, int) and saved != num_classes:
         raise CheckpointMismatchError(
             f"--ckpt_path {path} was trained for {saved} classes, and the data has {num_classes}: a run resumes (or is "

@@ -34,8 +34,8 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from segzoo._datasets import default_palette
 from segzoo._errors import NonFiniteLossError
+from segzoo._model_config import CHECKPOINT_KEY, ModelConfig
 from segzoo._preprocessing import IMAGENET_MEAN, IMAGENET_STD, TTA_SCALES, EvalProtocol
-from segzoo.checkpoints import training_checkpoint_protocol
 from segzoo.inference import inference, predict_arrays
 from segzoo.models import get_arch
 from segzoo.training._build import build_network
@@ -288,6 +288,9 @@ class SegmentationTask(L.LightningModule):
         protocol = self._recorded_protocol()
         if protocol is not None:  # the test pipeline segzoo.load and --ckpt_path score these weights with
             checkpoint["eval_protocol"] = protocol.to_dict()
+        # the saved-model config, in the shape config.json and the ONNX metadata hold it too; eval_protocol above
+        # stays for segzoo versions that read only that
+        checkpoint[CHECKPOINT_KEY] = self.model_config(protocol).to_dict()
         hparams = checkpoint.get("hyper_parameters")
         if hparams is None:
             return
@@ -296,6 +299,35 @@ class SegmentationTask(L.LightningModule):
         if isinstance(arch, str) and "model" in hparams:  # not a module given as an object (not a hyperparameter)
             hparams["model"] = arch
             hparams["model_args"] = {**(hparams.get("model_args") or {}), **self._network_args()}
+
+    def model_config(self, protocol: EvalProtocol | None = None) -> ModelConfig:
+        """The network's saved-model config, as a checkpoint records it (``segzoo_config``): the architecture and
+        the arguments that rebuild it, and a ``pretrained_cfg`` of what this run knows: the classes' names and
+        colours, and ``protocol``, the test pipeline its weights are scored with. The starting checkpoint's other
+        fields (its name, scores, licence) describe other weights and are left out."""
+        config = ModelConfig.of(self.model)
+        cfg: dict[str, Any] = {"num_classes": self.num_classes, "class_names": self._known_class_names()}
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        palette = getattr(datamodule, "palette", None)
+        if palette is not None and len(palette) >= self.num_classes:
+            cfg["palette"] = [[int(v) for v in colour] for colour in palette]
+        if protocol is not None:
+            cfg |= {"mean": list(protocol.mean), "std": list(protocol.std), "eval": protocol.to_dict()}
+        args = self._network_args() if config.architecture else config.model_args
+        return dataclasses.replace(config, num_classes=self.num_classes, model_args=args, pretrained_cfg=cfg)
+
+    def _known_class_names(self) -> list[str] | None:
+        """The classes' names given to this module, else the DataModule's, else the model's; ``None`` when none of
+        them names every class."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        for names in (
+            self._class_names,
+            getattr(datamodule, "class_names", None),
+            (getattr(self.model, "pretrained_cfg", None) or {}).get("class_names"),
+        ):
+            if names is not None and len(names) == self.num_classes:
+                return [str(name) for name in names]
+        return None
 
     def _recorded_protocol(self) -> EvalProtocol | None:
         """The test pipeline a checkpoint of this module records: the one validation scored with (else the one it
@@ -360,7 +392,7 @@ class SegmentationTask(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # --ckpt_path: the weights are the checkpoint's; score them with the pipeline that run validated with.
-        self._checkpoint_protocol = training_checkpoint_protocol(checkpoint)
+        self._checkpoint_protocol = ModelConfig.from_checkpoint(checkpoint).eval_protocol
 
     def _start_scoring(self, stage: str) -> None:
         """Resolves the test pipeline of this validation / test / predict run and logs it when it changes."""

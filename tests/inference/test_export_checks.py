@@ -11,6 +11,7 @@ from torch import nn
 
 from segzoo import ExportError
 from segzoo._cli import main
+from segzoo._model_config import ModelConfig
 from segzoo.inference import export_onnx
 from segzoo.inference._export import written_opset
 
@@ -111,3 +112,7 @@ def test_export_records_the_checkpoints_preprocessing_and_class_names(tmp_path):
     assert protocol == model.eval_protocol and protocol.mode == "slide" and protocol.crop == (512, 512)
     assert protocol.mean == (127.5, 127.5, 127.5)
     assert json.loads(props["segzoo.class_names"])[:3] == ["wall", "building", "sky"]
+    config = ModelConfig.from_onnx_metadata(props)  # the model's config, with the protocol it was exported with
+    assert config == ModelConfig.from_dict(json.loads(props["segzoo.config"]))
+    assert config.eval_protocol == protocol and config.class_names == model.pretrained_cfg["class_names"]
+    assert config.name == "segmenter-t16-mask-ade" and config.architecture is None  # a module without arch_name

@@ -59,9 +59,15 @@ def tiny_model(arch: str) -> torch.nn.Module:
 
 
 def set_metadata(source, target, **changes) -> None:
+    """Copies an ONNX file with metadata keys changed; a new test pipeline (``segzoo.eval_protocol``) goes into the
+    model config (``segzoo.config``) too, which the runtime reads first."""
     model = onnx.load(str(source))
     props = {p.key: p.value for p in model.metadata_props}
     props.update({key: json.dumps(value) for key, value in changes.items()})
+    if "segzoo.eval_protocol" in changes and "segzoo.config" in props:
+        config = json.loads(props["segzoo.config"])
+        config["pretrained_cfg"]["eval"] = changes["segzoo.eval_protocol"]
+        props["segzoo.config"] = json.dumps(config)
     onnx.helper.set_model_props(model, props)
     onnx.save(model, str(target))
 
@@ -252,10 +258,34 @@ def test_files_the_runtime_cannot_run_are_refused_clearly(case, tmp_path):
     bare = onnx.load(str(path))
     del bare.metadata_props[:]
     onnx.save(bare, str(tmp_path / "bare.onnx"))
-    with pytest.raises(segzoo.RuntimeModelError, match="no segzoo.eval_protocol metadata"):
+    with pytest.raises(segzoo.RuntimeModelError, match="no segzoo.config metadata with a test pipeline"):
         rt.load(tmp_path / "bare.onnx")
     with pytest.raises(FileNotFoundError):
         rt.load(tmp_path / "missing.onnx")
+
+
+def test_a_file_exported_before_segzoo_config_runs_from_its_separate_keys(case, tmp_path):
+    """Files exported before the model config was one ``segzoo.config`` entry hold the test pipeline, class names
+    and palette under keys of their own, as the exporter wrote them then."""
+    model, path = case("segformer-slide")
+    graph = onnx.load(str(path))
+    output = {p.key: p.value for p in graph.metadata_props}["segzoo.output"]
+    del graph.metadata_props[:]
+    old_props = {
+        "segzoo.output": output,
+        "segzoo.eval_protocol": json.dumps(EvalProtocol(**SMALL, **SLIDE).to_dict()),
+        "segzoo.class_names": json.dumps(NAMES["class_names"]),
+        "segzoo.palette": json.dumps([list(map(int, color)) for color in NAMES["palette"]]),
+    }
+    onnx.helper.set_model_props(graph, old_props)
+    onnx.save(graph, str(tmp_path / "old.onnx"))
+    runtime = rt.load(tmp_path / "old.onnx")
+    assert runtime.protocol == model.eval_protocol and runtime.protocol.mode == "slide"
+    assert runtime.class_names == NAMES["class_names"]
+    assert runtime.palette == [list(color) for color in NAMES["palette"]]
+    assert runtime.config.eval_protocol == runtime.protocol and runtime.config.num_classes == NUM_CLASSES
+    photo = PHOTOS["coffee"]
+    assert_same_labels(runtime.predict(photo), model.predict(photo), model, photo, tta=False)
 
 
 def test_predict_onnx_in_bf16_prints_its_agreement_first(case, tmp_path, capsys):
