@@ -10,8 +10,7 @@ import pytest
 import torch
 
 import segzoo
-from segzoo import EvalProtocol
-from segzoo._model_config import ModelConfig
+from segzoo import EvalProtocol, ModelConfig
 from segzoo.inference import export_onnx
 from segzoo.runtime import load as load_onnx
 from segzoo.runtime._model import read_metadata
