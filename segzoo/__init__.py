@@ -9,9 +9,7 @@ torchmetrics, wandb) is imported when first used.
 
 from __future__ import annotations
 
-import importlib
-import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from segzoo._errors import (
     AgreementError,
@@ -37,6 +35,7 @@ from segzoo._errors import (
     UnknownModelError,
     UnsafeCheckpointError,
 )
+from segzoo._lazy import lazy_names
 from segzoo._version import __version__
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
@@ -74,23 +73,7 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        module, instead = _MOVED[name]
-        warnings.warn(f"segzoo.{name} moved: use {instead}", FutureWarning, stacklevel=2)
-        return getattr(importlib.import_module(module), name)
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-    elif name in _SUBPACKAGES:
-        value = importlib.import_module(f"segzoo.{name}")
-    else:
-        raise AttributeError(f"module 'segzoo' has no attribute {name!r}")
-    globals()[name] = value  # later accesses skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY, *_SUBPACKAGES})
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, submodules=_SUBPACKAGES, moved=_MOVED)
 
 
 __all__ = [

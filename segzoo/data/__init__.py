@@ -13,10 +13,10 @@ Each name imports its module when first used (PEP 562): the DataModules bring Li
 
 from __future__ import annotations
 
-import importlib
 import os
-import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from segzoo._lazy import lazy_names
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations would otherwise look for updates online
 
@@ -41,47 +41,38 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
     )
 
 _LAZY = {  # public name -> the module that defines it
-    "ADE20KDataModule": "_ade20k",
-    "SegmentationDataModule": "_base",
-    "CITYSCAPES_LABEL_TO_TRAIN_ID": "_cityscapes",
-    "CityscapesDataModule": "_cityscapes",
-    "COCOStuffDataModule": "_coco_stuff",
-    "SegmentationDataset": "_dataset",
-    "collate_eval": "_dataset",
-    "read_image": "_dataset",
-    "read_mask": "_dataset",
-    "IGNORE_INDEX": "_files",
-    "FolderDataModule": "_folder",
-    "PascalContextDataModule": "_pascal_context",
-    "SyntheticDataModule": "_synthetic",
-    "SyntheticSegmentationDataset": "_synthetic",
-    "IMAGENET_MEAN": "_transforms",
-    "IMAGENET_STD": "_transforms",
-    "CatMaxRatioRandomCrop": "_transforms",
-    "KeepRatioRescale": "_transforms",
-    "PhotoMetricDistortion": "_transforms",
-    "build_eval_transform": "_transforms",
-    "build_train_transform": "_transforms",
+    "ADE20KDataModule": "segzoo.data._ade20k",
+    "SegmentationDataModule": "segzoo.data._base",
+    "CITYSCAPES_LABEL_TO_TRAIN_ID": "segzoo.data._cityscapes",
+    "CityscapesDataModule": "segzoo.data._cityscapes",
+    "COCOStuffDataModule": "segzoo.data._coco_stuff",
+    "SegmentationDataset": "segzoo.data._dataset",
+    "collate_eval": "segzoo.data._dataset",
+    "read_image": "segzoo.data._dataset",
+    "read_mask": "segzoo.data._dataset",
+    "IGNORE_INDEX": "segzoo.data._files",
+    "FolderDataModule": "segzoo.data._folder",
+    "PascalContextDataModule": "segzoo.data._pascal_context",
+    "SyntheticDataModule": "segzoo.data._synthetic",
+    "SyntheticSegmentationDataset": "segzoo.data._synthetic",
+    "IMAGENET_MEAN": "segzoo.data._transforms",
+    "IMAGENET_STD": "segzoo.data._transforms",
+    "CatMaxRatioRandomCrop": "segzoo.data._transforms",
+    "KeepRatioRescale": "segzoo.data._transforms",
+    "PhotoMetricDistortion": "segzoo.data._transforms",
+    "build_eval_transform": "segzoo.data._transforms",
+    "build_train_transform": "segzoo.data._transforms",
 }
 
 # Names that moved to segzoo.tools (the command line's layer): each still works here, with a FutureWarning. Resolved by
 # name at call time, so segzoo.data imports nothing of the layer above it.
-_MOVED = {"DatasetReport", "PrepareReport", "check_dataset", "prepare_dataset"}
+_MOVED = {
+    name: ("segzoo.tools", f"segzoo.tools.{name}")
+    for name in ("DatasetReport", "PrepareReport", "check_dataset", "prepare_dataset")
+}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        warnings.warn(f"segzoo.data.{name} moved: use segzoo.tools.{name}", FutureWarning, stacklevel=2)
-        return getattr(importlib.import_module("segzoo.tools"), name)
-    if name not in _LAZY:
-        raise AttributeError(f"module 'segzoo.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"segzoo.data.{_LAZY[name]}"), name)
-    globals()[name] = value  # the next access is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, moved=_MOVED)
 
 
 __all__ = [

@@ -8,8 +8,9 @@ Each name imports its module when first used (PEP 562): :func:`check_dataset` ne
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from segzoo._lazy import lazy_names
 
 if TYPE_CHECKING:
     from segzoo.tools._doctor import DatasetReport, check_dataset
@@ -23,16 +24,7 @@ _LAZY = {  # public name -> the module that defines it
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'segzoo.tools' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = ["DatasetReport", "PrepareReport", "check_dataset", "prepare_dataset"]
