@@ -35,6 +35,7 @@ import json
 import sys
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -43,6 +44,7 @@ from torch import nn
 # mmseg_side first: importing it registers the mmcv.ops stand-in that any mmseg import needs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mmseg_side import MODEL_SPECS, build_model, load_config  # noqa: E402, I001
+from noise_probe import noise_calls  # noqa: E402
 
 from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.optim import OptimWrapper, build_optim_wrapper  # noqa: E402
@@ -182,41 +184,6 @@ def three_steps(model: nn.Module, cfg, images: torch.Tensor, samples: list, dtyp
     }
 
 
-def noise_calls(model: nn.Module, images: torch.Tensor, samples: list) -> list[list]:
-    """(scope, branch, kind, p) of every dropout / drop-path call with p > 0 in one training forward. The branch is
-    the residual branch being computed: "attn" or "mlp" from the moment a block's attention or feed-forward module
-    starts until the block ends, else "other"."""
-    calls, state = [], {"branch": "other"}
-    hooks = []
-    for name, module in model.named_modules():
-        children = dict(module.named_children())
-        if "attn" in children and ("ffn" in children or "mlp" in children):  # a transformer block
-            hooks.append(module.register_forward_hook(lambda *_: state.update(branch="other")))
-            for child, branch in (("attn", "attn"), ("ffn", "mlp"), ("mlp", "mlp")):
-                if child in children:
-                    hooks.append(children[child].register_forward_pre_hook(lambda *_, b=branch: state.update(branch=b)))
-        if isinstance(module, nn.modules.dropout._DropoutNd):
-            kind, prob = "dropout", lambda m: m.p
-        elif hasattr(module, "drop_prob"):
-            kind, prob = "drop_path", lambda m: m.drop_prob
-        else:
-            continue
-        scope = name.split(".")[0]
-        hooks.append(
-            module.register_forward_pre_hook(
-                lambda m, _, scope=scope, kind=kind, prob=prob: (
-                    calls.append([scope, state["branch"], kind, prob(m)]) if prob(m) > 0 else None
-                )
-            )
-        )
-    try:
-        model.loss(images, samples)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return calls
-
-
 def run_model(key: str, ref: Path, out: Path) -> dict:
     config, _ = MODEL_SPECS[key]
     t0 = time.perf_counter()
@@ -230,7 +197,7 @@ def run_model(key: str, ref: Path, out: Path) -> dict:
         "config": config,
         "names": {n: list(p.shape) for n, p in model.named_parameters()},
         "state_shapes": {n: list(t.shape) for n, t in model.state_dict().items()},
-        "noise": noise_calls(model, images, samples),
+        "noise": noise_calls(model, partial(model.loss, images, samples)),
         "param_groups": param_groups(model, cfg),
     }
     initial_lrs = sorted({lr for lr, _ in record["param_groups"].values()})

@@ -19,6 +19,7 @@ from unittest import mock
 
 import pytest
 import torch
+from noise_probe import noise_calls
 from parity_cases import TRAIN_RECIPES
 from torch import Tensor, nn
 
@@ -48,39 +49,6 @@ def noise_off(model: nn.Module) -> None:
             module.p = 0.0
         elif hasattr(module, "drop_prob"):
             module.drop_prob = 0.0
-
-
-def noise_calls(model: nn.Module, run) -> list[list]:
-    """(scope, branch, kind, p) of every dropout / drop-path call with p > 0 while ``run()`` runs; the branch is the
-    residual branch being computed, "attn" or "mlp" from the moment a block's attention or MLP module starts until
-    the block ends, else "other" (the rule mmseg_train_side.py applies to mmseg's model)."""
-    calls, state, hooks = [], {"branch": "other"}, []
-    for name, module in model.named_modules():
-        children = dict(module.named_children())
-        if "attn" in children and ("mlp" in children or "ffn" in children):  # a transformer block
-            hooks.append(module.register_forward_hook(lambda *_: state.update(branch="other")))
-            for child, branch in (("attn", "attn"), ("mlp", "mlp"), ("ffn", "mlp")):
-                if child in children:
-                    hooks.append(children[child].register_forward_pre_hook(lambda *_, b=branch: state.update(branch=b)))
-        if isinstance(module, nn.modules.dropout._DropoutNd):
-            kind, prob = "dropout", (lambda m: m.p)
-        elif hasattr(module, "drop_prob"):
-            kind, prob = "drop_path", (lambda m: m.drop_prob)
-        else:
-            continue
-        scope = name.split(".")[0]
-
-        def record(m, _, scope=scope, kind=kind, prob=prob):
-            if prob(m) > 0:
-                calls.append([scope, state["branch"], kind, prob(m)])
-
-        hooks.append(module.register_forward_pre_hook(record))
-    try:
-        run()
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return calls
 
 
 @dataclass
