@@ -9,10 +9,16 @@ per axis, optionally mirrored, and the labels are the argmax of the logits (one 
   to 1, so every output pixel is a convex combination of the low-resolution logits in a small rectangle. Where one
   class is the argmax at every pixel of that rectangle (in every pass), it is the argmax of the combination too, and
   of the averaged softmax: those pixels take it directly, from the low-resolution argmax.
-* The remaining pixels (near class boundaries: a few percent for a trained model, up to half for random weights)
-  are computed exactly, a strip of output rows at a time: the logits are interpolated along the rows (all classes,
-  at low resolution), then along the columns for those pixels only, softmaxed and summed over the passes, and the
-  argmax taken.
+* One pass (no multi-scale): many of the other pixels are still decided without their logits, by a margin bound.
+  Take as candidate c the argmax of the rectangle's most weighted logit vector. At each vector v of the rectangle,
+  v[c] − max_{k≠c} v[k] is the gap between its two largest logits where c is its argmax, and v[c] − max(v)
+  elsewhere; if the weighted sum of these exceeds zero (with a safety margin far above float rounding), c beats
+  every other class in the combination, so it is the argmax. This needs the two largest logits per low-resolution
+  vector and one logit per tap, not the K-vector of every output pixel.
+* The remaining pixels (near class boundaries: a few percent for a trained model, a quarter for random weights)
+  are computed exactly: where they are few, each one's K logits are summed from its taps directly; otherwise a strip
+  of output rows at a time, the logits interpolated along the rows (all classes, at low resolution), then along the
+  columns for those pixels only. Several passes are softmaxed and summed, and the argmax taken.
 
 Labels therefore equal ``predict``'s except where two classes are within float rounding of each other (about 1e-6:
 the sums run in another order). Memory: a few H×W integer maps, never H×W×K logits.
@@ -141,12 +147,107 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def labels_from_fields(fields: Sequence[Field], output: tuple[int, int]) -> np.ndarray:
-    """The argmax over classes of the fields' logits (one field) or of their averaged softmax (several), at
-    ``output`` (height, width), as int64 labels."""
+# The margin bound decides a pixel only when it exceeds this share of the logits' largest magnitude: the exact
+# computation rounds at about 1e-7 of it (a few float32 operations per resize), so no rounding can reverse it.
+MARGIN_TOLERANCE = 1e-5
+
+
+def _flat_taps(rows: Taps, cols: Taps, ys: np.ndarray, xs: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """For output pixels (ys, xs): the flat low-resolution positions (row·width + column) they read and the weights,
+    each n × (row taps · column taps)."""
+    position = rows.index[ys][:, :, None] * width + cols.index[xs][:, None, :]
+    weight = rows.weight[ys][:, :, None] * cols.weight[xs][:, None, :]
+    return position.reshape(len(ys), -1), weight.reshape(len(ys), -1)
+
+
+def _second_largest(flat: np.ndarray, argmax: np.ndarray) -> np.ndarray:
+    """Per row of ``flat`` (positions × K), the largest logit other than the argmax's."""
+    second = np.empty(len(flat), dtype=flat.dtype)
+    step = max(1, STRIP_BYTES // (4 * flat.shape[1]))
+    for start in range(0, len(flat), step):  # a copy of a block at a time, with each argmax masked out
+        block = flat[start : start + step].copy()
+        block[np.arange(len(block)), argmax[start : start + step]] = -np.inf
+        second[start : start + step] = block.max(axis=1)
+    return second
+
+
+def _decide_by_bound(
+    field: Field, rows: Taps, cols: Taps, argmax: np.ndarray, labels: np.ndarray, decided: np.ndarray
+) -> None:
+    """Label the undecided pixels whose winner is certain without their K logits (see the module's docstring), in
+    place, a chunk of pixels at a time."""
+    h, w, k = field.logits.shape
+    flat = field.logits.reshape(h * w, k)
+    ys, xs = np.nonzero(~decided)
+    if k < 2 or len(ys) == 0:
+        return
+    argmax = argmax.reshape(-1).astype(np.int64)
+    second = _second_largest(flat, argmax)
+    tolerance = MARGIN_TOLERANCE * float(max(flat[np.arange(len(flat)), argmax].max(), -flat.min()))
+    taps = rows.index.shape[1] * cols.index.shape[1]
+    chunk = max(1, STRIP_BYTES // (8 * taps * taps))
+    for start in range(0, len(ys), chunk):
+        y, x = ys[start : start + chunk], xs[start : start + chunk]
+        winner, sure = _bounded_winner(flat, argmax, second, w, rows, cols, y, x, tolerance)
+        labels[y[sure], x[sure]] = winner[sure]
+        decided[y[sure], x[sure]] = True
+
+
+def _bounded_winner(
+    flat: np.ndarray,
+    argmax: np.ndarray,
+    second: np.ndarray,
+    width: int,
+    rows: Taps,
+    cols: Taps,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    tolerance: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For output pixels (ys, xs): the class with the largest interpolated logit among the argmaxes of the vectors
+    they read, and whether it is surely the argmax over all classes: it beats the other candidates, and the bound
+    Σ weight × (second-largest logit) that no other class can exceed, by more than ``tolerance``. The pixels reading
+    the same low-resolution cell share its corners' values, gathered once per cell."""
+    height = flat.shape[0] // width
+    # a cell's corners: T rows × U columns from its top-left one (a band clamped at the edge has zero weight past it)
+    corner_rows = np.minimum(rows.index[ys, :1] + np.arange(rows.index.shape[1]), height - 1)
+    corner_cols = np.minimum(cols.index[xs, :1] + np.arange(cols.index.shape[1]), width - 1)
+    corners = (corner_rows[:, :, None] * width + corner_cols[:, None, :]).reshape(len(ys), -1)  # n × P
+    _, first, pixel_cell = np.unique(corners[:, 0], return_index=True, return_inverse=True)
+    corners = corners[first]  # cells × P
+    classes = argmax[corners]  # the corners' argmaxes: the candidates
+    values = flat[corners[:, None, :], classes[:, :, None]]  # cells × candidate × corner
+    weight = (rows.weight[ys][:, :, None] * cols.weight[xs][:, None, :]).reshape(len(ys), -1)
+    scores = np.einsum("np,njp->nj", weight, values[pixel_cell])  # each candidate's interpolated logit
+    outside = np.einsum("np,np->n", weight, second[corners][pixel_cell])  # no other class can exceed this
+    best = scores.argmax(axis=1)
+    candidates = classes[pixel_cell]
+    winner = candidates[np.arange(len(ys)), best]
+    rival = np.where(candidates == winner[:, None], -np.inf, scores).max(axis=1)
+    sure = scores[np.arange(len(ys)), best] > np.maximum(rival, outside) + tolerance
+    return winner, sure
+
+
+def _logits_from_taps(field: Field, rows: Taps, cols: Taps, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """n × K logits of output pixels (ys, xs), each summed from the low-resolution vectors it reads."""
+    h, w, k = field.logits.shape
+    flat = field.logits.reshape(h * w, k)
+    position, weight = _flat_taps(rows, cols, ys, xs, w)
+    total = flat[position[:, 0]]
+    total *= weight[:, 0, None]
+    for tap in range(1, position.shape[1]):
+        term = flat[position[:, tap]]
+        term *= weight[:, tap, None]
+        total += term
+    return total
+
+
+def _decide_directly(fields: Sequence[Field], output: tuple[int, int]) -> tuple[list, np.ndarray, np.ndarray]:
+    """Each field with its taps and low-resolution argmax; the labels of the pixels decided without their logits
+    (one class over the whole rectangle, or by the margin bound), and which pixels those are."""
     height, width = output
     prepared = []
-    labels = agree = None
+    labels = decided = None
     for field in fields:
         rows, cols = field.taps()
         if rows.index.shape[0] != height or cols.index.shape[0] != width:
@@ -154,20 +255,35 @@ def labels_from_fields(fields: Sequence[Field], output: tuple[int, int]) -> np.n
         argmax = field.logits.argmax(axis=2).astype(np.int16 if field.logits.shape[2] < 2**15 else np.int32)
         high, low = _rectangle_extremes(argmax, rows, cols)
         if labels is None:
-            labels, agree = high, high == low
+            labels, decided = high, high == low
         else:
-            agree &= (high == low) & (high == labels)
-        prepared.append((field, rows, cols))
+            decided &= (high == low) & (high == labels)
+        prepared.append((field, rows, cols, argmax))
+    if len(fields) == 1:
+        _decide_by_bound(*prepared[0], labels, decided)
+    return prepared, labels, decided
+
+
+def labels_from_fields(fields: Sequence[Field], output: tuple[int, int]) -> np.ndarray:
+    """The argmax over classes of the fields' logits (one field) or of their averaged softmax (several), at
+    ``output`` (height, width), as int64 labels."""
+    height = output[0]
+    prepared, labels, agree = _decide_directly(fields, output)
     num_classes = fields[0].logits.shape[2]
     width_in = max(field.logits.shape[1] for field in fields)
     rows_per_strip = max(1, STRIP_BYTES // (4 * num_classes * width_in))
+    chunk = max(1, STRIP_BYTES // (8 * num_classes))  # the sum and one term fit in a strip's bytes
     for top in range(0, height, rows_per_strip):
         bottom = min(height, top + rows_per_strip)
         ys, xs = np.nonzero(~agree[top:bottom])
         if len(ys) == 0:
             continue
-        strips = [(_rows_interpolated(field, rows, top, bottom), cols) for field, rows, cols in prepared]
-        chunk = max(1, STRIP_BYTES // (8 * num_classes))  # the sum and one term fit in a strip's bytes
+        if len(fields) == 1 and _taps_are_cheaper(len(ys), bottom - top, *prepared[0][:3]):
+            for start in range(0, len(ys), chunk):
+                y, x = top + ys[start : start + chunk], xs[start : start + chunk]
+                labels[y, x] = _logits_from_taps(*prepared[0][:3], y, x).argmax(axis=1)
+            continue
+        strips = [(_rows_interpolated(field, rows, top, bottom), cols) for field, rows, cols, _ in prepared]
         for start in range(0, len(ys), chunk):
             y, x = ys[start : start + chunk], xs[start : start + chunk]
             if len(strips) == 1:
@@ -179,17 +295,15 @@ def labels_from_fields(fields: Sequence[Field], output: tuple[int, int]) -> np.n
     return labels.astype(np.int64, copy=False)
 
 
+def _taps_are_cheaper(pixels: int, strip_rows: int, field: Field, rows: Taps, cols: Taps) -> bool:
+    """Whether summing each pixel's taps reads fewer class vectors than interpolating the strip's rows first."""
+    row_taps, col_taps = rows.index.shape[1], cols.index.shape[1]
+    return pixels * row_taps * col_taps < strip_rows * field.logits.shape[1] * row_taps + pixels * col_taps
+
+
 def boundary_fraction(fields: Sequence[Field], output: tuple[int, int]) -> float:
     """The share of output pixels that :func:`labels_from_fields` computes exactly (for benchmarks)."""
-    agree = None
-    first = None
-    for field in fields:
-        rows, cols = field.taps()
-        high, low = _rectangle_extremes(field.logits.argmax(axis=2), rows, cols)
-        first = high if first is None else first
-        same = (high == low) & (high == first)
-        agree = same if agree is None else agree & same
-    return float(1.0 - agree.mean())
+    return float(1.0 - _decide_directly(fields, output)[2].mean())
 
 
 def upsample(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:

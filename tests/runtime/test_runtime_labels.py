@@ -11,7 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from segzoo.models._resize import interpolation_matrix
-from segzoo.runtime._labels import STRIP_BYTES, Field, labels_from_fields, resize_matrix, upsample
+from segzoo.runtime._labels import (
+    STRIP_BYTES,
+    Field,
+    _rectangle_extremes,
+    boundary_fraction,
+    labels_from_fields,
+    resize_matrix,
+    upsample,
+)
 
 
 @pytest.mark.parametrize(("n_in", "n_out"), [(5, 13), (13, 5), (128, 512), (7, 7), (100, 333), (683, 4032)])
@@ -78,3 +86,37 @@ def test_labels_memory_stays_far_below_full_resolution_logits():
     assert labels.shape == (600, 800)
     bound = 2 * labels.nbytes + 3 * STRIP_BYTES
     assert peak < bound < 600 * 800 * 150 * 4 / 3, f"{peak / 2**20:.0f} MB"
+
+
+def test_a_class_no_neighbour_ranks_first_can_still_win():
+    """Between a vector where class 0 leads and one where class 1 leads, class 2 (second at both) wins the mix: the
+    labels must not take a neighbour's argmax there."""
+    logits = np.zeros((1, 2, 3), dtype=np.float32)
+    logits[0, 0] = [1.0, 0.0, 0.9]
+    logits[0, 1] = [0.0, 1.0, 0.9]
+    field = Field(logits, [("resize", 1)], [("resize", 8)])
+    expected = dense(field, (1, 8)).argmax(0).numpy()
+    assert set(expected[0].tolist()) == {0, 1, 2}
+    np.testing.assert_array_equal(labels_from_fields([field], (1, 8)), expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_labels_decided_without_logits_equal_the_dense_argmax(seed):
+    """Smooth noise over 150 classes, as random weights give (the worst case: three quarters of the pixels read
+    vectors with different argmaxes): the margin bound decides most of those without their logits, and every label
+    equals the argmax of PyTorch's dense float64 interpolation except where its two best classes are within float32
+    rounding."""
+    coarse = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, 150, 12, 16)).astype(np.float32))
+    logits = F.interpolate(coarse, (40, 56), mode="bilinear")[0].permute(1, 2, 0).numpy().copy()
+    field = Field(logits, [("resize", 151)], [("resize", 203)])
+    output = (151, 203)
+    labels = labels_from_fields([field], output)
+    dense_logits = dense(field, output)
+    top2 = dense_logits.topk(2, dim=0).values
+    differ = labels != dense_logits.argmax(0).numpy()
+    assert not (differ & ((top2[0] - top2[1]).numpy() > 1e-5)).any()
+    rows, cols = field.taps()
+    high, low = _rectangle_extremes(logits.argmax(axis=2), rows, cols)
+    mixed = 1 - (high == low).mean()
+    assert mixed > 0.5
+    assert boundary_fraction([field], output) < 0.25 * mixed, "the bound should decide most mixed pixels"
