@@ -241,3 +241,13 @@ def test_no_weight_decay_names_exist():
     names = model.no_weight_decay()
     assert {"backbone.pos_embed", "backbone.cls_token", "decode_head.cls_emb"} <= names
     assert names <= {n for n, _ in model.named_parameters()}
+
+
+def test_mix_ffn_as_convs_equals_the_token_form():
+    """Exported graphs run the Mix-FFN as 1×1 convs on the map (MixFFN.forward_as_convs); eager code on tokens."""
+    from segzoo.models.encoders.mit import MixFFN
+
+    torch.manual_seed(0)
+    ffn = MixFFN(32, 128).eval()
+    tokens = torch.randn(2, 6 * 10, 32)
+    torch.testing.assert_close(ffn.forward_as_convs(tokens, 6, 10), ffn(tokens, 6, 10), rtol=1e-5, atol=1e-5)
