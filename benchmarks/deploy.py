@@ -13,7 +13,9 @@ Paths per model:
   :mod:`segzoo.runtime` on ``segzoo export --head-logits``.
 
 Latency is per image over a folder of real photos (skimage's, JPEG), the median over rounds of each path's mean
-(within a round every path runs on a photo before the next photo);
+(within a round every path runs on a photo before the next photo), after two warm-up passes (the runtime's engines
+fixed to an input size are compiled on the second image of that size: the steady state of a folder of same-size
+photos or a video; ``--static-shapes 0`` gives what a size's first image gets: the engine for any size);
 images/s is its inverse (a folder run one image at a time). Agreement is the share of pixels whose labels equal
 segzoo's fp32 eager ``predict`` (transformers' paths: its own fp32 eager labels; the two protocols differ: transformers
 squeezes every photo to 512×512, segzoo keeps the aspect ratio as mmseg's test pipeline does). Peak memory is that of
@@ -102,7 +104,7 @@ RUNTIME_PATHS = {  # path -> (file, backend, precision)
 }
 
 
-def build(arch: str, cache: Path, photos: list[Path], wanted=PATHS, seed: int = 0) -> dict:
+def build(arch: str, cache: Path, photos: list[Path], wanted=PATHS, seed: int = 0, static_shapes: int = 4) -> dict:
     """Each wanted path as a callable photo -> labels, all with the same weights (files exported once, cached).
     ``arch`` is an architecture (random weights, the checkpoint table's protocol) or a trained checkpoint's path."""
     torch.manual_seed(seed)
@@ -131,7 +133,11 @@ def build(arch: str, cache: Path, photos: list[Path], wanted=PATHS, seed: int = 
     for name, (file, backend, precision) in RUNTIME_PATHS.items():
         if name in wanted:
             paths[name] = rt.load(
-                files[file], backend=backend, precision=precision, threads=torch.get_num_threads()
+                files[file],
+                backend=backend,
+                precision=precision,
+                threads=torch.get_num_threads(),
+                static_shapes=static_shapes,
             ).predict
     return paths
 
@@ -196,6 +202,9 @@ def measure(paths: dict, photos: list[Path], rounds: int) -> tuple[dict, dict]:
     times = {name: [] for name in paths}
     with torch.inference_mode():
         labels = {name: [np.asarray(fn(p)) for p in photos] for name, fn in paths.items()}  # warm-up
+        for fn in paths.values():  # a second pass: segzoo.runtime compiles an engine for each recurring input size
+            for photo in photos:
+                fn(photo)
         for _ in range(rounds):
             spent = dict.fromkeys(paths, 0.0)
             for photo in photos:
@@ -242,8 +251,10 @@ def _memory_child(spec: list) -> None:
     print(_peak_rss_mb())
 
 
-def rows_for(arch: str, cache: Path, photos: list[Path], rounds: int, with_memory: bool, wanted=PATHS) -> list[dict]:
-    paths = build(arch, cache, photos, wanted)
+def rows_for(
+    arch: str, cache: Path, photos: list[Path], rounds: int, with_memory: bool, wanted=PATHS, static_shapes: int = 4
+) -> list[dict]:
+    paths = build(arch, cache, photos, wanted, static_shapes=static_shapes)
     seconds, labels = measure(paths, photos, rounds)
     baselines = [seconds[b] for b in BASELINES if b in seconds]
     fastest_baseline = min(baselines) if baselines else None
@@ -296,6 +307,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS, help="which paths to run")
     parser.add_argument("--memory", action="store_true", help="peak RSS of a fresh process per path")
     parser.add_argument(
+        "--static-shapes",
+        type=int,
+        default=4,
+        help="segzoo.runtime's engines fixed to a recurring input size (0: one engine for any size)",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         default=Path("/tmp/segzoo-bench"),
@@ -310,7 +327,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"machine: {machine()}", flush=True)
     rows = []
     for arch in args.models:
-        rows += rows_for(arch, args.cache, photos, args.rounds, args.memory, args.paths)
+        rows += rows_for(arch, args.cache, photos, args.rounds, args.memory, args.paths, args.static_shapes)
         print(markdown([r for r in rows if r["model"] == arch]), flush=True)
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print()

@@ -175,7 +175,8 @@ def _decide_by_bound(
     field: Field, rows: Taps, cols: Taps, argmax: np.ndarray, labels: np.ndarray, decided: np.ndarray
 ) -> None:
     """Label the undecided pixels whose winner is certain without their K logits (see the module's docstring), in
-    place, a chunk of pixels at a time."""
+    place: whole cells at once where a single bilinear resize makes that possible, then a chunk of pixels at a
+    time."""
     h, w, k = field.logits.shape
     flat = field.logits.reshape(h * w, k)
     ys, xs = np.nonzero(~decided)
@@ -184,48 +185,106 @@ def _decide_by_bound(
     argmax = argmax.reshape(-1).astype(np.int64)
     second = _second_largest(flat, argmax)
     tolerance = MARGIN_TOLERANCE * float(max(flat[np.arange(len(flat)), argmax].max(), -flat.min()))
+    if rows.index.shape[1] == cols.index.shape[1] == 2:
+        cells = _Cells(flat, argmax, second, w, rows, cols, ys, xs)
+        winner, sure = cells.winners_over_blocks(rows, cols, tolerance)
+        sure_pixel = sure[cells.of_pixel]
+        labels[ys[sure_pixel], xs[sure_pixel]] = winner[cells.of_pixel[sure_pixel]]
+        decided[ys[sure_pixel], xs[sure_pixel]] = True
+        ys, xs = ys[~sure_pixel], xs[~sure_pixel]
     taps = rows.index.shape[1] * cols.index.shape[1]
     chunk = max(1, STRIP_BYTES // (8 * taps * taps))
     for start in range(0, len(ys), chunk):
         y, x = ys[start : start + chunk], xs[start : start + chunk]
-        winner, sure = _bounded_winner(flat, argmax, second, w, rows, cols, y, x, tolerance)
+        cells = _Cells(flat, argmax, second, w, rows, cols, y, x)
+        weight = (rows.weight[y][:, :, None] * cols.weight[x][:, None, :]).reshape(len(y), -1)
+        winner, margin = _best_candidate(weight, *cells.for_pixels())
+        sure = (margin > tolerance) & cells.decidable[cells.of_pixel]
         labels[y[sure], x[sure]] = winner[sure]
         decided[y[sure], x[sure]] = True
 
 
-def _bounded_winner(
-    flat: np.ndarray,
-    argmax: np.ndarray,
-    second: np.ndarray,
-    width: int,
-    rows: Taps,
-    cols: Taps,
-    ys: np.ndarray,
-    xs: np.ndarray,
-    tolerance: float,
+# Candidates per cell: its corners' distinct argmaxes, at most this many (a cell whose corners have more is left
+# to the exact computation). Two or three is usual: a cell of 3×3 vectors rarely straddles more classes.
+MAX_CANDIDATES = 4
+
+
+class _Cells:
+    """The low-resolution cells that output pixels (ys, xs) read: a cell is the T×U rectangle of logit vectors from
+    its top-left one (clamped at the edges, where a band has zero weight past it). Per cell, the candidates are its
+    corners' distinct argmaxes; their logits at every corner and each corner's second-largest logit are gathered
+    once."""
+
+    def __init__(self, flat, argmax, second, width: int, rows: Taps, cols: Taps, ys: np.ndarray, xs: np.ndarray):
+        height = len(flat) // width
+        top_left = rows.index[ys, 0] * width + cols.index[xs, 0]
+        used = np.zeros(len(flat), dtype=bool)
+        used[top_left] = True
+        cells = np.flatnonzero(used)
+        self.of_pixel = (np.cumsum(used) - 1)[top_left]  # a pixel's cell, in the order of ``cells``
+        self.row, self.col = cells // width, cells % width
+        corner_rows = np.minimum(self.row[:, None] + np.arange(rows.index.shape[1]), height - 1)
+        corner_cols = np.minimum(self.col[:, None] + np.arange(cols.index.shape[1]), width - 1)
+        corners = (corner_rows[:, :, None] * width + corner_cols[:, None, :]).reshape(len(cells), -1)  # cells × P
+        self.classes, self.decidable = _distinct(argmax[corners], MAX_CANDIDATES)  # cells × candidate
+        self.values = flat[corners[:, None, :], self.classes[:, :, None]]  # cells × candidate × corner
+        self.second = second[corners]  # cells × corner
+
+    def for_pixels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.classes[self.of_pixel], self.values[self.of_pixel], self.second[self.of_pixel]
+
+    def winners_over_blocks(self, rows: Taps, cols: Taps, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+        """Two taps per axis: the output pixels reading a cell take weights (1−α, α) × (1−β, β) with α and β in a
+        small range. Every candidate's margin is bilinear in (α, β), so its minimum over that box lies at a corner of
+        the box: the same sure winner at all four corners is the sure winner of every pixel of the cell."""
+        alpha_low, alpha_high = _upper_weight_range(rows, self.row)
+        beta_low, beta_high = _upper_weight_range(cols, self.col)
+        winners, sure = [], self.decidable.copy()
+        for alpha in (alpha_low, alpha_high):
+            for beta in (beta_low, beta_high):
+                weight = np.stack([(1 - alpha) * (1 - beta), (1 - alpha) * beta, alpha * (1 - beta), alpha * beta], 1)
+                winner, margin = _best_candidate(weight, self.classes, self.values, self.second)
+                winners.append(winner)
+                sure &= (margin > tolerance) & (winner == winners[0])
+        return winners[0], sure
+
+
+def _upper_weight_range(taps: Taps, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For bands starting at input ``first``: the smallest and largest weight of their second tap over the outputs
+    that read them."""
+    low = np.full(taps.index.max() + 1, np.inf, dtype=np.float32)
+    high = np.full_like(low, -np.inf)
+    np.minimum.at(low, taps.index[:, 0], taps.weight[:, 1])
+    np.maximum.at(high, taps.index[:, 0], taps.weight[:, 1])
+    return low[first], high[first]
+
+
+def _distinct(classes: np.ndarray, most: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of each row, the first ``most`` of them in ascending order (rows with fewer repeat their
+    smallest: a repeated candidate changes nothing), and whether a row had no more than ``most``."""
+    ordered = np.sort(classes, axis=1)
+    new = np.ones_like(ordered, dtype=bool)
+    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    slots = np.argsort(~new, axis=1, kind="stable")[:, :most]  # where the distinct values sit, first come first
+    picked = np.take_along_axis(ordered, slots, axis=1)
+    count = new.sum(axis=1)
+    picked = np.where(np.arange(picked.shape[1]) < count[:, None], picked, ordered[:, :1])
+    return picked, count <= most
+
+
+def _best_candidate(
+    weight: np.ndarray, classes: np.ndarray, values: np.ndarray, second: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For output pixels (ys, xs): the class with the largest interpolated logit among the argmaxes of the vectors
-    they read, and whether it is surely the argmax over all classes: it beats the other candidates, and the bound
-    Σ weight × (second-largest logit) that no other class can exceed, by more than ``tolerance``. The pixels reading
-    the same low-resolution cell share its corners' values, gathered once per cell."""
-    height = flat.shape[0] // width
-    # a cell's corners: T rows × U columns from its top-left one (a band clamped at the edge has zero weight past it)
-    corner_rows = np.minimum(rows.index[ys, :1] + np.arange(rows.index.shape[1]), height - 1)
-    corner_cols = np.minimum(cols.index[xs, :1] + np.arange(cols.index.shape[1]), width - 1)
-    corners = (corner_rows[:, :, None] * width + corner_cols[:, None, :]).reshape(len(ys), -1)  # n × P
-    _, first, pixel_cell = np.unique(corners[:, 0], return_index=True, return_inverse=True)
-    corners = corners[first]  # cells × P
-    classes = argmax[corners]  # the corners' argmaxes: the candidates
-    values = flat[corners[:, None, :], classes[:, :, None]]  # cells × candidate × corner
-    weight = (rows.weight[ys][:, :, None] * cols.weight[xs][:, None, :]).reshape(len(ys), -1)
-    scores = np.einsum("np,njp->nj", weight, values[pixel_cell])  # each candidate's interpolated logit
-    outside = np.einsum("np,np->n", weight, second[corners][pixel_cell])  # no other class can exceed this
+    """With corner weights n×P: the candidate class whose interpolated logit is largest, and by how much it beats
+    both the other candidates and Σ weight × (second-largest logit), which no other class can exceed (every corner's
+    argmax is a candidate). A positive margin makes it the argmax over all classes."""
+    scores = np.einsum("np,njp->nj", weight, values)  # each candidate's interpolated logit
+    outside = np.einsum("np,np->n", weight, second)
     best = scores.argmax(axis=1)
-    candidates = classes[pixel_cell]
-    winner = candidates[np.arange(len(ys)), best]
-    rival = np.where(candidates == winner[:, None], -np.inf, scores).max(axis=1)
-    sure = scores[np.arange(len(ys)), best] > np.maximum(rival, outside) + tolerance
-    return winner, sure
+    rows = np.arange(len(scores))
+    winner = classes[rows, best]
+    rival = np.where(classes == winner[:, None], -np.inf, scores).max(axis=1)
+    return winner, scores[rows, best] - np.maximum(rival, outside)
 
 
 def _logits_from_taps(field: Field, rows: Taps, cols: Taps, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:

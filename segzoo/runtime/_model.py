@@ -25,7 +25,7 @@ import numpy as np
 from segzoo._errors import AgreementError, RuntimeModelError
 from segzoo._model_config import ModelConfig
 from segzoo._preprocessing import EvalProtocol, window_spans
-from segzoo.runtime._backends import Backend, open_backend
+from segzoo.runtime._backends import STATIC_SHAPES, Backend, open_backend
 from segzoo.runtime._images import ImageLike, list_images, read_image
 from segzoo.runtime._labels import Field, labels_from_fields, upsample
 
@@ -154,7 +154,12 @@ class RuntimeModel:
     """
 
     def __init__(
-        self, path: str | Path, backend: str | None = None, precision: str = "fp32", threads: int | None = None
+        self,
+        path: str | Path,
+        backend: str | None = None,
+        precision: str = "fp32",
+        threads: int | None = None,
+        static_shapes: int = STATIC_SHAPES,
     ):
         self.path = Path(path)
         metadata = read_metadata(self.path)
@@ -166,7 +171,7 @@ class RuntimeModel:
         if self.output.get("logits") not in ("input", "head"):
             raise RuntimeModelError(f"{self.path}: unknown output kind {self.output!r}; upgrade segzoo")
         self.precision_record = json.loads(metadata["segzoo.precision"]) if "segzoo.precision" in metadata else None
-        self.backend: Backend = open_backend(self.path, backend, precision, threads)
+        self.backend: Backend = open_backend(self.path, backend, precision, threads, static_shapes)
         self.checked: Agreement | None = None
         if self.precision_record:
             logger.warning(
@@ -359,6 +364,7 @@ def load(
     threads: int | None = None,
     check_images: Sequence[ImageLike] | str | Path | None = None,
     min_agreement: float = 0.99,
+    static_shapes: int = STATIC_SHAPES,
 ) -> RuntimeModel:
     """Open an exported segzoo ONNX file with onnxruntime or OpenVINO.
 
@@ -371,8 +377,10 @@ def load(
             before the model is returned; the agreement is logged and kept as ``model.checked``. Without them a
             warning says that bf16 labels were not checked.
         min_agreement: Refuse (:class:`segzoo.AgreementError`) when fewer pixels than this agree with fp32.
+        static_shapes: How many engines fixed to one input size to keep: an input size that comes back gets its own,
+            compiled on its second image, which runs 10–15% faster (0: one engine for every size).
     """
-    model = RuntimeModel(path, backend, precision, threads)
+    model = RuntimeModel(path, backend, precision, threads, static_shapes)
     if precision == "fp32":
         return model
     if check_images is None:

@@ -163,6 +163,25 @@ def test_openvino_gives_the_same_labels(case):
     assert_same_labels(labels, model.predict(photo), model, photo, tta=False)
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_recurring_size_gets_an_engine_of_its_own_with_the_same_output(case, backend):
+    """The second image of a size runs on an engine compiled for that size (faster); its output is the any-size
+    engine's, only the last ``static_shapes`` are kept, and ``static_shapes=0`` keeps none."""
+    _, path = case("segformer-ade")
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    engine = rt.load(path, backend=backend, static_shapes=1).backend
+    first = engine.run(x)
+    assert engine.fixed_shapes() == []  # a size seen once is not compiled for
+    np.testing.assert_allclose(engine.run(x), first, rtol=1e-5, atol=1e-5)
+    assert engine.fixed_shapes() == [(1, 3, 64, 96)]
+    other = np.ascontiguousarray(x[..., :64])
+    engine.run(other), engine.run(other)
+    assert engine.fixed_shapes() == [(1, 3, 64, 64)]  # the older one made room
+    never = rt.load(path, backend=backend, static_shapes=0).backend
+    never.run(x), never.run(x)
+    assert never.fixed_shapes() == []
+
+
 def test_folder_and_stream(case, tmp_path):
     model, path = case("segmenter-crop")
     for name, photo in PHOTOS.items():
