@@ -377,8 +377,9 @@ def load(
             before the model is returned; the agreement is logged and kept as ``model.checked``. Without them a
             warning says that bf16 labels were not checked.
         min_agreement: Refuse (:class:`segzoo.AgreementError`) when fewer pixels than this agree with fp32.
-        static_shapes: How many engines fixed to one input size to keep: an input size that comes back gets its own,
-            compiled on its second image, which runs 10–15% faster (0: one engine for every size).
+        static_shapes: How many input sizes may get an engine fixed to them: the first sizes that come back get
+            one, compiled on their second image, which runs 10–15% faster and holds its own copy of the weights
+            (0: one engine for every size).
     """
     model = RuntimeModel(path, backend, precision, threads, static_shapes)
     if precision == "fp32":

@@ -165,8 +165,8 @@ def test_openvino_gives_the_same_labels(case):
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_a_recurring_size_gets_an_engine_of_its_own_with_the_same_output(case, backend):
-    """The second image of a size runs on an engine compiled for that size (faster); its output is the any-size
-    engine's, only the last ``static_shapes`` are kept, and ``static_shapes=0`` keeps none."""
+    """The second image of a size runs on an engine compiled for that size (faster), whose output is the any-size
+    engine's; only the first ``static_shapes`` recurring sizes get one, and ``static_shapes=0`` gives none."""
     _, path = case("segformer-ade")
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
     engine = rt.load(path, backend=backend, static_shapes=1).backend
@@ -176,7 +176,7 @@ def test_a_recurring_size_gets_an_engine_of_its_own_with_the_same_output(case, b
     assert engine.fixed_shapes() == [(1, 3, 64, 96)]
     other = np.ascontiguousarray(x[..., :64])
     engine.run(other), engine.run(other)
-    assert engine.fixed_shapes() == [(1, 3, 64, 64)]  # the older one made room
+    assert engine.fixed_shapes() == [(1, 3, 64, 96)]  # no room: the newer size runs on the any-size engine
     never = rt.load(path, backend=backend, static_shapes=0).backend
     never.run(x), never.run(x)
     assert never.fixed_shapes() == []
