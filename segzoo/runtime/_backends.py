@@ -16,6 +16,7 @@ image).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -146,8 +147,7 @@ class OpenVINOBackend(Backend):
 
     def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None, **kwargs):
         super().__init__(path, precision, threads, **kwargs)
-        ov = _import("openvino")
-        self.core = ov.Core()
+        self.core = _openvino_core()
         if precision == "bf16":
             capabilities = self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
             if "BF16" not in capabilities:
@@ -171,6 +171,14 @@ class OpenVINOBackend(Backend):
         compiled = self.core.compile_model(model, "CPU", self.config)
         request = compiled.create_infer_request()
         return lambda x: _infer(compiled, request, x)
+
+
+@functools.cache
+def _openvino_core():
+    """One OpenVINO Core for the process, as OpenVINO advises. With a Core per engine, a process that had forked
+    DataLoader workers and then held two engines crashed (SIGSEGV) at its next subprocess spawn: seen in our test
+    suite (tests/data then tests/runtime), not reproduced in a plain script."""
+    return _import("openvino").Core()
 
 
 def _infer(compiled, request, x: np.ndarray) -> np.ndarray:
